@@ -1,0 +1,68 @@
+"""The `mmstudio` command: no subcommand opens the desktop app, subcommands are the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from mmstudio import __version__
+from mmstudio.errors import MMStudioError
+
+# Each module adds its subcommands with `register(subparsers)`; kept explicit like the model registry.
+_COMMAND_MODULES = ("mmstudio.cli.infer", "mmstudio.cli.world", "mmstudio.cli.train", "mmstudio.cli.evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="mmstudio",
+        description="A desktop studio for image multimodal models. Without a command it opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"mmstudio {__version__}")
+    parser.add_argument("--self-test", action="store_true", help="check the installation end to end and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
+    return parser
+
+
+def _command_names(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return set(action.choices)
+    return set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # `mmstudio IMAGE...` opens the app with those images: anything that is not a command or a flag.
+    if not argv or (argv[0] not in _command_names(parser) and not argv[0].startswith("-")):
+        return _open_app(argv)
+    args = parser.parse_args(argv)
+    if args.self_test:
+        from mmstudio.selftest import run_self_test
+
+        return run_self_test()
+    if args.command is None:
+        return _open_app([])
+    try:
+        return int(args.run(args) or 0)
+    except MMStudioError as exc:
+        print(f"mmstudio: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmstudio: interrupted", file=sys.stderr)
+        return 130
+
+
+def _open_app(images: list[str]) -> int:
+    try:
+        from mmstudio.gui.app import run_app
+    except ImportError as exc:
+        print(f"mmstudio: the desktop app cannot start here ({exc}). The CLI commands work: mmstudio --help",
+              file=sys.stderr)
+        return 2
+    return run_app(images)

@@ -1,0 +1,35 @@
+"""`mmstudio eval`: measure a model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(commands) -> None:
+    p = commands.add_parser("eval", help="measure a model on a dataset (exact match, BLEU-4, accuracy, recall, "
+                                         "attention pointing)")
+    p.add_argument("--task", required=True, choices=("caption", "vqa", "itm"))
+    p.add_argument("--model", help="model folder or builtin:NAME (default: the built-in model of the task)")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--limit", type=int, help="only the first N scenes")
+    p.add_argument("--no-attention", action="store_true", help="skip pointing accuracy (faster)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(run=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from mmstudio.engine import Engine
+    from mmstudio.models.base import LoadOptions, Task
+    from mmstudio.training.evaluate import evaluate_adapter
+
+    engine = Engine(LoadOptions(device=args.device, dtype=args.dtype))
+    adapter = engine.adapter(Task(args.task), args.model)
+    report = evaluate_adapter(adapter, args.data, limit=args.limit, attention=not args.no_attention,
+                              batch_size=args.batch_size)
+    print(json.dumps(report.as_dict()) if args.json else report.text())
+    return 0

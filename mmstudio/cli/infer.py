@@ -1,0 +1,260 @@
+"""`caption`, `ask`, `match` and `models`: the inference commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from mmstudio.errors import MMStudioError
+
+
+def register(commands) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", help="model folder, hub id, or builtin:NAME (default: the built-in model)")
+    common.add_argument("--json", action="store_true", help="one JSON object per line")
+    common.add_argument("--attention", action="store_true", help="include the attention maps")
+    common.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    common.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    common.add_argument("--allow-pickle", action="store_true",
+                        help="allow .bin weights (pickle can run code: only for models you trust)")
+
+    p = commands.add_parser("caption", parents=[common], help="caption images (files or folders)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(run=run_caption)
+
+    p = commands.add_parser("ask", parents=[common], help="answer questions about an image")
+    p.add_argument("image", nargs="?", metavar="IMAGE")
+    p.add_argument("questions", nargs="*", metavar="QUESTION")
+    p.add_argument("--input", type=Path, help='JSONL file, one {"image": ..., "question": ...} per line')
+    p.set_defaults(run=run_ask)
+
+    p = commands.add_parser("match", parents=[common], help="score texts against an image (ITM and ITC)")
+    p.add_argument("image", nargs="?", metavar="IMAGE")
+    p.add_argument("texts", nargs="*", metavar="TEXT")
+    p.add_argument("--input", type=Path, help='JSONL file, one {"image": ..., "texts": [...]} per line')
+    p.set_defaults(run=run_match)
+
+    p = commands.add_parser("models", help="list the models mmstudio can use")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_models)
+
+
+# ------------------------------------------------------------------ output
+
+
+class Printer:
+    """Writes results as JSON lines or readable text, and remembers whether any input failed."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.failed = False
+
+    def record(self, record: dict, text: str) -> None:
+        print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
+
+    def error(self, image: str, message: str, **extra) -> None:
+        self.failed = True
+        if self.as_json:
+            print(json.dumps({"image": image, **extra, "error": message}, ensure_ascii=False), flush=True)
+        else:
+            print(f"{image}: error: {message}", file=sys.stderr, flush=True)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def _flat(maps: np.ndarray) -> list:
+    return [[round(float(v), 6) for v in m.ravel()] for m in maps]
+
+
+def _engine(args):
+    from mmstudio.engine import Engine
+    from mmstudio.models.base import LoadOptions
+
+    return Engine(LoadOptions(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle))
+
+
+# ----------------------------------------------------------------- caption
+
+
+def run_caption(args) -> int:
+    from mmstudio.imaging import iter_image_files, load_image
+
+    printer = Printer(args.json)
+    engine = _engine(args)
+    engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
+    files = iter_image_files(args.paths)
+    # Failures wait in the batch too, so lines come out in the order the files were given.
+    batch: list[tuple[str, object]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        images = [item for _, item in batch if not isinstance(item, str)]
+        results = iter(engine.caption(images, model=args.model, attention=args.attention,
+                                      batch_size=args.batch_size))
+        for name, item in batch:
+            if isinstance(item, str):
+                printer.error(name, item)
+                continue
+            result = next(results)
+            record = {"image": name, "caption": result.caption, "tokens": list(result.tokens)}
+            if args.attention and result.attention is not None:
+                record["grid"] = list(result.attention.grid)
+                record["attention"] = _flat(result.attention.maps())
+            printer.record(record, f"{name}: {result.caption}")
+        batch.clear()
+
+    for path in files:
+        try:
+            batch.append((str(path), load_image(path)))
+        except MMStudioError as exc:
+            batch.append((str(path), str(exc)))
+        if len(batch) >= max(1, args.batch_size):
+            flush()
+    flush()
+    return printer.exit_code
+
+
+# --------------------------------------------------------------- ask/match
+
+
+@dataclass
+class Request:
+    image: str
+    items: list[str] = field(default_factory=list)
+    line: int | None = None
+    error: str | None = None
+
+
+def _requests(args, key: str, positional: list[str]) -> Iterator[Request]:
+    if args.input is not None:
+        if args.image:
+            raise MMStudioError("give either --input FILE.jsonl or IMAGE and texts, not both")
+        yield from _read_jsonl(args.input, key)
+        return
+    if not args.image or not positional:
+        raise MMStudioError(f"give an IMAGE and at least one {'question' if key == 'question' else 'text'}, "
+                            "or --input FILE.jsonl")
+    yield Request(image=args.image, items=list(positional))
+
+
+def _read_jsonl(path: Path, key: str) -> Iterator[Request]:
+    """Requests of a JSONL file; relative image paths are relative to the file's folder."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MMStudioError(f"{path}: cannot read ({exc})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Request(image=where, line=number, error=f"{where}: not valid JSON ({exc.msg})")
+            continue
+        row = row if isinstance(row, dict) else {}
+        image = row.get("image")
+        if key == "texts":
+            items = row.get("texts", [row["text"]] if "text" in row else None)
+        else:
+            items = [row.get("question")]
+        if not isinstance(image, str) or not isinstance(items, list) or not items or \
+                not all(isinstance(t, str) and t.strip() for t in items):
+            wanted = '{"image": ..., "texts": [...]}' if key == "texts" else '{"image": ..., "question": ...}'
+            yield Request(image=str(image) if image else where, line=number,
+                          error=f"{where}: expected {wanted}")
+            continue
+        image_path = Path(image)
+        if not image_path.is_absolute():
+            image_path = path.parent / image_path
+        yield Request(image=str(image_path), items=items, line=number)
+
+
+def run_ask(args) -> int:
+    from mmstudio.imaging import load_image
+
+    printer = Printer(args.json)
+    engine = _engine(args)
+    engine.adapter(_task("vqa"), args.model)
+    for request in _requests(args, "question", args.questions):
+        if request.error:
+            printer.error(request.image, request.error)
+            continue
+        try:
+            image = load_image(request.image)
+        except MMStudioError as exc:
+            printer.error(request.image, str(exc))
+            continue
+        results = engine.ask(image, request.items, model=args.model, attention=args.attention)
+        for result in results:
+            record = {"image": request.image, "question": result.question, "answer": result.answer}
+            if args.attention and result.question_attention is not None:
+                record["grid"] = list(result.question_attention.grid)
+                record["tokens"] = list(result.question_tokens)
+                record["attention"] = _flat(result.question_attention.maps())
+                record["answer_attention"] = _flat(result.answer_attention.maps())[0]
+            printer.record(record, f"{request.image}\n  Q: {result.question}\n  A: {result.answer}")
+    return printer.exit_code
+
+
+def run_match(args) -> int:
+    from mmstudio.imaging import load_image
+
+    printer = Printer(args.json)
+    engine = _engine(args)
+    engine.adapter(_task("itm"), args.model)
+    for request in _requests(args, "texts", args.texts):
+        if request.error:
+            printer.error(request.image, request.error)
+            continue
+        try:
+            image = load_image(request.image)
+        except MMStudioError as exc:
+            printer.error(request.image, str(exc))
+            continue
+        results = engine.match(image, request.items, model=args.model, attention=args.attention)
+        if not args.json:
+            print(request.image)
+        for result in results:
+            record = {"image": request.image, "text": result.text, "itm": round(result.itm, 6),
+                      "itc": round(result.itc, 6)}
+            if args.attention and result.attention is not None:
+                record["grid"] = list(result.attention.grid)
+                record["attention"] = _flat(result.attention.maps())[0]
+            printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}")
+    return printer.exit_code
+
+
+# ------------------------------------------------------------------ models
+
+
+def run_models(args) -> int:
+    from mmstudio.models.catalog import available_models
+
+    entries = available_models()
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry.as_dict(), ensure_ascii=False))
+        return 0
+    if not entries:
+        print("no models found (the built-in models are missing: reinstall mmstudio)")
+    for entry in entries:
+        tasks = ", ".join(sorted(t.value for t in entry.tasks)) or "-"
+        print(f"{entry.name:<40} {entry.source:<9} {tasks:<10} {entry.path}")
+    return 0
+
+
+def _task(name: str):
+    from mmstudio.models.base import Task
+
+    return Task(name)

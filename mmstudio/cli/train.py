@@ -1,0 +1,88 @@
+"""`mmstudio train`: fine-tune or train a model on an imagefolder dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(commands) -> None:
+    p = commands.add_parser("train", help="train a caption, VQA or ITM model (HF Trainer; works under torchrun)")
+    p.add_argument("--task", required=True, choices=("caption", "vqa", "itm"))
+    p.add_argument("--data", type=Path, required=True, help="imagefolder dataset (metadata.jsonl or .csv)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: the trained model, loadable as is")
+    p.add_argument("--base", help="starting model (default: the built-in model of the task; 'scratch': untrained)")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: from --epochs)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4, dest="learning_rate")
+    p.add_argument("--warmup", type=float, default=0.05, dest="warmup_ratio")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --out")
+    p.add_argument("--eval-data", type=Path, help="dataset for metrics during and after training")
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--eval-samples", type=int, default=200)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this many minutes")
+    p.add_argument("--size", default="small", choices=("small", "tiny"), help="architecture of a scratch model")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (PEFT) instead of all weights")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--progress", choices=("text", "json"), default="text",
+                   help="json: one JSON object per line on stdout (for the app)")
+    p.add_argument("--check", action="store_true", help="only validate the data and print the summary")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mmstudio.errors import DatasetError, MMStudioError
+    from mmstudio.models.base import Task
+    from mmstudio.training.run import TrainConfig, prepare, train
+
+    fields = {k: getattr(args, k) for k in (
+        "data", "out", "base", "steps", "epochs", "batch_size", "learning_rate", "warmup_ratio", "seed", "resume",
+        "eval_data", "eval_every", "eval_samples", "save_every", "log_every", "max_minutes", "size", "lora",
+        "lora_rank", "threads")}
+    config = TrainConfig(task=Task(args.task), **fields)
+    emit = _json_emit if args.progress == "json" else _text_emit
+    try:
+        if args.check:
+            emit({"event": "prepared", **prepare(config).summary()})
+            return 0
+        train(config, emit)
+    except DatasetError as exc:
+        emit({"event": "error", "kind": "dataset", "message": str(exc), "problems": exc.problems})
+        return 2
+    except MMStudioError as exc:
+        emit({"event": "error", "kind": type(exc).__name__, "message": str(exc)})
+        return 2
+    return 0
+
+
+def _json_emit(event: dict) -> None:
+    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _text_emit(event: dict) -> None:
+    kind = event.get("event")
+    if kind == "progress":
+        line = (f"step {event['step']}/{event['total']}  loss {event['loss']:.4f}  lr {event['lr']:.2e}  "
+                f"elapsed {event['elapsed']:.0f}s  eta {event['eta']:.0f}s")
+    elif kind == "eval":
+        line = "eval @%d: " % event["step"] + "  ".join(f"{k} {v:.4f}" for k, v in event["metrics"].items())
+    elif kind == "error":
+        print(f"mmstudio: error: {event['message']}", file=sys.stderr)
+        return
+    elif kind == "prepared":
+        line = f"data: {event['data']}\nbase: {event['base']}"
+        if event.get("new_words"):
+            line += f"\nnew words: {', '.join(event['new_words'])}"
+    elif kind == "done":
+        line = f"saved {event['out']} after {event['step']} steps"
+    else:
+        line = " ".join(f"{k}={v}" for k, v in event.items())
+    print(line, flush=True)

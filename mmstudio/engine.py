@@ -1,0 +1,113 @@
+"""The inference engine: the loaded models of a session and the three questions asked of them.
+
+One engine is owned by one thread (the GUI's worker or the CLI's main loop):
+models and their caches are not shared across threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from mmstudio.errors import UnsupportedTaskError
+from mmstudio.models.base import (
+    AnswerResult,
+    CancelCheck,
+    CaptionResult,
+    GenerationOptions,
+    LoadOptions,
+    MatchResult,
+    ModelAdapter,
+    Task,
+    never_cancelled,
+)
+from mmstudio.models.loading import builtin_name
+from mmstudio.models.registry import load_adapter
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+class Engine:
+    def __init__(self, options: LoadOptions = LoadOptions()):
+        self.options = options
+        self._adapters: dict[tuple[str, LoadOptions], ModelAdapter] = {}
+        self._chosen: dict[Task, str] = {}
+
+    # ----------------------------------------------------------------- models
+
+    def model_name(self, task: Task) -> str:
+        return self._chosen.get(Task(task), builtin_name(task))
+
+    def use(self, task: Task, name: str | os.PathLike | None, options: LoadOptions | None = None) -> ModelAdapter:
+        """Load (or reuse) a model for a task. On failure the previous choice stays in place."""
+        task = Task(task)
+        if options is not None:
+            self.options = options
+        name = os.fspath(name) if name else builtin_name(task)
+        adapter = self._load(name)
+        if task not in adapter.info.tasks:
+            does = ", ".join(sorted(t.value for t in adapter.info.tasks)) or "nothing mmstudio runs"
+            raise UnsupportedTaskError(f"{name} cannot do {task.value} (it does {does})")
+        self._chosen[task] = name
+        return adapter
+
+    def adapter(self, task: Task, name: str | None = None) -> ModelAdapter:
+        if name is not None:
+            return self.use(task, name)
+        return self.use(task, self.model_name(task))
+
+    def _load(self, name: str) -> ModelAdapter:
+        key = (name, self.options)
+        if key not in self._adapters:
+            self._adapters[key] = load_adapter(name, self.options)
+        return self._adapters[key]
+
+    def loaded(self) -> list[ModelAdapter]:
+        return list(self._adapters.values())
+
+    def unload_all(self) -> None:
+        for adapter in self._adapters.values():
+            adapter.close()
+        self._adapters.clear()
+
+    # ------------------------------------------------------------------ tasks
+
+    def caption(
+        self,
+        images: Sequence[Image.Image],
+        *,
+        model: str | None = None,
+        attention: bool = False,
+        batch_size: int = 16,
+        generation: GenerationOptions = GenerationOptions(),
+        cancel: CancelCheck = never_cancelled,
+        progress: Progress | None = None,
+    ) -> list[CaptionResult]:
+        adapter = self.adapter(Task.CAPTION, model)
+        results: list[CaptionResult] = []
+        size = max(1, int(batch_size))
+        for start in range(0, len(images), size):
+            cancel()
+            results += adapter.caption(images[start:start + size], attention=attention, generation=generation,
+                                       cancel=cancel)
+            if progress:
+                progress(len(results), len(images))
+        return results
+
+    def ask(
+        self,
+        image: Image.Image,
+        questions: Sequence[str],
+        *,
+        model: str | None = None,
+        attention: bool = False,
+        generation: GenerationOptions = GenerationOptions(),
+    ) -> list[AnswerResult]:
+        return self.adapter(Task.VQA, model).answer(image, questions, attention=attention, generation=generation)
+
+    def match(
+        self, image: Image.Image, texts: Sequence[str], *, model: str | None = None, attention: bool = False
+    ) -> list[MatchResult]:
+        return self.adapter(Task.ITM, model).match(image, texts, attention=attention)

@@ -1,0 +1,1 @@
+"""Model families behind one adapter protocol (see base.py) and an explicit registry."""

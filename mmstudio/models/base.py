@@ -1,0 +1,122 @@
+"""The adapter protocol every model family implements, and the typed results.
+
+A model family (BLIP, ViT-GPT2, ...) lives in one file with one adapter class.
+Results carry numpy arrays only, so nothing above this layer touches torch.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar, Protocol, Sequence
+
+from PIL import Image
+
+from mmstudio.attention import AttentionStack
+
+
+class Task(str, enum.Enum):
+    CAPTION = "caption"
+    VQA = "vqa"
+    ITM = "itm"
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "fp32"  # fp32 | fp16 | bf16
+    allow_pickle: bool = False  # .bin weights run pickle code: only when the user says so
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what the user asked for: a folder, a hub id or "builtin:caption"
+    path: Path  # the resolved local folder
+    family: str
+    architecture: str
+    tasks: frozenset[Task]
+    device: str
+    dtype: str
+    grid: tuple[int, int]
+    image_size: int
+    parameters: int
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 40
+    num_beams: int = 1  # greedy by default: the same answer every time
+
+
+@dataclass(frozen=True, eq=False)
+class CaptionResult:
+    caption: str
+    tokens: tuple[str, ...]
+    attention: AttentionStack | None = None  # one map per generated token
+
+
+@dataclass(frozen=True, eq=False)
+class AnswerResult:
+    question: str
+    answer: str
+    question_tokens: tuple[str, ...] = ()
+    question_attention: AttentionStack | None = None  # one map per question token
+    answer_attention: AttentionStack | None = None  # one map: the answer's evidence on the image
+
+
+@dataclass(frozen=True, eq=False)
+class MatchResult:
+    text: str
+    itm: float  # probability that the text matches the image (ITM head)
+    itc: float  # cosine similarity of the projected image and text embeddings (ITC)
+    attention: AttentionStack | None = None  # one Grad-CAM map for the whole text
+    token_attention: AttentionStack | None = None  # one Grad-CAM map per text token
+
+
+CancelCheck = Callable[[], None]  # raises CancelledError when the user cancelled
+
+
+def never_cancelled() -> None:
+    return None
+
+
+class ModelAdapter(Protocol):
+    """What the engine needs of a loaded model. Tasks a family lacks raise UnsupportedTaskError."""
+
+    family: ClassVar[str]
+    info: ModelInfo
+
+    def caption(
+        self,
+        images: Sequence[Image.Image],
+        *,
+        attention: bool = False,
+        generation: GenerationOptions = ...,
+        cancel: CancelCheck = ...,
+    ) -> list[CaptionResult]: ...
+
+    def answer(
+        self,
+        image: Image.Image,
+        questions: Sequence[str],
+        *,
+        attention: bool = False,
+        generation: GenerationOptions = ...,
+    ) -> list[AnswerResult]: ...
+
+    def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class AdapterFactory:
+    """How a registry entry recognises its checkpoints and builds an adapter for them."""
+
+    family: str
+    accepts: Callable[[dict], bool]
+    load: Callable[..., ModelAdapter]
+    tasks_of: Callable[[dict], frozenset[Task]]
+    notes: str = ""
+    extra: dict = field(default_factory=dict)

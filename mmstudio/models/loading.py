@@ -1,0 +1,171 @@
+"""Finding a model's folder (local, HF cache, hub) and checking it before torch touches it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmstudio.errors import ModelLoadError, ModelNotFoundError
+from mmstudio.models.base import Task
+from mmstudio.resources import builtin_models_dir
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_FOR_TASK = {Task.CAPTION: "caption", Task.VQA: "vqa", Task.ITM: "retrieval"}
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: Path
+    config: dict
+
+
+def builtin_name(task: Task) -> str:
+    return BUILTIN_PREFIX + BUILTIN_FOR_TASK[Task(task)]
+
+
+def resolve(name: str | os.PathLike, *, allow_pickle: bool = False) -> ResolvedModel:
+    """Turn what a user typed into a checked local folder.
+
+    Order: "builtin:NAME", an existing local folder, the HF cache, then the hub
+    (only when the hub is reachable and not switched off with HF_HUB_OFFLINE).
+    """
+    text = os.fspath(name)
+    if text.startswith(BUILTIN_PREFIX):
+        folder = builtin_models_dir() / text[len(BUILTIN_PREFIX):]
+        if not folder.is_dir():
+            raise ModelNotFoundError(
+                f"built-in model {text!r} is missing from {builtin_models_dir()}; "
+                "reinstall mmstudio or retrain it (see resources/models/README.md)"
+            )
+        path = folder
+    elif Path(text).expanduser().exists():
+        path = Path(text).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"{path}: a model is a folder with config.json and weights, not a file")
+    elif _looks_like_hub_id(text):
+        path = _from_hub(text)
+    else:
+        raise ModelNotFoundError(f"{text}: no such model folder")
+    path = path.resolve()
+    config = read_config(path)
+    check_weights(path, allow_pickle=allow_pickle)
+    return ResolvedModel(name=text, path=path, config=config)
+
+
+def read_config(path: Path) -> dict:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"{path}: no config.json, so this is not a transformers model folder")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{config_file}: unreadable config ({exc})") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ModelLoadError(f"{config_file}: config has no model_type")
+    return config
+
+
+def check_weights(path: Path, *, allow_pickle: bool) -> None:
+    names = {p.name for p in path.iterdir()}
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return
+    pickles = sorted(n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt")))
+    if pickles:
+        if allow_pickle:
+            return
+        raise ModelLoadError(
+            f"{path}: weights are only in pickle format ({', '.join(pickles)}). Loading pickle files can run "
+            "arbitrary code; convert them to safetensors, or allow pickle explicitly (--allow-pickle)."
+        )
+    raise ModelLoadError(f"{path}: no weights (.safetensors) in the folder")
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any cache miss falls through to the hub
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelNotFoundError(
+            f"{repo_id}: not available locally (not in the Hugging Face cache) and the hub is switched off "
+            "(HF_HUB_OFFLINE). Download it on a connected machine or pick a local folder."
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
+    except Exception as exc:  # noqa: BLE001 - network, auth, 404: all mean "not available"
+        raise ModelNotFoundError(
+            f"{repo_id}: not available locally, and the Hugging Face hub could not provide it "
+            f"({type(exc).__name__}). Check the name and your connection, or pick a local folder."
+        ) from None
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("CUDA was asked for, but this torch build or machine has no CUDA device")
+    if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelLoadError("MPS was asked for, but this machine has no Apple GPU available to torch")
+    if requested != "cpu" and not requested.startswith(("cuda", "mps")):
+        raise ModelLoadError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
+    return requested
+
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def torch_dtype(name: str):
+    import torch
+
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if name not in table:
+        raise ModelLoadError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
+    return table[name]
+
+
+def list_cached_models() -> list[tuple[str, Path, dict]]:
+    """(hub id, snapshot folder, config) for every model in the HF cache that has a config."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir()
+    except Exception:  # noqa: BLE001 - no cache yet, or an unreadable one: nothing to list
+        return []
+    found = []
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
+            folder = Path(revision.snapshot_path)
+            try:
+                found.append((repo.repo_id, folder, read_config(folder)))
+            except ModelLoadError:
+                continue
+            break
+    return found
+
+
+def quiet_transformers() -> None:
+    """Progress bars and backend notices of transformers are noise in a CLI and a GUI."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

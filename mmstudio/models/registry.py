@@ -1,0 +1,36 @@
+"""The explicit list of model families mmstudio can run, and loading through it."""
+
+from __future__ import annotations
+
+import os
+
+from mmstudio.errors import ModelLoadError
+from mmstudio.models import blip
+from mmstudio.models.base import AdapterFactory, LoadOptions, ModelAdapter, Task
+from mmstudio.models.loading import quiet_transformers, resolve
+
+# Order matters only when two families accept one config; the first wins.
+FAMILIES: tuple[AdapterFactory, ...] = (blip.FACTORY,)
+
+
+def factory_for(config: dict) -> AdapterFactory:
+    for factory in FAMILIES:
+        if factory.accepts(config):
+            return factory
+    kind = config.get("model_type", "?")
+    archs = ", ".join(config.get("architectures") or []) or "no architectures listed"
+    supported = ", ".join(f.family for f in FAMILIES)
+    raise ModelLoadError(f"unsupported model: model_type {kind!r} ({archs}); mmstudio runs {supported}")
+
+
+def tasks_of(config: dict) -> frozenset[Task]:
+    try:
+        return factory_for(config).tasks_of(config)
+    except ModelLoadError:
+        return frozenset()
+
+
+def load_adapter(name: str | os.PathLike, options: LoadOptions = LoadOptions()) -> ModelAdapter:
+    resolved = resolve(name, allow_pickle=options.allow_pickle)
+    quiet_transformers()
+    return factory_for(resolved.config).load(resolved, options)

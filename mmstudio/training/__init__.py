@@ -1,0 +1,1 @@
+"""Training: fresh checkpoints, datasets, the Trainer-based engine and evaluation."""

@@ -1,0 +1,220 @@
+"""Training data: read an imagefolder dataset, validate every row, and hold its pixels.
+
+A dataset is a folder with `metadata.jsonl` (or `metadata.csv`) and image files
+(HF imagefolder convention). Every bad row is reported as `file:line: why`, and
+nothing trains on a dataset with problems.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mmstudio.errors import DatasetError, MMStudioError
+from mmstudio.imaging import load_image
+from mmstudio.models.base import Task
+
+_WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+
+
+@dataclass(frozen=True)
+class Example:
+    image: int  # index into the dataset's images
+    text: str  # the caption (caption, itm) or the question (vqa)
+    answer: str = ""  # vqa only
+    negatives: tuple[str, ...] = ()  # itm only: texts that must not match
+    kind: str = ""  # vqa question kind, when the data says
+
+
+@dataclass
+class Dataset:
+    folder: Path
+    task: Task
+    images: list[Path]
+    examples: list[Example]
+    rows: int
+    sources: list[str] = field(default_factory=list)  # "metadata.jsonl:LINE" per image
+
+    def words(self) -> set[str]:
+        found: set[str] = set()
+        for ex in self.examples:
+            for text in (ex.text, ex.answer, *ex.negatives):
+                found.update(tokenize_words(text))
+        return found
+
+    def summary(self) -> str:
+        what = {Task.CAPTION: "captions", Task.VQA: "question-answer pairs", Task.ITM: "captions"}[self.task]
+        extra = ""
+        if self.task == Task.ITM:
+            extra = f", {sum(len(e.negatives) for e in self.examples)} hard negatives"
+        return f"{self.folder}: {self.rows} rows, {len(self.images)} images, {len(self.examples)} {what}{extra}"
+
+
+def tokenize_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _rows(folder: Path):
+    """(source, line number, row dict or error text) for each non-empty row."""
+    jsonl, table = folder / "metadata.jsonl", folder / "metadata.csv"
+    if jsonl.is_file():
+        try:
+            lines = jsonl.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{jsonl}: cannot read ({exc})") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield jsonl.name, number, f"not valid JSON ({exc.msg})"
+                continue
+            yield jsonl.name, number, row if isinstance(row, dict) else "a row must be a JSON object"
+    elif table.is_file():
+        try:
+            with table.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                for number, row in enumerate(reader, start=2):
+                    if "questions" in row and row["questions"]:
+                        try:
+                            row["questions"] = json.loads(row["questions"])
+                        except json.JSONDecodeError:
+                            yield table.name, number, "column questions is not valid JSON"
+                            continue
+                    yield table.name, number, row
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise DatasetError(f"{table}: cannot read ({exc})") from None
+    else:
+        raise DatasetError(f"{folder}: no metadata.jsonl or metadata.csv (an imagefolder dataset needs one)")
+
+
+def _text(row: dict, *keys: str) -> str | None:
+    for key in keys:
+        value = row.get(key)
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.split())
+    return None
+
+
+def _examples_of(row: dict, task: Task, image: int) -> tuple[list[Example], str | None]:
+    if task == Task.CAPTION:
+        caption = _text(row, "caption", "text")
+        return ([Example(image, caption)], None) if caption else ([], "no caption (key caption or text)")
+    if task == Task.ITM:
+        caption = _text(row, "caption", "text")
+        if not caption:
+            return [], "no caption (key caption or text)"
+        negatives = row.get("negatives") or []
+        if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
+            return [], "negatives must be a list of texts"
+        return [Example(image, caption, negatives=tuple(" ".join(n.split()) for n in negatives))], None
+    pairs = row.get("questions")
+    if pairs is None and _text(row, "question"):
+        pairs = [{"question": row.get("question"), "answer": row.get("answer")}]
+    if not isinstance(pairs, list) or not pairs:
+        return [], "no questions (key questions: [{question, answer}], or question and answer)"
+    examples = []
+    for i, pair in enumerate(pairs):
+        question = _text(pair, "question") if isinstance(pair, dict) else None
+        answer = _text(pair, "answer") if isinstance(pair, dict) else None
+        if not question or not answer:
+            return [], f"question {i + 1} needs a question and an answer"
+        examples.append(Example(image, question, answer=answer, kind=str(pair.get("kind", ""))))
+    return examples, None
+
+
+def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -> Dataset:
+    """Parse and validate; raises DatasetError listing every bad row."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such dataset folder")
+    task = Task(task)
+    images: list[Path] = []
+    sources: list[str] = []
+    examples: list[Example] = []
+    problems: list[str] = []
+    rows = 0
+    root = folder.resolve()
+    for source, number, row in _rows(folder):
+        rows += 1
+        where = f"{folder / source}:{number}"
+        if isinstance(row, str):
+            problems.append(f"{where}: {row}")
+            continue
+        name = row.get("file_name")
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{where}: no file_name")
+            continue
+        path = (folder / name).resolve()
+        if root not in path.parents:
+            problems.append(f"{where}: file_name {name!r} points outside the dataset folder")
+            continue
+        if not path.is_file():
+            problems.append(f"{where}: image {name} not found")
+            continue
+        found, problem = _examples_of(row, task, len(images))
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        images.append(path)
+        sources.append(where)
+        examples.extend(found)
+    if rows == 0:
+        problems.append(f"{folder}: the metadata has no rows")
+    if check_images and not problems:
+        problems.extend(_broken_images(images, sources))
+    if problems:
+        raise DatasetError(f"{folder}: {len(problems)} problem(s); nothing was started", problems)
+    return Dataset(folder=folder, task=task, images=images, examples=examples, rows=rows, sources=sources)
+
+
+def _broken_images(images: list[Path], sources: list[str]) -> list[str]:
+    from PIL import Image
+
+    problems = []
+    for path, where in zip(images, sources):
+        try:
+            with Image.open(path) as im:  # the header is enough here; decoding happens once, later
+                im.size  # noqa: B018
+        except Exception:  # noqa: BLE001 - any failure to read is the row's problem
+            try:
+                load_image(path)
+            except MMStudioError as exc:
+                problems.append(f"{where}: {exc.reason if hasattr(exc, 'reason') else exc}")
+    return problems
+
+
+class PixelStore:
+    """Every image of a dataset resized once to the model's input, as uint8 (N, S, S, 3).
+
+    Resizing here is the processor's own resize (PIL, same filter), so the
+    float pixels built from it equal what the processor gives at inference.
+    """
+
+    def __init__(self, dataset: Dataset, image_processor):
+        from mmstudio.models.blip import processor_geometry
+
+        size, resample, self.mean, self.std = processor_geometry(image_processor)
+        self.pixels = np.zeros((len(dataset.images), size, size, 3), dtype=np.uint8)
+        problems = []
+        for i, (path, where) in enumerate(zip(dataset.images, dataset.sources)):
+            try:
+                self.pixels[i] = np.asarray(load_image(path).resize((size, size), resample=resample))
+            except MMStudioError as exc:
+                problems.append(f"{where}: {exc}")
+        if problems:
+            raise DatasetError(f"{dataset.folder}: {len(problems)} image(s) could not be read", problems)
+
+    def batch(self, indices) -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        raw = torch.from_numpy(self.pixels[np.asarray(indices)]).permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (raw - mean) / std

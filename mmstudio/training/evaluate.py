@@ -1,0 +1,256 @@
+"""`mmstudio eval`: task metrics of a model on a dataset, through the same adapter the app uses.
+
+Caption: exact match and corpus BLEU-4. VQA: accuracy overall and per question
+kind. ITM: accuracy on positives and hard negatives, and text-to-image recall@1
+among groups of 100 scenes (ITC). With object boxes in the data, pointing
+accuracy of attention per the Shapes World grounding rule, for every layer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mmstudio.attention import points_at
+from mmstudio.errors import DatasetError
+from mmstudio.imaging import load_image
+from mmstudio.models.base import Task
+from mmstudio.training.bleu import corpus_bleu
+from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
+
+NAMING_WORDS = set(COLORS) | set(SHAPES) | set(EXTRA_COLORS) | set(EXTRA_SHAPES)
+RETRIEVAL_GROUP = 100
+
+
+@dataclass
+class EvalReport:
+    task: Task
+    count: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_kind: dict[str, float] = field(default_factory=dict)
+    pointing_by_layer: dict[str, float] = field(default_factory=dict)
+    default_layer: str = ""
+    examples: list[dict] = field(default_factory=list)  # a few failures, to look at
+
+    def headline(self) -> dict:
+        out = {k: round(v, 4) for k, v in self.metrics.items()}
+        out.update({f"accuracy_{k}": round(v, 4) for k, v in self.per_kind.items()})
+        return out
+
+    def as_dict(self) -> dict:
+        return {"task": self.task.value, "count": self.count, "metrics": self.headline(),
+                "per_kind": {k: round(v, 4) for k, v in self.per_kind.items()},
+                "pointing_by_layer": {k: round(v, 4) for k, v in self.pointing_by_layer.items()},
+                "default_layer": self.default_layer, "failures": self.examples[:10]}
+
+    def text(self) -> str:
+        lines = [f"{self.task.value} on {self.count} scenes"]
+        lines += [f"  {k:<28} {v:8.2%}" if v <= 1 else f"  {k:<28} {v:8.3f}" for k, v in self.metrics.items()]
+        if self.per_kind:
+            lines.append("  per question kind:")
+            lines += [f"    {k:<26} {v:8.2%}" for k, v in sorted(self.per_kind.items())]
+        if self.pointing_by_layer:
+            lines.append("  pointing accuracy by attention layer (mean over heads):")
+            lines += [f"    layer {k:<20} {v:8.2%}" for k, v in self.pointing_by_layer.items()]
+        return "\n".join(lines)
+
+
+def read_rows(folder: Path, limit: int | None = None) -> list[dict]:
+    path = Path(folder) / "metadata.jsonl"
+    if not path.is_file():
+        raise DatasetError(f"{folder}: no metadata.jsonl")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        row["_path"] = Path(folder) / row["file_name"]
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
+    return rows
+
+
+def evaluate_adapter(adapter, folder: Path, *, limit: int | None = None, attention: bool = True,
+                     batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> EvalReport:
+    rows = read_rows(folder, limit)
+    task = next(iter(adapter.info.tasks))
+    run = {Task.CAPTION: _caption, Task.VQA: _vqa, Task.ITM: _itm}[task]
+    return run(adapter, rows, attention=attention, batch_size=batch_size, progress=progress or (lambda d, t: None))
+
+
+class _Pointing:
+    """Pointing hits per layer choice ("mean" and each layer index)."""
+
+    def __init__(self):
+        self.hits: Counter = Counter()
+        self.total = 0
+
+    def add(self, stack, token_index: int, bbox, width: float, height: float) -> None:
+        self.total += 1
+        for layer in ["mean", *stack.layers]:
+            amap = stack.maps(layer=layer)[token_index]
+            self.hits[str(layer)] += points_at(amap, bbox, width, height)
+
+    def by_layer(self) -> dict[str, float]:
+        return {k: self.hits[k] / self.total for k in sorted(self.hits, key=str)} if self.total else {}
+
+
+def _caption(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
+    hypotheses, references, exact = [], [], 0
+    pointing = _Pointing()
+    failures = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        results = adapter.caption([load_image(r["_path"]) for r in chunk], attention=attention)
+        for row, result in zip(chunk, results):
+            reference = " ".join(row["caption"].split())
+            hypotheses.append(result.caption.split())
+            references.append(reference.split())
+            if result.caption == reference:
+                exact += 1
+                if attention and result.attention is not None and row.get("objects"):
+                    _caption_pointing(pointing, row, result)
+            elif len(failures) < 20:
+                failures.append({"image": str(row["_path"]), "expected": reference, "got": result.caption})
+        progress(min(start + batch_size, len(rows)), len(rows))
+    report = EvalReport(Task.CAPTION, len(rows), examples=failures)
+    report.metrics["exact_match"] = exact / max(1, len(rows))
+    report.metrics["bleu4"] = corpus_bleu(references, hypotheses)
+    _add_pointing(report, pointing, "caption_pointing", adapter.hints.get("caption_layer", "mean"))
+    return report
+
+
+def _caption_pointing(pointing: _Pointing, row: dict, result) -> None:
+    """Words of phrase k (split on "and") name object k, counting left to right."""
+    objects = sorted(row["objects"], key=lambda o: o["center"][0])
+    phrase = 0
+    for index, token in enumerate(result.tokens):
+        if token == "and":
+            phrase += 1
+        elif token in NAMING_WORDS and phrase < len(objects):
+            pointing.add(result.attention, index, objects[phrase]["bbox"], row["width"], row["height"])
+
+
+def _add_pointing(report: EvalReport, pointing: _Pointing, name: str, default) -> None:
+    by_layer = pointing.by_layer()
+    if not by_layer:
+        return
+    report.pointing_by_layer = by_layer
+    report.default_layer = str(default)
+    report.metrics[name] = by_layer.get(str(default), by_layer["mean"])
+
+
+def _vqa(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
+    right, total = Counter(), Counter()
+    pointing = _Pointing()
+    failures = []
+    for i, row in enumerate(rows):
+        pairs = row.get("questions") or []
+        if not pairs:
+            continue
+        results = adapter.answer(load_image(row["_path"]), [p["question"] for p in pairs], attention=attention)
+        for pair, result in zip(pairs, results):
+            kind = pair.get("kind", "all")
+            ok = result.answer == pair["answer"]
+            right[kind] += ok
+            total[kind] += 1
+            if not ok and len(failures) < 20:
+                failures.append({"image": str(row["_path"]), "question": pair["question"],
+                                 "expected": pair["answer"], "got": result.answer})
+            if attention and result.question_attention is not None and row.get("objects"):
+                _question_pointing(pointing, row, pair, result)
+        if i % 20 == 0:
+            progress(i + 1, len(rows))
+    report = EvalReport(Task.VQA, len(rows), examples=failures)
+    report.metrics["accuracy"] = sum(right.values()) / max(1, sum(total.values()))
+    report.per_kind = {k: right[k] / total[k] for k in total}
+    _add_pointing(report, pointing, "question_pointing", adapter.hints.get("vqa_layer", "mean"))
+    return report
+
+
+def _singled_out(row: dict, pair: dict) -> dict | None:
+    """The object a question is about, when it is about exactly one (spec: Grounding)."""
+    words = pair["question"].rstrip("?").split()
+    kind = pair.get("kind")
+    objects = row["objects"]
+    if kind == "color_of_shape":
+        found = [o for o in objects if o["shape"] == words[-1]]
+    elif kind == "shape_of_color":
+        found = [o for o in objects if o["color"] == words[-2]]
+    elif kind in ("size_of", "exists") and (kind != "exists" or pair["answer"] == "yes"):
+        found = [o for o in objects if o["color"] == words[-2] and o["shape"] == words[-1]]
+    else:
+        return None
+    return found[0] if len(found) == 1 else None
+
+
+def _question_pointing(pointing: _Pointing, row: dict, pair: dict, result) -> None:
+    target = _singled_out(row, pair)
+    if target is None:
+        return
+    for index, token in enumerate(result.question_tokens):
+        if token in NAMING_WORDS:
+            pointing.add(result.question_attention, index, target["bbox"], row["width"], row["height"])
+
+
+def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
+    correct = pairwise = decisions = pairs = 0
+    failures = []
+    for i, row in enumerate(rows):
+        negatives = row.get("negatives") or []
+        results = adapter.match(load_image(row["_path"]), [row["caption"], *negatives])
+        positive = results[0].itm
+        correct += positive > 0.5
+        decisions += 1
+        for neg in results[1:]:
+            correct += neg.itm < 0.5
+            pairwise += positive > neg.itm
+            decisions += 1
+            pairs += 1
+            if neg.itm >= 0.5 and len(failures) < 20:
+                failures.append({"image": str(row["_path"]), "caption": row["caption"], "negative": neg.text,
+                                 "itm_negative": round(neg.itm, 4), "itm_caption": round(positive, 4)})
+        if i % 20 == 0:
+            progress(i + 1, len(rows))
+    report = EvalReport(Task.ITM, len(rows), examples=failures)
+    report.metrics["itm_accuracy"] = correct / max(1, decisions)
+    report.metrics["itm_pairwise_accuracy"] = pairwise / max(1, pairs)
+    recalls = []
+    for start in range(0, len(rows) - RETRIEVAL_GROUP + 1, RETRIEVAL_GROUP):
+        group = rows[start:start + RETRIEVAL_GROUP]
+        images = np.concatenate([adapter.image_features([load_image(r["_path"]) for r in group[j:j + batch_size]])
+                                 for j in range(0, len(group), batch_size)])
+        texts = adapter.text_features([r["caption"] for r in group])
+        best = (texts @ images.T).argmax(axis=1)
+        # Two scenes can share a caption: retrieving either is right.
+        recalls += [group[b]["caption"] == group[t]["caption"] for t, b in enumerate(best)]
+    if recalls:
+        report.metrics["recall_at_1"] = float(np.mean(recalls))
+    return report
+
+
+def pick_default_layer(report: EvalReport) -> str:
+    """The layer with the best pointing accuracy ("mean" wins ties: it is the steadier choice)."""
+    if not report.pointing_by_layer:
+        return "mean"
+    best = max(report.pointing_by_layer.values())
+    if report.pointing_by_layer.get("mean", -1) >= best:
+        return "mean"
+    return max(report.pointing_by_layer, key=report.pointing_by_layer.get)
+
+
+def per_kind_counts(rows) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for pair in row.get("questions") or []:
+            counts[pair.get("kind", "all")] += 1
+    return dict(counts)

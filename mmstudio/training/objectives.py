@@ -1,0 +1,177 @@
+"""What each task learns: batches built from a dataset, and the loss on them.
+
+Each objective wraps the BLIP model in a module whose forward returns the loss,
+so HF Trainer (and DDP under torchrun) drive it like any model: gradients of
+every part flow through the wrapper's forward.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmstudio.models.base import Task
+from mmstudio.training.data import Dataset, Example, PixelStore
+
+ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
+
+
+class CaptionObjective(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, input_ids, attention_mask, labels):
+        out = self.model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
+                         labels=labels)
+        return {"loss": out.loss}
+
+
+class VqaObjective(nn.Module):
+    """One vision pass per image, several questions per image (`image_index` maps question -> image)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values, image_index, input_ids, attention_mask, answer_ids, answer_mask, labels):
+        m = self.model
+        embeds = m.vision_model(pixel_values=pixel_values)[0][image_index]  # (Q, N, D)
+        image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+        question = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  encoder_hidden_states=embeds, encoder_attention_mask=image_mask)[0]
+        out = m.text_decoder(input_ids=answer_ids, attention_mask=answer_mask, encoder_hidden_states=question,
+                             encoder_attention_mask=attention_mask, labels=labels, reduction="mean")
+        return {"loss": out.loss}
+
+
+class ItmObjective(nn.Module):
+    """ITC (InfoNCE both ways) plus ITM on positives, hard-negative texts and hardest in-batch pairs."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def _itm_logits(self, embeds, input_ids, attention_mask):
+        image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+        hidden = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                         encoder_hidden_states=embeds, encoder_attention_mask=image_mask)[0]
+        return self.model.itm_head(hidden[:, 0, :])
+
+    def forward(self, pixel_values, input_ids, attention_mask, neg_input_ids, neg_attention_mask, neg_valid,
+                same_text):
+        m = self.model
+        embeds = m.vision_model(pixel_values=pixel_values)[0]  # (B, N, D)
+        text = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+        image_feat = F.normalize(m.vision_proj(embeds[:, 0, :]), dim=-1)
+        text_feat = F.normalize(m.text_proj(text[:, 0, :]), dim=-1)
+        sim = image_feat @ text_feat.t() / ITC_TEMPERATURE  # (B images, B texts)
+        targets = same_text.float() / same_text.float().sum(dim=1, keepdim=True)
+        itc = (torch.sum(-F.log_softmax(sim, dim=1) * targets, dim=1).mean()
+               + torch.sum(-F.log_softmax(sim.t(), dim=1) * targets, dim=1).mean()) / 2
+
+        with torch.no_grad():  # hardest in-batch partner for each image and each text, as BLIP mines them
+            weights = sim.detach().float().masked_fill(same_text, float("-inf"))
+            has_other = torch.isfinite(weights).any(dim=1)
+            weights = torch.where(has_other[:, None], weights, torch.zeros_like(weights))
+            text_for_image = torch.multinomial(torch.softmax(weights, dim=1), 1).squeeze(1)
+            weights_t = sim.detach().float().t().masked_fill(same_text.t(), float("-inf"))
+            has_other_t = torch.isfinite(weights_t).any(dim=1)
+            weights_t = torch.where(has_other_t[:, None], weights_t, torch.zeros_like(weights_t))
+            image_for_text = torch.multinomial(torch.softmax(weights_t, dim=1), 1).squeeze(1)
+
+        pair_embeds = torch.cat([embeds, embeds[neg_valid], embeds[has_other], embeds[image_for_text[has_other_t]]])
+        pair_ids = torch.cat([input_ids, neg_input_ids[neg_valid], input_ids[text_for_image[has_other]],
+                              input_ids[has_other_t]])
+        pair_mask = torch.cat([attention_mask, neg_attention_mask[neg_valid],
+                               attention_mask[text_for_image[has_other]], attention_mask[has_other_t]])
+        logits = self._itm_logits(pair_embeds, pair_ids, pair_mask)
+        batch = embeds.shape[0]
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        labels[:batch] = 1
+        # Positives are a third or a quarter of the pairs; weigh the classes equally.
+        class_weight = torch.tensor([1.0, (logits.shape[0] - batch) / batch], device=logits.device,
+                                    dtype=logits.dtype)
+        itm = F.cross_entropy(logits, labels, weight=class_weight)
+        return {"loss": itc + itm, "itc": itc.detach(), "itm": itm.detach()}
+
+
+OBJECTIVES = {Task.CAPTION: CaptionObjective, Task.VQA: VqaObjective, Task.ITM: ItmObjective}
+
+
+class Collator:
+    """Turns a list of item indices into the objective's tensors."""
+
+    def __init__(self, task: Task, dataset: Dataset, pixels: PixelStore, tokenizer, *,
+                 questions_per_image: int = 4, seed: int = 0, max_length: int = 48):
+        self.task = task
+        self.dataset = dataset
+        self.pixels = pixels
+        self.tokenizer = tokenizer
+        self.questions_per_image = questions_per_image
+        self.max_length = max_length
+        self.rng = random.Random(seed)
+        self.by_image: dict[int, list[Example]] = {}
+        for example in dataset.examples:
+            self.by_image.setdefault(example.image, []).append(example)
+
+    def items(self) -> list[int]:
+        """What one epoch iterates over: images for VQA (questions sampled per batch), examples otherwise."""
+        if self.task == Task.VQA:
+            return sorted(self.by_image)
+        return list(range(len(self.dataset.examples)))
+
+    def _tokens(self, texts: Sequence[str], *, decoder: bool):
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt", return_token_type_ids=False)
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if decoder:  # BLIP's decoder starts from [DEC] where the tokenizer put [CLS]
+            ids = ids.clone()
+            ids[:, 0] = self.tokenizer.bos_token_id
+        return ids, mask
+
+    @staticmethod
+    def _labels(ids, mask):
+        return ids.masked_fill(mask == 0, -100)
+
+    def __call__(self, items: list) -> dict:
+        items = [int(i["index"]) if isinstance(i, dict) else int(i) for i in items]
+        if self.task == Task.CAPTION:
+            examples = [self.dataset.examples[i] for i in items]
+            ids, mask = self._tokens([e.text for e in examples], decoder=True)
+            return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": ids,
+                    "attention_mask": mask, "labels": self._labels(ids, mask)}
+        if self.task == Task.VQA:
+            chosen, image_index = [], []
+            for slot, image in enumerate(items):
+                pool = self.by_image[image]
+                picked = self.rng.sample(pool, min(self.questions_per_image, len(pool)))
+                chosen += picked
+                image_index += [slot] * len(picked)
+            q_ids, q_mask = self._tokens([e.text for e in chosen], decoder=False)
+            a_ids, a_mask = self._tokens([e.answer for e in chosen], decoder=True)
+            return {"pixel_values": self.pixels.batch(items), "image_index": torch.tensor(image_index),
+                    "input_ids": q_ids, "attention_mask": q_mask, "answer_ids": a_ids, "answer_mask": a_mask,
+                    "labels": self._labels(a_ids, a_mask)}
+        examples = [self.dataset.examples[i] for i in items]
+        texts = [e.text for e in examples]
+        # Rows without a written hard negative still learn from the in-batch ones.
+        negatives = [self.rng.choice(e.negatives) if e.negatives else e.text for e in examples]
+        ids, mask = self._tokens(texts, decoder=False)
+        neg_ids, neg_mask = self._tokens(negatives, decoder=False)
+        width = max(ids.shape[1], neg_ids.shape[1])
+        ids, mask, neg_ids, neg_mask = (_pad_to(t, width) for t in (ids, mask, neg_ids, neg_mask))
+        same = torch.tensor([[a == b for b in texts] for a in texts])
+        return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": ids,
+                "attention_mask": mask, "neg_input_ids": neg_ids, "neg_attention_mask": neg_mask,
+                "neg_valid": torch.tensor([bool(e.negatives) for e in examples]), "same_text": same}
+
+
+def _pad_to(tensor, width: int):
+    if tensor.shape[1] == width:
+        return tensor
+    return F.pad(tensor, (0, width - tensor.shape[1]), value=0)

@@ -1,0 +1,398 @@
+"""`mmstudio train`: prepare a job (validate data, pick the base), then run it on HF Trainer.
+
+`prepare()` is pure checking and building, so the GUI's "Check data" and the
+CLI share it; `train()` runs the job and reports progress through a callback,
+one event dict at a time (the CLI prints them as JSON lines).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from mmstudio.errors import DatasetError, MMStudioError, ModelLoadError
+from mmstudio.models.base import Task
+from mmstudio.training.checkpoints import (
+    CHECKPOINTS,
+    RUN_RECORD,
+    latest_checkpoint,
+    publish_model,
+    read_run_record,
+    write_json_atomic,
+)
+from mmstudio.training.data import Dataset, read_dataset
+
+Emit = Callable[[dict], None]
+SCRATCH = "scratch"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: Task
+    data: Path
+    out: Path
+    base: str | None = None  # None: the task's built-in model; "scratch": untrained; else a model or another BLIP head
+    steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.05
+    seed: int = 0
+    resume: bool = False
+    eval_data: Path | None = None
+    eval_every: int = 0  # steps; 0: only at the end when eval_data is given
+    eval_samples: int = 200
+    save_every: int = 200
+    log_every: int = 10
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
+    size: str = "small"  # architecture of a scratch model
+    questions_per_image: int = 4
+    lora: bool = False
+    lora_rank: int = 8
+    threads: int | None = None
+
+
+@dataclass
+class PreparedJob:
+    config: TrainConfig
+    dataset: Dataset
+    base_description: str
+    new_words: list[str] = field(default_factory=list)
+    resume_from: Path | None = None
+
+    def summary(self) -> dict:
+        return {"data": self.dataset.summary(), "base": self.base_description, "new_words": self.new_words,
+                "resume_from": str(self.resume_from) if self.resume_from else None}
+
+
+def prepare(config: TrainConfig) -> PreparedJob:
+    """Validate everything a run needs before anything starts. Raises MMStudioError subclasses."""
+    config = replace(config, task=Task(config.task), data=Path(config.data), out=Path(config.out))
+    dataset = read_dataset(config.data, config.task)
+    if config.eval_data is not None:
+        read_dataset(config.eval_data, config.task)
+    resume_from = None
+    if config.resume:
+        resume_from = latest_checkpoint(config.out)
+        if resume_from is None:
+            raise MMStudioError(f"{config.out}: nothing to resume (no complete checkpoint in {CHECKPOINTS}/)")
+    elif config.out.exists() and any(config.out.iterdir()):
+        raise MMStudioError(f"{config.out} is not empty: choose a new output folder, or --resume this run")
+    if config.base in (None, "") or config.base == SCRATCH:
+        base_description = SCRATCH if config.base == SCRATCH else f"built-in {config.task.value} model"
+    else:
+        from mmstudio.models.loading import resolve
+
+        resolved = resolve(config.base)
+        archs = resolved.config.get("architectures") or ["?"]
+        base_description = f"{resolved.path} ({archs[0]})"
+    new_words = []
+    if config.base != SCRATCH:
+        new_words = sorted(dataset.words() - _base_vocabulary(config))
+    return PreparedJob(config, dataset, base_description, new_words, resume_from)
+
+
+def _base_vocabulary(config: TrainConfig) -> set[str]:
+    from transformers import AutoTokenizer
+
+    from mmstudio.models.loading import builtin_name, resolve
+
+    path = resolve(config.base or builtin_name(config.task)).path
+    return set(AutoTokenizer.from_pretrained(path).get_vocab())
+
+
+# ---------------------------------------------------------------- the model
+
+
+def build_start_model(job: PreparedJob):
+    """(model, processor, note) the run starts from."""
+    from transformers import AutoTokenizer, BlipProcessor
+
+    from mmstudio.models.blip import load_image_processor
+    from mmstudio.models.loading import builtin_name, resolve
+    from mmstudio.training.blank import ARCHITECTURE_FOR_TASK, build_model
+    from mmstudio.training.vocabulary import extend_vocabulary
+    from mmstudio.world.vocab import EXTRA_COLORS, EXTRA_SHAPES, all_words
+
+    config = job.config
+    if config.base == SCRATCH:
+        words = set(all_words()) | set(all_words(EXTRA_SHAPES, EXTRA_COLORS)) | job.dataset.words()
+        model, processor = build_model(config.task, sorted(words), config.size, seed=config.seed)
+        return model, processor, "untrained"
+    resolved = resolve(config.base or builtin_name(config.task))
+    target = ARCHITECTURE_FOR_TASK[config.task]
+    import transformers
+
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    processor = BlipProcessor(image_processor=load_image_processor(resolved.path), tokenizer=tokenizer)
+    archs = resolved.config.get("architectures") or []
+    try:
+        if target in archs:
+            model = getattr(transformers, target).from_pretrained(resolved.path, use_safetensors=True)
+            note = f"fine-tuning {resolved.path}"
+        else:
+            model, copied = _warm_start(getattr(transformers, target), resolved.path)
+            note = f"new {target} head, {copied} weight tensors taken from {resolved.path}"
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"{resolved.path}: cannot load as a training base: {exc}") from None
+    if job.new_words:
+        extend_vocabulary(model, processor.tokenizer, job.new_words)
+    return model, processor, note
+
+
+def _warm_start(cls, path: Path):
+    """A fresh head of `cls` with every same-named, same-shaped tensor of another BLIP checkpoint."""
+    from safetensors.torch import load_file
+    from transformers import BlipConfig
+
+    config = BlipConfig.from_pretrained(path)
+    config.architectures = [cls.__name__]
+    model = cls(config)
+    source = {}
+    for file in sorted(Path(path).glob("*.safetensors")):
+        source.update(load_file(str(file)))
+    own = model.state_dict()
+    usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    model.tie_weights()
+    return model, len(usable)
+
+
+# ------------------------------------------------------------------ the run
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM ask the run to save a checkpoint and end at the next step."""
+
+    def __init__(self):
+        self.requested = False
+        self.reason = ""
+
+    def install(self) -> None:
+        def handler(signum, _frame):
+            self.requested = True
+            self.reason = signal.Signals(signum).name
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread (tests call train() from threads): no handlers then
+                return
+
+
+def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
+    """Run a training job to the end (or to a requested stop); returns the output folder."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from mmstudio.models.loading import quiet_transformers
+    from mmstudio.training.objectives import OBJECTIVES, Collator
+    from mmstudio.training.data import PixelStore
+
+    quiet_transformers()
+    job = prepare(config)
+    config = job.config
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    emit({"event": "prepared", **job.summary()})
+    model, processor, note = build_start_model(job)
+    if config.lora:
+        from mmstudio.training.lora import apply_lora
+
+        model = apply_lora(model, config.task, config.lora_rank)
+    emit({"event": "model", "note": note, "parameters": sum(p.numel() for p in model.parameters()),
+          "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+    pixels = PixelStore(job.dataset, processor.image_processor)
+    collator = Collator(config.task, job.dataset, pixels, processor.tokenizer,
+                        questions_per_image=config.questions_per_image, seed=config.seed)
+    items = collator.items()
+    objective = OBJECTIVES[config.task](model)
+    per_epoch = max(1, math.ceil(len(items) / config.batch_size))
+    total = config.steps or max(1, int(round(per_epoch * config.epochs)))
+    stop = _StopRequest()
+    stop.install()
+    evaluator = _Evaluator(config, processor) if config.eval_data else None
+
+    args = TrainingArguments(
+        output_dir=str(config.out / CHECKPOINTS),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        max_steps=total,
+        lr_scheduler_type="cosine",
+        warmup_steps=int(total * config.warmup_ratio),
+        weight_decay=config.weight_decay,
+        logging_steps=config.log_every,
+        save_strategy="steps",
+        save_steps=config.save_every,
+        save_total_limit=2,
+        report_to=[],
+        seed=config.seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+        max_grad_norm=1.0,
+    )
+    started = time.monotonic()
+    state_box = {"last_loss": None}
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                emit({"event": "start", "step": state.global_step, "total": state.max_steps,
+                      "world_size": args.world_size})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            elapsed = time.monotonic() - started
+            done = max(1, state.global_step - start_step)
+            eta = elapsed / done * (state.max_steps - state.global_step)
+            state_box["last_loss"] = logs["loss"]
+            emit({"event": "progress", "step": state.global_step, "total": state.max_steps,
+                  "epoch": round(state.epoch or 0.0, 4), "loss": round(float(logs["loss"]), 6),
+                  "lr": float(logs.get("learning_rate", 0.0)), "elapsed": round(elapsed, 2),
+                  "eta": round(eta, 2)})
+
+        def on_step_end(self, args, state, control, **kwargs):
+            over_time = config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60
+            if stop.requested or over_time:
+                control.should_save = True
+                control.should_training_stop = True
+                if state.is_world_process_zero:
+                    emit({"event": "stopping", "step": state.global_step,
+                          "reason": stop.reason or "time limit"})
+            if evaluator and config.eval_every and state.global_step % config.eval_every == 0 \
+                    and state.is_world_process_zero:
+                emit({"event": "eval", "step": state.global_step, "metrics": evaluator(model)})
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                emit({"event": "checkpoint", "step": state.global_step,
+                      "path": str(Path(args.output_dir) / f"checkpoint-{state.global_step}")})
+
+    class ObjectiveTrainer(Trainer):
+        def _save(self, output_dir=None, state_dict=None):
+            if not self.args.should_save:
+                return
+            _save_model(model, processor, Path(output_dir or self.args.output_dir), config)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model_=None):
+            _load_weights(model, Path(resume_from_checkpoint))
+
+    trainer = ObjectiveTrainer(model=objective, args=args, train_dataset=_Items(items), data_collator=collator,
+                               callbacks=[Progress()])
+    start_step = 0
+    if job.resume_from is not None:
+        start_step = _state_step(job.resume_from)
+        emit({"event": "resume", "from": str(job.resume_from), "step": start_step})
+    trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    step = trainer.state.global_step
+    if not trainer.is_world_process_zero():
+        return config.out
+    finished = step >= total
+    metrics = evaluator(model) if evaluator else {}
+    if metrics:
+        emit({"event": "eval", "step": step, "metrics": metrics})
+    staging = config.out / ".final-staging"
+    _save_model(model, processor, staging, config)
+    publish_model(staging, config.out)
+    record = {"task": config.task.value, "base": job.base_description, "data": str(config.data),
+              "steps": step, "total": total, "finished": finished, "metrics": metrics,
+              "loss": state_box["last_loss"], "config": _jsonable(asdict(config)),
+              "attention": read_run_record(config.out).get("attention", {})}
+    write_json_atomic(config.out / RUN_RECORD, record)
+    emit({"event": "done", "out": str(config.out), "step": step, "total": total, "finished": finished,
+          "metrics": metrics})
+    return config.out
+
+
+class _Items:
+    """A map-style dataset of item indices (the collator builds the tensors)."""
+
+    def __init__(self, items: list[int]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"index": self.items[i]}
+
+
+def _save_model(model, processor, folder: Path, config: TrainConfig) -> None:
+    from mmstudio.training.blank import save_checkpoint
+
+    if config.lora:
+        from mmstudio.training.lora import merged_copy
+
+        model = merged_copy(model)
+    save_checkpoint(model, processor, folder)
+
+
+def _load_weights(model, checkpoint: Path) -> None:
+    from safetensors.torch import load_file
+
+    state = {}
+    for file in sorted(checkpoint.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    if hasattr(model, "peft_config"):
+        from mmstudio.training.lora import load_merged_into
+
+        load_merged_into(model, state)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    if unexpected:
+        raise ModelLoadError(f"{checkpoint}: checkpoint does not fit the model ({len(unexpected)} unknown tensors)")
+
+
+def _state_step(checkpoint: Path) -> int:
+    import json
+
+    return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (Path, Task)):
+        return str(value.value if isinstance(value, Task) else value)
+    return value
+
+
+class _Evaluator:
+    """Quick task metrics on a few eval examples, on the in-memory model."""
+
+    def __init__(self, config: TrainConfig, processor):
+        self.config = config
+        self.processor = processor
+
+    def __call__(self, model) -> dict:
+        from mmstudio.training.evaluate import evaluate_adapter
+        from mmstudio.models.blip import BlipAdapter
+
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        was_training = inner.training
+        inner.eval()
+        try:
+            adapter = BlipAdapter(inner, self.processor.tokenizer, self.processor.image_processor,
+                                  name="training", path=self.config.out)
+            report = evaluate_adapter(adapter, self.config.eval_data, limit=self.config.eval_samples,
+                                      attention=False)
+        finally:
+            inner.train(was_training)
+        return report.headline()
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 1))
+
+
+__all__ = ["TrainConfig", "PreparedJob", "prepare", "train", "SCRATCH", "DatasetError"]

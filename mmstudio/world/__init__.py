@@ -1,0 +1,30 @@
+"""Shapes World v1: generated scenes with ground-truth texts (pure numpy + Pillow).
+
+Spec: docs shared as specs/shapes-world.md. Main entry points:
+`sample_scene`, `render_scene`, `caption`, `questions`, `hard_negatives`,
+`generate_dataset`, `read_metadata`.
+"""
+
+from mmstudio.world.dataset import generate_dataset, read_metadata, scene_record, scene_rng
+from mmstudio.world.render import render_scene
+from mmstudio.world.scene import RenderStyle, Scene, SceneObject, sample_scene
+from mmstudio.world.texts import QA, caption, hard_negatives, questions
+from mmstudio.world.vocab import (
+    COLORS,
+    EXTRA_COLORS,
+    EXTRA_SHAPES,
+    NUMBER_WORDS,
+    QUESTION_KINDS,
+    REFERENCE_RGB,
+    SHAPES,
+    SIZES,
+    all_words,
+    plural,
+)
+
+__all__ = [
+    "COLORS", "EXTRA_COLORS", "EXTRA_SHAPES", "NUMBER_WORDS", "QUESTION_KINDS",
+    "REFERENCE_RGB", "SHAPES", "SIZES", "QA", "RenderStyle", "Scene", "SceneObject",
+    "all_words", "caption", "generate_dataset", "hard_negatives", "plural", "questions",
+    "read_metadata", "render_scene", "sample_scene", "scene_record", "scene_rng",
+]

@@ -1,0 +1,49 @@
+"""Shared fixtures: small real BLIP checkpoints built and saved the hub's way, once per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mmstudio.models.base import Task  # noqa: E402
+
+
+def build_tiny_checkpoint(task: Task, folder: Path, seed: int = 0) -> Path:
+    """A tiny BLIP checkpoint whose outputs depend on the image (random weights, wide enough spread)."""
+    import torch
+
+    from mmstudio.training.blank import build_model, save_checkpoint
+    from mmstudio.world.vocab import all_words
+
+    model, processor = build_model(task, all_words(), "tiny", seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() >= 2:  # spread the weights so different images give different outputs
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+    model.tie_weights()
+    return save_checkpoint(model, processor, folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[Task, Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {task: build_tiny_checkpoint(task, root / task.value) for task in Task}
+
+
+@pytest.fixture(scope="session")
+def scene_images() -> list[Image.Image]:
+    """A few Shapes World scenes of different sizes."""
+    from mmstudio.world import render_scene, sample_scene
+
+    rng = np.random.default_rng(7)
+    return [render_scene(sample_scene(rng)) for _ in range(5)]

@@ -1,0 +1,125 @@
+"""The `mmstudio` CLI contract: caption, ask, match, models; JSON lines; errors per input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmstudio.cli import main
+from mmstudio.models.base import Task
+from tests.image_corpus import make_corpus
+
+
+def run(capsys, *argv) -> tuple[int, list[dict], str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
+    return code, lines, out.out + out.err
+
+
+@pytest.fixture()
+def scene_files(tmp_path, scene_images):
+    paths = []
+    for i, image in enumerate(scene_images[:3]):
+        path = tmp_path / f"scene{i}.png"
+        image.save(path)
+        paths.append(path)
+    return paths
+
+
+def test_caption_json_with_attention(capsys, tiny_models, scene_files):
+    model = str(tiny_models[Task.CAPTION])
+    code, lines, _ = run(capsys, "caption", "--model", model, "--json", "--attention", "--batch-size", "2",
+                         *map(str, scene_files))
+    assert code == 0
+    assert [line["image"] for line in lines] == [str(p) for p in scene_files]
+    for line in lines:
+        assert set(line) == {"image", "caption", "tokens", "grid", "attention"}
+        rows, cols = line["grid"]
+        assert len(line["attention"]) == len(line["tokens"])
+        assert all(len(m) == rows * cols for m in line["attention"])
+
+
+def test_caption_folder_and_readable_text(capsys, tiny_models, scene_files):
+    code, _, text = run(capsys, "caption", "--model", str(tiny_models[Task.CAPTION]), str(scene_files[0].parent))
+    assert code == 0
+    assert text.count("scene") == 3
+
+
+def test_caption_goes_on_past_a_corpus_of_broken_files(capsys, tiny_models, tmp_path):
+    cases = make_corpus(tmp_path / "corpus")
+    files = [c for c in cases if c.path.is_file()]
+    code, lines, _ = run(capsys, "caption", "--model", str(tiny_models[Task.CAPTION]), "--json",
+                         *[str(c.path) for c in files])
+    assert code == 1  # some inputs failed
+    by_image = {line["image"]: line for line in lines}
+    assert len(by_image) == len(files)
+    for case in files:
+        line = by_image[str(case.path)]
+        if case.ok:
+            assert "caption" in line, line
+        else:
+            assert case.path.name in line["error"]
+
+
+def test_ask_positional_and_jsonl(capsys, tiny_models, scene_files, tmp_path):
+    model = str(tiny_models[Task.VQA])
+    code, lines, _ = run(capsys, "ask", "--model", model, "--json", str(scene_files[0]),
+                         "what color is the star?", "how many objects are there?")
+    assert code == 0
+    assert [line["question"] for line in lines] == ["what color is the star?", "how many objects are there?"]
+    assert all(set(line) == {"image", "question", "answer"} for line in lines)
+
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("\n".join([
+        json.dumps({"image": scene_files[0].name, "question": "what color is the star?"}),
+        "{broken",
+        json.dumps({"image": "missing.png", "question": "how many objects are there?"}),
+        json.dumps({"image": str(scene_files[1]), "question": "is there a red circle?"}),
+    ]) + "\n")
+    code, lines, _ = run(capsys, "ask", "--model", model, "--json", "--attention", "--input", str(requests))
+    assert code == 1
+    assert len(lines) == 4
+    assert set(lines[0]) >= {"image", "question", "answer", "grid", "tokens", "attention"}
+    assert "error" in lines[1] and "requests.jsonl:2" in lines[1]["error"]
+    assert "error" in lines[2] and "file not found" in lines[2]["error"]
+    assert len(lines[3]["attention"]) == len(lines[3]["tokens"])
+
+
+def test_match_json(capsys, tiny_models, scene_files, tmp_path):
+    model = str(tiny_models[Task.ITM])
+    code, lines, _ = run(capsys, "match", "--model", model, "--json", "--attention", str(scene_files[0]),
+                         "a small red circle", "a large blue star")
+    assert code == 0
+    assert [line["text"] for line in lines] == ["a small red circle", "a large blue star"]
+    for line in lines:
+        assert 0.0 <= line["itm"] <= 1.0 and -1.0 <= line["itc"] <= 1.0
+        assert len(line["attention"]) == line["grid"][0] * line["grid"][1]
+    requests = tmp_path / "r.jsonl"
+    requests.write_text(json.dumps({"image": str(scene_files[0]), "texts": ["a red star", "a blue circle"]}) + "\n")
+    code, lines, _ = run(capsys, "match", "--model", model, "--json", "--input", str(requests))
+    assert code == 0 and len(lines) == 2
+
+
+def test_missing_arguments_and_broken_model(capsys, tiny_models, scene_files, tmp_path):
+    code, _, text = run(capsys, "ask", "--model", str(tiny_models[Task.VQA]), str(scene_files[0]))
+    assert code == 2 and "at least one question" in text
+    code, _, text = run(capsys, "caption", "--model", str(tmp_path / "nothing"), str(scene_files[0]))
+    assert code == 2 and "no such model folder" in text
+
+
+def test_models_lists_what_is_usable(capsys):
+    code, lines, _ = run(capsys, "models", "--json")
+    assert code == 0
+    for line in lines:
+        assert set(line) == {"name", "source", "path", "tasks"}
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "mmstudio", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    for command in ("caption", "ask", "match", "models", "train", "eval", "world"):
+        assert command in out.stdout

@@ -1,0 +1,48 @@
+"""The core never imports Qt: only mmstudio/gui may (napari's rule, checked)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import mmstudio
+
+
+def core_modules() -> list[str]:
+    names = []
+    for info in pkgutil.walk_packages(mmstudio.__path__, prefix="mmstudio."):
+        if info.name == "mmstudio.gui" or info.name.startswith("mmstudio.gui."):
+            continue
+        names.append(info.name)
+    return names
+
+
+def test_there_are_core_modules():
+    assert {"mmstudio.engine", "mmstudio.imaging", "mmstudio.models.blip", "mmstudio.training.run"} <= set(
+        core_modules())
+
+
+def test_importing_every_core_module_leaves_qt_out():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {core_modules()!r}:\n"
+        "    importlib.import_module(name)\n"
+        "leaks = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'shiboken6', 'PyQt5', 'PyQt6'))\n"
+        "print(','.join(leaks))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_cli_help_does_not_import_torch_or_qt():
+    code = (
+        "import sys\n"
+        "from mmstudio.cli import build_parser\n"
+        "build_parser()\n"
+        "print(','.join(sorted(m for m in ('torch', 'transformers', 'PySide6') if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -1,0 +1,102 @@
+"""Broken, missing and unsafe model folders give clear errors; a good model keeps working."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mmstudio.engine import Engine
+from mmstudio.errors import ModelLoadError, ModelNotFoundError
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.loading import pick_device, resolve
+
+
+def copy_model(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no such model folder"):
+        resolve(tmp_path / "nope" / "deeper")
+
+
+def test_hub_id_offline_says_not_available_locally(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="not available locally"):
+        resolve("Salesforce/blip-image-captioning-base-not-cached")
+
+
+def test_missing_config(tiny_models, tmp_path):
+    folder = copy_model(tiny_models[Task.CAPTION], tmp_path / "m")
+    (folder / "config.json").unlink()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve(folder)
+
+
+def test_broken_config(tiny_models, tmp_path):
+    folder = copy_model(tiny_models[Task.CAPTION], tmp_path / "m")
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="unreadable config"):
+        resolve(folder)
+
+
+def test_pickle_only_weights_refused_unless_allowed(tiny_models, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = copy_model(tiny_models[Task.CAPTION], tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="pickle"):
+        resolve(folder)
+    resolve(folder, allow_pickle=True)  # the user said so explicitly
+
+
+def test_truncated_weights(tiny_models, tmp_path):
+    folder = copy_model(tiny_models[Task.CAPTION], tmp_path / "m")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    engine = Engine()
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        engine.use(Task.CAPTION, folder)
+
+
+def test_wrong_architecture(tiny_models, tmp_path):
+    folder = copy_model(tiny_models[Task.CAPTION], tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "llama"
+    config["architectures"] = ["LlamaForCausalLM"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="unsupported model"):
+        Engine().use(Task.CAPTION, folder)
+
+
+def test_failed_switch_keeps_previous_model(tiny_models, tmp_path, scene_images):
+    engine = Engine()
+    engine.use(Task.CAPTION, tiny_models[Task.CAPTION])
+    before = engine.caption(scene_images[:1])[0].caption
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with pytest.raises(ModelLoadError):
+        engine.use(Task.CAPTION, broken)
+    assert engine.model_name(Task.CAPTION) == str(tiny_models[Task.CAPTION])
+    assert engine.caption(scene_images[:1])[0].caption == before
+
+
+def test_device_choice():
+    assert pick_device("auto") in ("cpu", "cuda", "mps")
+    assert pick_device("cpu") == "cpu"
+    with pytest.raises(ModelLoadError, match="unknown device"):
+        pick_device("tpu")
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_dtypes_run(tiny_models, scene_images, dtype):
+    engine = Engine(LoadOptions(device="cpu", dtype=dtype))
+    result = engine.caption(scene_images[:2], model=str(tiny_models[Task.CAPTION]), attention=True)
+    assert all(isinstance(r.caption, str) for r in result)
+    assert result[0].attention.weights.dtype.name == "float32"
