@@ -27,10 +27,12 @@ def register(commands) -> None:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this many minutes")
-    p.add_argument("--size", default="small", choices=("small", "tiny"), help="architecture of a scratch model")
+    p.add_argument("--size", default="small", choices=("small", "small-fine", "tiny"), help="architecture of a scratch model")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (PEFT) instead of all weights")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--grounding", action=argparse.BooleanOptionalAction, default=None,
+                   help="auxiliary patch-label loss from object boxes (default: on when training from scratch)")
     p.add_argument("--progress", choices=("text", "json"), default="text",
                    help="json: one JSON object per line on stdout (for the app)")
     p.add_argument("--check", action="store_true", help="only validate the data and print the summary")
@@ -45,7 +47,7 @@ def run_train(args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in (
         "data", "out", "base", "steps", "epochs", "batch_size", "learning_rate", "warmup_ratio", "seed", "resume",
         "eval_data", "eval_every", "eval_samples", "save_every", "log_every", "max_minutes", "size", "lora",
-        "lora_rank", "threads")}
+        "lora_rank", "threads", "grounding")}
     config = TrainConfig(task=Task(args.task), **fields)
     emit = _json_emit if args.progress == "json" else _text_emit
     try:

@@ -38,6 +38,7 @@ class ArchitectureSize:
 
 SIZES = {
     "small": ArchitectureSize(),
+    "small-fine": ArchitectureSize(image_size=96, patch_size=8),
     # For tests: builds in milliseconds, still every part of the real architecture.
     "tiny": ArchitectureSize(image_size=32, patch_size=8, vision_hidden=32, vision_layers=2, vision_heads=2,
                              vision_mlp=64, text_hidden=32, text_layers=2, text_heads=2, text_mlp=64,
@@ -107,7 +108,43 @@ def build_model(task: Task, words: Sequence[str], size: ArchitectureSize | str =
     config = build_config(task, len(processor.tokenizer), size, processor.tokenizer)
     torch.manual_seed(seed)
     model = getattr(transformers, ARCHITECTURE_FOR_TASK[Task(task)])(config)
+    init_position_embeddings(model)
     return model, processor
+
+
+def sincos_2d(rows: int, cols: int, dim: int):
+    """(rows * cols, dim) fixed 2-D sine-cosine position codes (as in MAE): half the channels for y, half for x."""
+    import torch
+
+    quarter = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(quarter, dtype=torch.float32) / quarter))
+    ys, xs = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32),
+                            indexing="ij")
+    parts = []
+    for grid in (ys.reshape(-1), xs.reshape(-1)):
+        angles = grid[:, None] * omega[None, :]
+        parts += [torch.sin(angles), torch.cos(angles)]
+    codes = torch.cat(parts, dim=1)
+    if codes.shape[1] < dim:
+        codes = torch.nn.functional.pad(codes, (0, dim - codes.shape[1]))
+    return codes
+
+
+def init_position_embeddings(model) -> None:
+    """Start the ViT's learned position embeddings from 2-D sin-cos codes.
+
+    Still trained; the start tells each patch where it is, which "left to
+    right" and counting need, instead of leaving that to be learned from noise.
+    """
+    import torch
+
+    embeddings = model.vision_model.embeddings
+    table = embeddings.position_embedding  # (1, 1 + rows * cols, D)
+    patches = table.shape[1] - 1
+    side = int(round(patches ** 0.5))
+    with torch.no_grad():
+        table[0, 0].zero_()
+        table[0, 1:] = sincos_2d(side, side, table.shape[2]) * 0.5
 
 
 def save_checkpoint(model, processor, out: Path) -> Path:

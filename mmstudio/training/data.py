@@ -39,6 +39,12 @@ class Dataset:
     examples: list[Example]
     rows: int
     sources: list[str] = field(default_factory=list)  # "metadata.jsonl:LINE" per image
+    # Ground truth per image when the data has it (Shapes World does): objects with boxes, and (w, h).
+    objects: list[list[dict] | None] = field(default_factory=list)
+    sizes: list[tuple[int, int] | None] = field(default_factory=list)
+
+    def has_objects(self) -> bool:
+        return bool(self.objects) and all(o is not None for o in self.objects)
 
     def words(self) -> set[str]:
         found: set[str] = set()
@@ -137,6 +143,8 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -
     task = Task(task)
     images: list[Path] = []
     sources: list[str] = []
+    objects: list[list[dict] | None] = []
+    sizes: list[tuple[int, int] | None] = []
     examples: list[Example] = []
     problems: list[str] = []
     rows = 0
@@ -164,6 +172,8 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -
             continue
         images.append(path)
         sources.append(where)
+        objects.append(_objects(row))
+        sizes.append((int(row["width"]), int(row["height"])) if _is_size(row) else None)
         examples.extend(found)
     if rows == 0:
         problems.append(f"{folder}: the metadata has no rows")
@@ -171,7 +181,26 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -
         problems.extend(_broken_images(images, sources))
     if problems:
         raise DatasetError(f"{folder}: {len(problems)} problem(s); nothing was started", problems)
-    return Dataset(folder=folder, task=task, images=images, examples=examples, rows=rows, sources=sources)
+    return Dataset(folder=folder, task=task, images=images, examples=examples, rows=rows, sources=sources,
+                   objects=objects, sizes=sizes)
+
+
+def _is_size(row: dict) -> bool:
+    return all(isinstance(row.get(k), (int, float)) and row[k] > 0 for k in ("width", "height"))
+
+
+def _objects(row: dict) -> list[dict] | None:
+    """Objects with shape, color, size and a 4-number bbox, or None when the row lacks them."""
+    objects = row.get("objects")
+    if not isinstance(objects, list) or not _is_size(row):
+        return None
+    for obj in objects:
+        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("shape", "color", "size")):
+            return None
+        box = obj.get("bbox")
+        if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
+            return None
+    return objects
 
 
 def _broken_images(images: list[Path], sources: list[str]) -> list[str]:

@@ -10,51 +10,59 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmstudio.models.base import Task
 from mmstudio.training.data import Dataset, Example, PixelStore
+from mmstudio.training.grounding import GroundingHead, patch_labels
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
 
 
-class CaptionObjective(nn.Module):
-    def __init__(self, model):
+class _Objective(nn.Module):
+    """A task loss around a BLIP model, with the optional grounding head on the vision features."""
+
+    def __init__(self, model, grounding: bool = False):
         super().__init__()
         self.model = model
+        self.grounding = GroundingHead(model.config.vision_config.hidden_size) if grounding else None
 
-    def forward(self, pixel_values, input_ids, attention_mask, labels):
+    def _with_grounding(self, loss, image_embeds, patch_labels):
+        if self.grounding is None or patch_labels is None:
+            return {"loss": loss}
+        aux = self.grounding(image_embeds, patch_labels)
+        return {"loss": loss + aux, "task_loss": loss.detach(), "grounding_loss": aux.detach()}
+
+
+class CaptionObjective(_Objective):
+    def forward(self, pixel_values, input_ids, attention_mask, labels, patch_labels=None):
         out = self.model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask,
                          labels=labels)
-        return {"loss": out.loss}
+        return self._with_grounding(out.loss, out.image_embeds, patch_labels)
 
 
-class VqaObjective(nn.Module):
+class VqaObjective(_Objective):
     """One vision pass per image, several questions per image (`image_index` maps question -> image)."""
 
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values, image_index, input_ids, attention_mask, answer_ids, answer_mask, labels):
+    def forward(self, pixel_values, image_index, input_ids, attention_mask, answer_ids, answer_mask, labels,
+                patch_labels=None):
         m = self.model
-        embeds = m.vision_model(pixel_values=pixel_values)[0][image_index]  # (Q, N, D)
+        image_embeds = m.vision_model(pixel_values=pixel_values)[0]
+        embeds = image_embeds[image_index]  # (Q, N, D)
         image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
         question = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
                                   encoder_hidden_states=embeds, encoder_attention_mask=image_mask)[0]
         out = m.text_decoder(input_ids=answer_ids, attention_mask=answer_mask, encoder_hidden_states=question,
                              encoder_attention_mask=attention_mask, labels=labels, reduction="mean")
-        return {"loss": out.loss}
+        return self._with_grounding(out.loss, image_embeds, patch_labels)
 
 
-class ItmObjective(nn.Module):
+class ItmObjective(_Objective):
     """ITC (InfoNCE both ways) plus ITM on positives, hard-negative texts and hardest in-batch pairs."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
 
     def _itm_logits(self, embeds, input_ids, attention_mask):
         image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
@@ -63,7 +71,7 @@ class ItmObjective(nn.Module):
         return self.model.itm_head(hidden[:, 0, :])
 
     def forward(self, pixel_values, input_ids, attention_mask, neg_input_ids, neg_attention_mask, neg_valid,
-                same_text):
+                same_text, patch_labels=None):
         m = self.model
         embeds = m.vision_model(pixel_values=pixel_values)[0]  # (B, N, D)
         text = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
@@ -97,7 +105,7 @@ class ItmObjective(nn.Module):
         class_weight = torch.tensor([1.0, (logits.shape[0] - batch) / batch], device=logits.device,
                                     dtype=logits.dtype)
         itm = F.cross_entropy(logits, labels, weight=class_weight)
-        return {"loss": itc + itm, "itc": itc.detach(), "itm": itm.detach()}
+        return self._with_grounding(itc + itm, embeds, patch_labels)
 
 
 OBJECTIVES = {Task.CAPTION: CaptionObjective, Task.VQA: VqaObjective, Task.ITM: ItmObjective}
@@ -107,7 +115,7 @@ class Collator:
     """Turns a list of item indices into the objective's tensors."""
 
     def __init__(self, task: Task, dataset: Dataset, pixels: PixelStore, tokenizer, *,
-                 questions_per_image: int = 4, seed: int = 0, max_length: int = 48):
+                 questions_per_image: int = 4, seed: int = 0, max_length: int = 48, grid_side: int = 0):
         self.task = task
         self.dataset = dataset
         self.pixels = pixels
@@ -115,6 +123,7 @@ class Collator:
         self.questions_per_image = questions_per_image
         self.max_length = max_length
         self.rng = random.Random(seed)
+        self.grid_side = grid_side  # > 0: add patch labels for the grounding head
         self.by_image: dict[int, list[Example]] = {}
         for example in dataset.examples:
             self.by_image.setdefault(example.image, []).append(example)
@@ -140,6 +149,17 @@ class Collator:
 
     def __call__(self, items: list) -> dict:
         items = [int(i["index"]) if isinstance(i, dict) else int(i) for i in items]
+        batch = self._batch(items)
+        if self.grid_side:
+            images = items if self.task == Task.VQA else [self.dataset.examples[i].image for i in items]
+            batch["patch_labels"] = self._patch_labels(images)
+        return batch
+
+    def _patch_labels(self, images: list[int]):
+        labels = [patch_labels(self.dataset.objects[i], *self.dataset.sizes[i], self.grid_side) for i in images]
+        return torch.from_numpy(np.stack(labels))
+
+    def _batch(self, items: list[int]) -> dict:
         if self.task == Task.CAPTION:
             examples = [self.dataset.examples[i] for i in items]
             ids, mask = self._tokens([e.text for e in examples], decoder=True)

@@ -26,6 +26,7 @@ from mmstudio.world.vocab import COLORS, SHAPES
 
 METADATA = "metadata.jsonl"
 IMAGES = "images"
+PNG_COMPRESS_LEVEL = 1  # twice as fast as the default 6 for ~13 % bigger files
 KEYS = ("file_name", "caption", "questions", "negatives", "objects", "width", "height")
 
 
@@ -69,7 +70,7 @@ def _make_one(args) -> str:
     record = scene_record(scene, name, rng, shapes=shapes, colors=colors)
     path = Path(out) / name
     tmp = path.with_name(f".{path.name}.tmp")
-    render_scene(scene).save(tmp, format="PNG")
+    render_scene(scene).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     os.replace(tmp, path)
     return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
 

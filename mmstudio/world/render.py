@@ -1,7 +1,7 @@
 """Draw a `Scene` to a Pillow RGB image (pure function of the scene).
 
 Each object is drawn as a coverage mask on a small tile around its bbox, 4x
-supersampled and box-reduced when the style asks for antialiasing, then the
+supersampled and box-reduced (thresholded at 50 % for aliased edges), then the
 object color (and a dark outline, if any) is blended in through the mask.
 Pixel noise comes last and is seeded by `scene.style.seed`.
 """
@@ -17,6 +17,7 @@ from mmstudio.world import geometry
 from mmstudio.world.scene import RenderStyle, Scene, SceneObject
 
 SUPERSAMPLE = 4
+_HARD_EDGE = [0] * 128 + [255] * 128
 
 
 def _background(width: int, height: int, style: RenderStyle,
@@ -49,9 +50,10 @@ def _tile(obj: SceneObject, width: int, height: int) -> tuple[int, int, int, int
             min(width, math.ceil(x1) + 1), min(height, math.ceil(y1) + 1))
 
 
-def _mask(obj: SceneObject, tile: tuple[int, int, int, int], ss: int,
+def _mask(obj: SceneObject, tile: tuple[int, int, int, int], antialias: bool,
           outline: int) -> Image.Image:
     """Coverage mask ("L") of the object (outline == 0) or of its outline band."""
+    ss = SUPERSAMPLE
     tx0, ty0, tx1, ty1 = tile
     mask = Image.new("L", ((tx1 - tx0) * ss, (ty1 - ty0) * ss), 0)
     draw = ImageDraw.Draw(mask)
@@ -69,8 +71,11 @@ def _mask(obj: SceneObject, tile: tuple[int, int, int, int], ss: int,
         pts = (pts - (tx0, ty0)) * ss - 0.5
         draw.polygon([tuple(p) for p in pts.tolist()], fill=fill, outline=line,
                      width=max(width, 1))
-    if ss > 1:
-        mask = mask.reduce(ss)  # box filter: exact area coverage on the supersampled grid
+    mask = mask.reduce(SUPERSAMPLE)  # box filter: area coverage on the supersampled grid
+    if not antialias:
+        # aliased edges: a pixel is in when most of it is (Pillow's own 1x fill is
+        # half a pixel too fat, which would make the bbox wrong)
+        mask = mask.point(_HARD_EDGE)
     return mask
 
 
@@ -79,12 +84,11 @@ def render_scene(scene: Scene) -> Image.Image:
     style = scene.style
     rng = np.random.default_rng(style.seed)
     img = _background(scene.width, scene.height, style, rng)
-    ss = SUPERSAMPLE if style.antialias else 1
     for obj, rgb, outline in zip(scene.objects, style.object_rgb, style.outline_px):
         tile = _tile(obj, scene.width, scene.height)
-        img.paste(rgb, tile, _mask(obj, tile, ss, 0))
+        img.paste(rgb, tile, _mask(obj, tile, style.antialias, 0))
         if outline:
-            img.paste(style.outline_rgb, tile, _mask(obj, tile, ss, outline))
+            img.paste(style.outline_rgb, tile, _mask(obj, tile, style.antialias, outline))
     if style.noise_sigma > 0:
         arr = np.asarray(img, dtype=np.float32)
         noise = rng.standard_normal(arr.shape, dtype=np.float32)

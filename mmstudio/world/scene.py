@@ -26,6 +26,7 @@ X_GAP_MARGIN = 0.5             # px on top of X_GAP, so 0.1 px rounding never br
 OBJECT_GAP = 0.02              # min gap between bounding circles, fraction of the side
 OBJECT_GAP_PX = 1.0            # px on top of OBJECT_GAP (antialiasing bleed)
 EDGE_MARGIN_PX = 1.0           # bbox stays this far inside the canvas
+OUTLINE2_MIN_PX = 24.0         # smaller objects get 1 px outlines only
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _place(rng: np.random.Generator, side: int, shapes: list[str], diameters: li
     return None
 
 
-def _sample_style(rng: np.random.Generator, colors: Sequence[str]) -> RenderStyle:
+def _sample_style(rng: np.random.Generator, objects: Sequence[SceneObject]) -> RenderStyle:
     mode = ("uniform", "gradient", "texture")[int(rng.integers(0, 3))]
     bg = rng.integers(210, 256, 3)
     if mode == "gradient":
@@ -135,16 +136,16 @@ def _sample_style(rng: np.random.Generator, colors: Sequence[str]) -> RenderStyl
     noise_sigma = 0.0 if rng.random() < 0.2 else float(rng.uniform(0.0, MAX_NOISE_SIGMA))
     antialias = bool(rng.random() < 0.7)
     object_rgb = []
-    for c in colors:
-        ref = np.array(REFERENCE_RGB[c])
+    for o in objects:
+        ref = np.array(REFERENCE_RGB[o.color])
         object_rgb.append(tuple(int(v) for v in np.clip(
             ref + rng.integers(-MAX_JITTER, MAX_JITTER + 1, 3), 0, 255)))
-    n = len(colors)
-    if rng.random() < 0.35:
-        outline_px = tuple(int(rng.integers(1, 3)) if rng.random() < 0.6 else 0
-                           for _ in range(n))
-    else:
-        outline_px = (0,) * n
+    outline_px = [0] * len(objects)
+    if rng.random() < 0.35:  # some scenes outline some of their objects
+        for i, o in enumerate(objects):
+            if rng.random() < 0.6:
+                # 2 px only on objects big enough to keep their color readable
+                outline_px[i] = int(rng.integers(1, 3)) if o.diameter >= OUTLINE2_MIN_PX else 1
     g = int(rng.integers(25, 80))
     return RenderStyle(
         bg_mode=mode,
@@ -155,7 +156,7 @@ def _sample_style(rng: np.random.Generator, colors: Sequence[str]) -> RenderStyl
         noise_sigma=round(noise_sigma, 3),
         antialias=antialias,
         object_rgb=tuple(object_rgb),
-        outline_px=outline_px,
+        outline_px=tuple(outline_px),
         outline_rgb=(g, g, g),
         seed=int(rng.integers(0, 2**63 - 1)),
     )
@@ -197,5 +198,5 @@ def sample_scene(rng: np.random.Generator, *, shapes: Sequence[str] = SHAPES,
         objects.append(SceneObject(shape=s, color=c, size=z, center=ctr,
                                    bbox=geometry.bbox(s, ctr, d, r), rotation=r, diameter=d))
     objects.sort(key=lambda o: o.center[0])
-    style = _sample_style(rng, [o.color for o in objects])
+    style = _sample_style(rng, objects)
     return Scene(width=side, height=side, objects=tuple(objects), style=style)

@@ -1,0 +1,402 @@
+"""The main window: gallery, image view with overlay, and the task panels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmstudio import __version__
+from mmstudio.errors import CancelledError
+from mmstudio.gui.panels.ask_panel import AskPanel
+from mmstudio.gui.panels.caption_panel import CaptionPanel
+from mmstudio.gui.panels.match_panel import MatchPanel
+from mmstudio.gui.qt_errors import describe
+from mmstudio.gui.qt_gallery import Gallery
+from mmstudio.gui.qt_image_view import ImageView
+from mmstudio.gui.qt_overlay_controls import OverlayControls
+from mmstudio.gui.qt_settings import Settings
+from mmstudio.gui.worker import InferenceClient
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.loading import builtin_name
+from mmstudio.requests import LoadModelRequest, ModelOutcome
+
+WELCOME = """
+<div style='text-align:center; color:#555'>
+<p style='font-size:22pt'>Drop images here</p>
+<p style='font-size:12pt'>or open files (Ctrl+O), a folder (Ctrl+Shift+O), or paste an image (Ctrl+V).</p>
+<p style='font-size:11pt'>mmstudio captions them, answers questions about them, scores texts against them,<br>
+and shows which image patches each word looked at.</p>
+</div>
+"""
+
+
+class MessageBar(QWidget):
+    """A dismissable line at the top of the window for errors and notices."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 8, 4)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QPushButton("✕")
+        close.setFlat(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+        self.setAutoFillBackground(True)
+        self.hide()
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        color = "#fde2e1" if error else "#e3f0fd"
+        self.setStyleSheet(f"MessageBar {{ background: {color}; }}")
+        self.label.setText(text)
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None, client: InferenceClient | None = None):
+        super().__init__()
+        self.settings = settings or Settings()
+        self.setWindowTitle("mmstudio")
+        self.setAcceptDrops(True)
+        options = LoadOptions(device=self.settings.get("model/device"), dtype=self.settings.get("model/dtype"))
+        self.options = options
+        self.client = client or InferenceClient(options, self)
+        self.models = {task: builtin_name(task) for task in Task}
+        self._overlay: tuple | None = None  # (stack, index, label)
+        self._pending_models: dict[int, LoadModelRequest] = {}
+
+        self.gallery = Gallery()
+        self.view = ImageView()
+        self.controls = OverlayControls()
+        self.caption_panel = CaptionPanel()
+        self.ask_panel = AskPanel()
+        self.match_panel = MatchPanel()
+        self.message_bar = MessageBar()
+        self.welcome = QLabel(WELCOME)
+        self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.welcome.setWordWrap(True)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(self.view)
+
+        center = QWidget()
+        center_layout = QVBoxLayout(center)
+        center_layout.setContentsMargins(0, 0, 0, 0)
+        center_layout.addWidget(self.stack, 1)
+        center_layout.addWidget(self.controls)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.caption_panel, "Caption")
+        self.tabs.addTab(self.ask_panel, "Ask")
+        self.tabs.addTab(self.match_panel, "Match")
+        splitter = QSplitter()
+        splitter.addWidget(self.gallery)
+        splitter.addWidget(center)
+        splitter.addWidget(self.tabs)
+        splitter.setSizes([240, 640, 400])
+        splitter.setStretchFactor(1, 1)
+        root = QWidget()
+        root_layout = QVBoxLayout(root)
+        root_layout.setContentsMargins(0, 0, 0, 0)
+        root_layout.addWidget(self.message_bar)
+        root_layout.addWidget(splitter, 1)
+        self.setCentralWidget(root)
+        self.busy_label = QLabel()
+        self.statusBar().addPermanentWidget(self.busy_label)
+
+        self._build_menus()
+        self._wire()
+        self._restore()
+        self._update_status()
+
+    # ------------------------------------------------------------------ setup
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        action.setStatusTip(tip)
+        action.setToolTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        self.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "Open images…", self.open_files, "Ctrl+O", "Open image files")
+        self._action(file, "Open folder…", self.open_folder, "Ctrl+Shift+O", "Open every image in a folder")
+        self._action(file, "Paste image", self.paste, QKeySequence.StandardKey.Paste, "Paste an image or files")
+        self._action(file, "Remove from gallery", self.gallery.remove_selected, QKeySequence.StandardKey.Delete,
+                     "Remove the selected images from the gallery")
+        file.addSeparator()
+        self._action(file, "Export captions…", self.caption_panel.export_dialog, "Ctrl+E",
+                     "Save all captions as JSON or CSV")
+        self._action(file, "Save overlay as PNG…", self.save_overlay_dialog, "Ctrl+Shift+S",
+                     "Save the image with its heatmap")
+        file.addSeparator()
+        self._action(file, "Quit", self.close, QKeySequence.StandardKey.Quit)
+        view = bar.addMenu("&View")
+        self._action(view, "Fit to window", self.view.fit, "Ctrl+0")
+        self._action(view, "Zoom in", lambda: self.view.zoom(1.25), QKeySequence.StandardKey.ZoomIn)
+        self._action(view, "Zoom out", lambda: self.view.zoom(0.8), QKeySequence.StandardKey.ZoomOut)
+        self._action(view, "Show or hide overlay", self.controls.show_box.toggle, "H")
+        for i, name in enumerate(("Caption", "Ask", "Match")):
+            self._action(view, f"{name} panel", lambda _=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
+        run = bar.addMenu("&Run")
+        self._action(run, "Caption all images", lambda: self.caption_panel.caption_all(self.gallery.refs()),
+                     "Ctrl+Shift+A", "Caption every image in the gallery")
+        self._action(run, "Cancel", self.cancel_all, "Esc", "Cancel running and queued work")
+        model = bar.addMenu("&Model")
+        self._action(model, "Models and device…", self.open_model_dialog, "Ctrl+M",
+                     "Pick the models (built-in, a folder, the HF cache), the device and the precision")
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "About mmstudio", self.about)
+
+    def _wire(self) -> None:
+        self.gallery.image_selected.connect(self._on_image)
+        self.gallery.load_failed.connect(lambda what, why: self.show_error(why))
+        self.gallery.count_changed.connect(lambda n: self.stack.setCurrentIndex(1 if n else 0))
+        self.caption_panel.set_gallery_source(self.gallery.refs)
+        for panel in (self.caption_panel, self.ask_panel, self.match_panel):
+            panel.submit.connect(self.client.submit)
+            panel.overlay_requested.connect(self.show_overlay)
+            panel.message.connect(self.show_info)
+        self.caption_panel.cancel.connect(self.client.cancel)
+        self.client.finished.connect(self._on_finished)
+        self.client.failed.connect(self._on_failed)
+        self.client.cancelled.connect(self._on_cancelled)
+        self.client.progress.connect(self.caption_panel.on_progress)
+        self.client.started.connect(lambda _req, text: self.statusBar().showMessage(text, 4000))
+        self.client.busy_changed.connect(lambda _busy: self._update_status())
+        self.controls.changed.connect(self._redraw_overlay)
+        self.controls.opacity_changed.connect(self.view.set_opacity)
+        self.controls.visibility_changed.connect(lambda on: self._redraw_overlay())
+        self.controls.save_requested.connect(self.save_overlay_dialog)
+
+    def _restore(self) -> None:
+        geometry = self.settings.geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1360, 820)
+        index = self.controls.colormap.findText(self.settings.get("overlay/colormap"))
+        self.controls.colormap.setCurrentIndex(max(0, index))
+        self.controls.opacity.setValue(max(0, min(100, self.settings.get("overlay/opacity", int))))
+        for task in Task:
+            saved = self.settings.get(f"model/{task.value}")
+            if saved and saved != self.models[task]:
+                self.load_model(task, saved)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self.settings.set_geometry(self.saveGeometry())
+        self.settings.set("overlay/colormap", self.controls.colormap.currentText())
+        self.settings.set("overlay/opacity", self.controls.opacity.value())
+        self.settings.sync()
+        self.client.stop()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ files
+
+    def open_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", self.settings.get("files/last_folder"),
+                                                "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;"
+                                                "All files (*)")
+        self.add_paths(paths)
+
+    def open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images",
+                                                  self.settings.get("files/last_folder"))
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths) -> None:
+        if not paths:
+            return
+        self.settings.set("files/last_folder", str(Path(paths[0]).parent if Path(paths[0]).is_file()
+                                                   else paths[0]))
+        if self.gallery.add_paths(paths) == 0:
+            self.show_info("No new images there.")
+
+    def paste(self) -> None:
+        mime = QGuiApplication.clipboard().mimeData()
+        if mime is not None and mime.hasUrls():
+            self.add_paths([u.toLocalFile() for u in mime.urls() if u.isLocalFile()])
+        elif mime is not None and mime.hasImage():
+            from mmstudio.gui.qt_clipboard import qimage_to_pil
+
+            self.gallery.add_pixels(qimage_to_pil(QGuiApplication.clipboard().image()))
+        else:
+            self.show_info("The clipboard holds no image or image files.")
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        self.gallery.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        self.gallery.dropEvent(event)
+
+    # ---------------------------------------------------------------- images
+
+    def _on_image(self, ref, image) -> None:
+        self.view.set_image(image)
+        self._overlay = None
+        self.controls.set_stack(None)
+        for panel in (self.caption_panel, self.ask_panel, self.match_panel):
+            panel.set_image(ref)
+        if ref is not None:
+            self.setWindowTitle(f"mmstudio — {ref.path.name if ref.path else 'pasted image'}")
+
+    # --------------------------------------------------------------- overlay
+
+    def show_overlay(self, stack, index: int, label: str) -> None:
+        self._overlay = (stack, index, label)
+        self.controls.set_stack(stack, label)
+        self._redraw_overlay()
+
+    def _redraw_overlay(self) -> None:
+        if self._overlay is None or not self.controls.show_box.isChecked():
+            self.view.set_overlay(None)
+            return
+        stack, index, _label = self._overlay
+        layer, head = self.controls.choice()
+        amap = stack.maps(layer=layer, head=head)[index]
+        self.view.set_overlay(amap, self.controls.colormap.currentText(), self.controls.opacity.value() / 100)
+
+    def save_overlay_dialog(self) -> None:
+        if self.view.image is None or self.view.overlay_map is None:
+            self.show_info("Select a word, an answer or a text first: there is no overlay to save.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save overlay", "overlay.png", "PNG (*.png)")
+        if path:
+            self.save_overlay(Path(path))
+
+    def save_overlay(self, path: Path) -> None:
+        from mmstudio.overlay import blend
+
+        blended = blend(self.view.image, self.view.overlay_map, opacity=self.controls.opacity.value() / 100,
+                        colormap=self.controls.colormap.currentText())
+        blended.save(path.with_suffix(".png"))
+        self.show_info(f"Saved {path.with_suffix('.png')}")
+
+    # ----------------------------------------------------------------- work
+
+    def _panel_for(self, request):
+        return next((p for p in (self.caption_panel, self.ask_panel, self.match_panel) if p.owns(request)), None)
+
+    def _on_finished(self, outcome) -> None:
+        if isinstance(outcome, ModelOutcome):
+            self._model_loaded(outcome)
+            return
+        panel = self._panel_for(outcome.request)
+        if panel is not None:
+            panel.on_finished(outcome)
+            if panel is self.caption_panel and self.caption_panel.current_result() is not None \
+                    and self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
+                self.caption_panel.select_token(_first_content_token(self.caption_panel.current_result().tokens))
+        for item in getattr(outcome, "items", ()):
+            if item.error:
+                self.show_error(item.error)
+
+    def _on_failed(self, request, exc) -> None:
+        title, message = describe(exc)
+        if isinstance(request, LoadModelRequest):
+            self._pending_models.pop(request.id, None)
+            self.show_error(f"{title}: {message}. Still using {self.models[request.task]}.")
+            self._update_status()
+            return
+        panel = self._panel_for(request)
+        if panel is not None:
+            panel.on_ended(request, message)
+        self.show_error(f"{title}: {message}")
+
+    def _on_cancelled(self, request) -> None:
+        panel = self._panel_for(request)
+        if panel is not None:
+            panel.on_ended(request, "Cancelled.")
+        self.statusBar().showMessage("Cancelled", 3000)
+
+    def cancel_all(self) -> None:
+        self.client.cancel_all()
+
+    # ---------------------------------------------------------------- models
+
+    def load_model(self, task: Task, name: str, options: LoadOptions | None = None) -> int:
+        request = LoadModelRequest(task=task, name=name, options=options or self.options)
+        self._pending_models[request.id] = request
+        self.client.submit(request)
+        self._update_status()
+        return request.id
+
+    def _model_loaded(self, outcome: ModelOutcome) -> None:
+        request = outcome.request
+        self._pending_models.pop(request.id, None)
+        self.models[request.task] = request.name
+        self.options = request.options
+        self.settings.set(f"model/{request.task.value}", request.name)
+        self.settings.set("model/device", request.options.device)
+        self.settings.set("model/dtype", request.options.dtype)
+        info = outcome.info
+        self.show_info(f"Loaded {request.name} for {request.task.value} ({info.architecture}, "
+                       f"{info.parameters / 1e6:.1f}M parameters) on {info.device}.")
+        # Results of the old model no longer describe what is loaded.
+        panel = {Task.CAPTION: self.caption_panel, Task.VQA: None, Task.ITM: self.match_panel}[request.task]
+        if panel is not None:
+            panel.results.clear()
+            panel.set_image(self.gallery.current_ref())
+        self._update_status()
+
+    def open_model_dialog(self) -> None:
+        from mmstudio.gui.qt_model_dialog import ModelDialog
+
+        dialog = ModelDialog(self.models, self.options, self)
+        if dialog.exec():
+            for task, name in dialog.chosen_models().items():
+                if name != self.models[task] or dialog.chosen_options() != self.options:
+                    self.load_model(task, name, dialog.chosen_options())
+
+    # --------------------------------------------------------------- status
+
+    def _update_status(self) -> None:
+        busy = "busy" if self.client.busy else "idle"
+        loading = " · loading a model…" if self._pending_models else ""
+        self.busy_label.setText(f"caption: {self.models[Task.CAPTION]} · vqa: {self.models[Task.VQA]} · "
+                                f"match: {self.models[Task.ITM]} · {self.options.device} {self.options.dtype} · "
+                                f"{busy}{loading}")
+
+    def show_error(self, text: str) -> None:
+        self.message_bar.show_message(text, error=True)
+
+    def show_info(self, text: str) -> None:
+        self.message_bar.show_message(text)
+        QTimer.singleShot(6000, lambda: self.message_bar.label.text() == text and self.message_bar.hide())
+
+    def about(self) -> None:
+        QMessageBox.about(self, "About mmstudio",
+                          f"<b>mmstudio {__version__}</b><p>A desktop studio for image multimodal models: "
+                          "captions, visual questions, image-text matching and the attention behind them.</p>")
+
+
+def _first_content_token(tokens) -> int:
+    """The first word worth showing (skip the article "a")."""
+    return next((i for i, t in enumerate(tokens) if t not in ("a", "the", "and")), 0)
+
+
+def is_cancel(exc) -> bool:
+    return isinstance(exc, CancelledError)

@@ -1,0 +1,1 @@
+"""Task panels beside the image view: caption, ask, match."""

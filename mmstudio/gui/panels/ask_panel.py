@@ -1,0 +1,135 @@
+"""Ask panel: a chat per image; each answer can show where the model looked."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+
+from mmstudio.models.base import AnswerResult
+from mmstudio.requests import AskOutcome, AskRequest, ImageRef
+
+
+@dataclass
+class Turn:
+    question: str
+    result: AnswerResult | None = None
+    error: str | None = None
+    request_id: int | None = None
+
+
+class AskPanel(QWidget):
+    submit = Signal(object)
+    overlay_requested = Signal(object, int, str)
+    message = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.history: dict[str, list[Turn]] = {}  # per image, kept while the app runs
+        self._current: ImageRef | None = None
+        self._pending: dict[int, tuple[str, Turn]] = {}
+
+        self.chat = QTextBrowser()
+        self.chat.setOpenLinks(False)
+        self.chat.anchorClicked.connect(self._on_link)
+        self.input = QPlainTextEdit()
+        self.input.setPlaceholderText("Ask about the image, e.g. “what color is the circle?” — Ctrl+Enter to send")
+        self.input.setMaximumHeight(70)
+        self.send_button = QPushButton("Ask")
+        self.send_button.setToolTip("Send the question (Ctrl+Enter)")
+        self.send_button.clicked.connect(self.send)
+        for keys in ("Ctrl+Return", "Ctrl+Enter"):
+            QShortcut(QKeySequence(keys), self.input, activated=self.send,
+                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        row = QHBoxLayout()
+        row.addWidget(self.input, 1)
+        row.addWidget(self.send_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Ask — a conversation per image"))
+        layout.addWidget(self.chat, 1)
+        layout.addLayout(row)
+        self._show()
+
+    def set_image(self, ref: ImageRef | None) -> None:
+        self._current = ref
+        self.send_button.setEnabled(ref is not None)
+        self._show()
+
+    def send(self) -> None:
+        question = " ".join(self.input.toPlainText().split())
+        if not question or self._current is None:
+            return
+        self.ask(question)
+        self.input.clear()
+
+    def ask(self, question: str) -> int:
+        ref = self._current
+        request = AskRequest(image=ref, question=question, attention=True)
+        turn = Turn(question, request_id=request.id)
+        self.history.setdefault(ref.key, []).append(turn)
+        self._pending[request.id] = (ref.key, turn)
+        self._show()
+        self.submit.emit(request)
+        return request.id
+
+    def owns(self, request) -> bool:
+        return request.id in self._pending
+
+    def on_finished(self, outcome: AskOutcome) -> None:
+        key, turn = self._pending.pop(outcome.request.id)
+        turn.result = outcome.result
+        if self._current is not None and self._current.key == key:
+            self._show()
+            self.show_answer(len(self.history[key]) - 1 if turn is self.history[key][-1]
+                             else self.history[key].index(turn))
+
+    def on_ended(self, request, reason: str) -> None:
+        key, turn = self._pending.pop(request.id, (None, None))
+        if turn is not None:
+            turn.error = reason
+            self._show()
+
+    def show_answer(self, index: int) -> None:
+        turns = self.history.get(self._current.key, []) if self._current else []
+        if 0 <= index < len(turns) and turns[index].result and turns[index].result.answer_attention is not None:
+            result = turns[index].result
+            self.overlay_requested.emit(result.answer_attention, 0, f"answer “{result.answer}”")
+
+    def _on_link(self, url: QUrl) -> None:
+        text = url.toString()
+        if text.startswith("answer:"):
+            self.show_answer(int(text.split(":", 1)[1]))
+        elif text.startswith("q:"):
+            turn_index, token = (int(v) for v in text.split(":")[1:])
+            result = self.history[self._current.key][turn_index].result
+            self.overlay_requested.emit(result.question_attention, token,
+                                        f"question word “{result.question_tokens[token]}”")
+
+    def _show(self) -> None:
+        if self._current is None:
+            self.chat.setHtml("<p style='color:gray'>Select an image to ask about it.</p>")
+            return
+        turns = self.history.get(self._current.key, [])
+        if not turns:
+            self.chat.setHtml("<p style='color:gray'>No questions yet. Try “how many objects are there?”</p>")
+            return
+        blocks = []
+        for i, turn in enumerate(turns):
+            if turn.result is not None and turn.result.question_attention is not None:
+                words = " ".join(f"<a href='q:{i}:{j}' style='color:#1a3d6b;text-decoration:none'>"
+                                 f"{html.escape(t)}</a>" for j, t in enumerate(turn.result.question_tokens))
+            else:
+                words = html.escape(turn.question)
+            blocks.append(f"<p><b>You:</b> {words}</p>")
+            if turn.error:
+                blocks.append(f"<p style='color:#b00'><b>Error:</b> {html.escape(turn.error)}</p>")
+            elif turn.result is None:
+                blocks.append("<p style='color:gray'><i>thinking…</i></p>")
+            else:
+                blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{html.escape(turn.result.answer)}"
+                              f"</span> &nbsp; <a href='answer:{i}'>where it looked</a></p>")
+        self.chat.setHtml("".join(blocks))
+        self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())

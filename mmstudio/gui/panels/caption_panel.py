@@ -1,0 +1,216 @@
+"""Caption panel: the selected image's caption, word by word; caption all; export."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmstudio.models.base import CaptionResult
+from mmstudio.requests import CaptionOutcome, CaptionRequest, ImageRef
+
+
+class CaptionPanel(QWidget):
+    submit = Signal(object)  # a request for the worker
+    cancel = Signal(int)  # request id
+    overlay_requested = Signal(object, int, str)  # stack, token index, label
+    message = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.results: dict[str, CaptionResult] = {}
+        self.errors: dict[str, str] = {}
+        self._paths: dict[str, str] = {}
+        self._current: ImageRef | None = None
+        self._pending: dict[int, CaptionRequest] = {}
+        self._batch_id: int | None = None
+        self._selected_token = -1
+
+        self.words = QTextBrowser()
+        self.words.setOpenLinks(False)
+        self.words.setToolTip("Click a word to see which image patches it looked at")
+        self.words.anchorClicked.connect(self._on_word)
+        self.caption_button = QPushButton("Caption")
+        self.caption_button.setToolTip("Caption the selected image again")
+        self.all_button = QPushButton("Caption all")
+        self.all_button.setToolTip("Caption every image in the gallery (Ctrl+Shift+A)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop captioning the gallery (Esc)")
+        self.cancel_button.setEnabled(False)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save all captions as JSON or CSV")
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        buttons = QHBoxLayout()
+        for button in (self.caption_button, self.all_button, self.cancel_button, self.export_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Caption — click a word to see where it looked"))
+        layout.addWidget(self.words, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        self.caption_button.clicked.connect(lambda: self.request_current(force=True))
+        self.export_button.clicked.connect(self.export_dialog)
+        self.cancel_button.clicked.connect(self.cancel_batch)
+        self._gallery_refs = lambda: []
+        self.all_button.clicked.connect(lambda: self.caption_all(self._gallery_refs()))
+
+    # ------------------------------------------------------------- requests
+
+    def set_gallery_source(self, refs_callable) -> None:
+        self._gallery_refs = refs_callable
+
+    def set_image(self, ref: ImageRef | None) -> None:
+        self._current = ref
+        self._selected_token = -1
+        self._show()
+        if ref is not None and ref.key not in self.results and ref.key not in self.errors:
+            self.request_current()
+
+    def request_current(self, force: bool = False) -> None:
+        ref = self._current
+        if ref is None:
+            return
+        if force:
+            self.results.pop(ref.key, None)
+        if any(ref in req.images for req in self._pending.values()):
+            return  # already on its way
+        request = CaptionRequest(images=(ref,), attention=True)
+        self._pending[request.id] = request
+        self.status.setText("Captioning…")
+        self.submit.emit(request)
+
+    def caption_all(self, refs: list[ImageRef]) -> None:
+        todo = tuple(r for r in refs if r.key not in self.results)
+        if not todo:
+            self.message.emit("Every image already has a caption.")
+            return
+        request = CaptionRequest(images=todo, attention=True)
+        self._pending[request.id] = request
+        self._batch_id = request.id
+        self.progress.setRange(0, len(todo))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setEnabled(True)
+        self.all_button.setEnabled(False)
+        self.submit.emit(request)
+
+    def cancel_batch(self) -> None:
+        if self._batch_id is not None:
+            self.cancel.emit(self._batch_id)
+
+    # -------------------------------------------------------------- results
+
+    def owns(self, request) -> bool:
+        return request.id in self._pending
+
+    def on_progress(self, request_id: int, done: int, total: int) -> None:
+        if request_id == self._batch_id:
+            self.progress.setValue(done)
+            self.status.setText(f"Captioned {done} of {total}")
+
+    def on_finished(self, outcome: CaptionOutcome) -> None:
+        self._pending.pop(outcome.request.id, None)
+        for item in outcome.items:
+            if item.result is not None:
+                self.results[item.image.key] = item.result
+            else:
+                self.errors[item.image.key] = item.error or "failed"
+            if item.image.path is not None:
+                self._paths[item.image.key] = str(item.image.path)
+        if outcome.request.id == self._batch_id:
+            self._end_batch(f"Captioned {len(outcome.items)} images.")
+        # Results of other images are kept; only the selected image is shown (stale ones are not).
+        self._show()
+
+    def on_ended(self, request, reason: str) -> None:
+        """The request failed or was cancelled."""
+        self._pending.pop(request.id, None)
+        if request.id == self._batch_id:
+            self._end_batch(reason)
+        elif self._current is not None and self._current in request.images:
+            self.status.setText(reason)
+
+    def _end_batch(self, text: str) -> None:
+        self._batch_id = None
+        self.progress.setVisible(False)
+        self.cancel_button.setEnabled(False)
+        self.all_button.setEnabled(True)
+        self.status.setText(text)
+
+    # ------------------------------------------------------------------ view
+
+    def _show(self) -> None:
+        ref = self._current
+        if ref is None:
+            self.words.setHtml("<p style='color:gray'>Open or drop an image to caption it.</p>")
+            return
+        if ref.key in self.errors:
+            self.words.setHtml(f"<p style='color:#b00'>{html.escape(self.errors[ref.key])}</p>")
+            return
+        result = self.results.get(ref.key)
+        if result is None:
+            self.words.setHtml("<p style='color:gray'>Captioning…</p>")
+            return
+        parts = []
+        for i, token in enumerate(result.tokens):
+            style = "background:#ffd54f;" if i == self._selected_token else ""
+            parts.append(f"<a href='token:{i}' style='text-decoration:none;{style}'>{html.escape(token)}</a>")
+        self.words.setHtml(f"<p style='font-size:15pt; line-height:150%'>{' '.join(parts)}</p>")
+        self.status.setText("")
+
+    def current_result(self) -> CaptionResult | None:
+        return self.results.get(self._current.key) if self._current else None
+
+    def select_token(self, index: int) -> None:
+        result = self.current_result()
+        if result is None or result.attention is None or not 0 <= index < len(result.tokens):
+            return
+        self._selected_token = index
+        self._show()
+        self.overlay_requested.emit(result.attention, index, f"word “{result.tokens[index]}”")
+
+    def _on_word(self, url: QUrl) -> None:
+        text = url.toString()
+        if text.startswith("token:"):
+            self.select_token(int(text.split(":", 1)[1]))
+
+    # ---------------------------------------------------------------- export
+
+    def export_dialog(self) -> None:
+        if not self.results:
+            self.message.emit("No captions to export yet.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export captions", "captions.json",
+                                              "JSON (*.json);;CSV (*.csv)")
+        if path:
+            self.export(Path(path))
+
+    def export(self, path: Path) -> None:
+        rows = [{"image": self._paths.get(key, key), "caption": r.caption, "tokens": list(r.tokens)}
+                for key, r in self.results.items()]
+        if path.suffix.lower() == ".csv":
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["image", "caption"])
+                writer.writerows([row["image"], row["caption"]] for row in rows)
+        else:
+            path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        self.message.emit(f"Exported {len(rows)} captions to {path}")

@@ -1,0 +1,183 @@
+"""The gallery: thumbnails of the opened images (files, folders, drops, clipboard)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
+
+from mmstudio.errors import MMStudioError
+from mmstudio.imaging import iter_image_files, load_image
+from mmstudio.requests import ImageRef
+
+THUMB = 96
+_REF_ROLE = Qt.ItemDataRole.UserRole
+_clipboard_numbers = itertools.count(1)
+
+
+class _ThumbSignals(QObject):
+    loaded = Signal(str, object, object)  # key, full image (PIL), thumbnail (QImage)
+    failed = Signal(str, str)  # key, message
+
+
+class _ThumbJob(QRunnable):
+    """Decoding a large photo takes time: it happens on the pool, never on the GUI thread."""
+
+    def __init__(self, ref: ImageRef, signals: _ThumbSignals):
+        super().__init__()
+        self.ref, self.signals = ref, signals
+
+    def run(self) -> None:
+        from mmstudio.gui.qt_image_view import pil_to_qimage
+
+        try:
+            image = self.ref.load()
+        except MMStudioError as exc:
+            self.signals.failed.emit(self.ref.key, str(exc))
+            return
+        thumb = image.copy()
+        thumb.thumbnail((THUMB, THUMB))
+        self.signals.loaded.emit(self.ref.key, image, pil_to_qimage(thumb))
+
+
+class Gallery(QListWidget):
+    image_selected = Signal(object, object)  # ImageRef (or None), PIL image (or None)
+    load_failed = Signal(str, str)  # what, why
+    count_changed = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setGridSize(QSize(THUMB + 16, THUMB + 28))
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.setMovement(QListWidget.Movement.Static)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setAcceptDrops(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.setToolTip("Drop image files or folders here, or paste an image (Ctrl+V)")
+        self._images: dict[str, Image.Image] = {}
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._signals = _ThumbSignals()
+        self._signals.loaded.connect(self._on_loaded)
+        self._signals.failed.connect(self._on_failed)
+        self.currentItemChanged.connect(self._on_current)
+
+    # ---------------------------------------------------------------- adding
+
+    def add_paths(self, paths) -> int:
+        """Add files and folders; returns how many entries were queued for loading."""
+        added = 0
+        for path in iter_image_files([Path(p) for p in paths]):
+            key = str(path.resolve())
+            if self._item(key) is None:
+                self._add(ImageRef(key=key, path=path))
+                added += 1
+        return added
+
+    def add_pixels(self, image: Image.Image, label: str = "Pasted image") -> ImageRef:
+        ref = ImageRef(key=f"clipboard:{next(_clipboard_numbers)}", pixels=image.convert("RGB"))
+        self._add(ref, label)
+        return ref
+
+    def _add(self, ref: ImageRef, label: str | None = None) -> None:
+        item = QListWidgetItem(label or (ref.path.name if ref.path else ref.key))
+        item.setData(_REF_ROLE, ref)
+        item.setToolTip(str(ref.path) if ref.path else label or ref.key)
+        item.setFlags(Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled)
+        self.addItem(item)
+        self._pool.start(_ThumbJob(ref, self._signals))
+        self.count_changed.emit(self.count())
+
+    def _on_loaded(self, key: str, image: Image.Image, thumb) -> None:
+        item = self._item(key)
+        if item is None:
+            return
+        self._images[key] = image
+        item.setIcon(QIcon(QPixmap.fromImage(thumb)))
+        if self.currentItem() is None:
+            self.setCurrentItem(item)
+        elif self.currentItem() is item:
+            self._on_current(item, None)
+
+    def _on_failed(self, key: str, message: str) -> None:
+        item = self._item(key)
+        if item is not None:
+            self.takeItem(self.row(item))
+            self.count_changed.emit(self.count())
+        self.load_failed.emit(key, message)
+
+    # --------------------------------------------------------------- reading
+
+    def _item(self, key: str) -> QListWidgetItem | None:
+        for row in range(self.count()):
+            item = self.item(row)
+            if item.data(_REF_ROLE).key == key:
+                return item
+        return None
+
+    def refs(self, loaded_only: bool = True) -> list[ImageRef]:
+        refs = [self.item(r).data(_REF_ROLE) for r in range(self.count())]
+        return [r for r in refs if r.key in self._images] if loaded_only else refs
+
+    def image_of(self, ref: ImageRef) -> Image.Image | None:
+        return self._images.get(ref.key)
+
+    def current_ref(self) -> ImageRef | None:
+        item = self.currentItem()
+        return item.data(_REF_ROLE) if item is not None else None
+
+    def select_key(self, key: str) -> None:
+        item = self._item(key)
+        if item is not None:
+            self.setCurrentItem(item)
+
+    def _on_current(self, item, _previous) -> None:
+        if item is None:
+            self.image_selected.emit(None, None)
+            return
+        ref = item.data(_REF_ROLE)
+        image = self._images.get(ref.key)
+        if image is not None:
+            self.image_selected.emit(ref, image)
+
+    def remove_selected(self) -> None:
+        for item in self.selectedItems():
+            self._images.pop(item.data(_REF_ROLE).key, None)
+            self.takeItem(self.row(item))
+        self.count_changed.emit(self.count())
+        if self.count() == 0:
+            self.image_selected.emit(None, None)
+
+    def wait_idle(self, msecs: int = 30000) -> bool:
+        return self._pool.waitForDone(msecs)
+
+    # ------------------------------------------------------------ drag & drop
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if event.mimeData().hasUrls() or event.mimeData().hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        mime = event.mimeData()
+        local = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
+        remote = [url.toString() for url in mime.urls() if not url.isLocalFile()]
+        for url in remote:
+            self.load_failed.emit(url, "only files on this computer can be opened (not web addresses)")
+        if local:
+            self.add_paths(local)
+        elif mime.hasImage():
+            from mmstudio.gui.qt_clipboard import qimage_to_pil
+
+            self.add_pixels(qimage_to_pil(mime.imageData()), "Dropped image")
+        event.acceptProposedAction()

@@ -1,0 +1,83 @@
+"""Choosing models (built-in, a local folder, the HF cache), the device and the precision."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QWidget,
+)
+
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.catalog import available_models
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("fp32", "fp16", "bf16")
+TASK_LABELS = {Task.CAPTION: "Captioning", Task.VQA: "Questions (VQA)", Task.ITM: "Matching (ITM/ITC)"}
+
+
+class ModelDialog(QDialog):
+    def __init__(self, current: dict[Task, str], options: LoadOptions, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Models and device")
+        self._combos: dict[Task, QComboBox] = {}
+        form = QFormLayout(self)
+        entries = available_models()
+        for task in Task:
+            combo = QComboBox()
+            combo.setEditable(True)
+            combo.setToolTip("A built-in model, a model in the Hugging Face cache, or a folder")
+            for entry in entries:
+                if task in entry.tasks:
+                    combo.addItem(f"{entry.name}  ({entry.source})", entry.name)
+            index = combo.findData(current[task])
+            if index < 0:
+                combo.addItem(current[task], current[task])
+                index = combo.count() - 1
+            combo.setCurrentIndex(index)
+            browse = QPushButton("Folder…")
+            browse.setToolTip("Use a model saved in a folder (config.json and .safetensors weights)")
+            browse.clicked.connect(lambda _=False, c=combo: self._browse(c))
+            row = QWidget()
+            layout = QHBoxLayout(row)
+            layout.setContentsMargins(0, 0, 0, 0)
+            layout.addWidget(combo, 1)
+            layout.addWidget(browse)
+            form.addRow(TASK_LABELS[task], row)
+            self._combos[task] = combo
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.device.setCurrentText(options.device)
+        self.dtype = QComboBox()
+        self.dtype.addItems(DTYPES)
+        self.dtype.setCurrentText(options.dtype)
+        form.addRow("Device", self.device)
+        form.addRow("Precision", self.dtype)
+        form.addRow(QLabel("A model that fails to load leaves the current one in place."))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self, combo: QComboBox) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder")
+        if folder:
+            combo.addItem(folder, folder)
+            combo.setCurrentIndex(combo.count() - 1)
+
+    def chosen_models(self) -> dict[Task, str]:
+        chosen = {}
+        for task, combo in self._combos.items():
+            data = combo.currentData()
+            text = combo.currentText().strip()
+            chosen[task] = data if data and combo.itemText(combo.currentIndex()) == text else text
+        return chosen
+
+    def chosen_options(self) -> LoadOptions:
+        return LoadOptions(device=self.device.currentText(), dtype=self.dtype.currentText())

@@ -1,0 +1,81 @@
+"""Overlay controls: colormap, opacity, layer and head aggregation, save as PNG."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+
+from mmstudio.attention import AttentionStack
+from mmstudio.overlay import COLORMAPS
+
+
+class OverlayControls(QWidget):
+    changed = Signal()  # colormap, layer or head changed: redraw the map
+    opacity_changed = Signal(float)
+    save_requested = Signal()
+    visibility_changed = Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        self.label = QLabel("No attention map")
+        self.label.setMinimumWidth(160)
+        self.show_box = QPushButton("Overlay")
+        self.show_box.setCheckable(True)
+        self.show_box.setChecked(True)
+        self.show_box.setToolTip("Show or hide the attention heatmap (H)")
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(COLORMAPS))
+        self.colormap.setToolTip("Colormap of the heatmap")
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(60)
+        self.opacity.setMaximumWidth(120)
+        self.opacity.setToolTip("Opacity of the heatmap")
+        self.layer = QComboBox()
+        self.layer.setToolTip("Which cross-attention layer: the model's default (measured best), the mean of all, "
+                              "or one layer")
+        self.head = QComboBox()
+        self.head.setToolTip("How attention heads are combined: mean, max, or one head")
+        self.save = QPushButton("Save PNG…")
+        self.save.setToolTip("Save the image with this overlay as a PNG (Ctrl+Shift+S)")
+        for widget in (self.label, self.show_box, QLabel("Colors"), self.colormap, QLabel("Opacity"), self.opacity,
+                       QLabel("Layer"), self.layer, QLabel("Heads"), self.head, self.save):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self.colormap.currentTextChanged.connect(lambda _: self.changed.emit())
+        self.layer.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self.head.currentIndexChanged.connect(lambda _: self.changed.emit())
+        self.opacity.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
+        self.save.clicked.connect(self.save_requested)
+        self.show_box.toggled.connect(self.visibility_changed)
+        self.set_stack(None)
+
+    def set_stack(self, stack: AttentionStack | None, label: str = "") -> None:
+        """Offer the layers and heads this stack has, keeping the user's choice where it still fits."""
+        layer_before, head_before = self.layer.currentData(), self.head.currentData()
+        for combo in (self.layer, self.head):
+            combo.blockSignals(True)
+            combo.clear()
+        if stack is not None:
+            self.layer.addItem(f"default ({stack.default_layer})", "default")
+            if len(stack.layers) > 1:
+                self.layer.addItem("mean of layers", "mean")
+            for layer in stack.layers:
+                self.layer.addItem(f"layer {layer}", layer)
+            self.head.addItem("mean", "mean")
+            self.head.addItem("max", "max")
+            for head in range(stack.weights.shape[2]):
+                self.head.addItem(f"head {head}", head)
+            for combo, before in ((self.layer, layer_before), (self.head, head_before)):
+                index = combo.findData(before)
+                combo.setCurrentIndex(max(0, index))
+        for combo in (self.layer, self.head):
+            combo.blockSignals(False)
+        self.label.setText(label or ("No attention map" if stack is None else ""))
+        for widget in (self.layer, self.head, self.save):
+            widget.setEnabled(stack is not None)
+
+    def choice(self) -> tuple:
+        return self.layer.currentData() or "default", self.head.currentData() or "mean"

@@ -1,0 +1,174 @@
+"""Typed requests to the inference engine and the one function that carries them out.
+
+The GUI's worker thread and the tests drive the engine through `execute`, so a
+request means the same thing wherever it comes from. Requests name images by
+path and a content key; results carry the request back so a caller can drop
+stale ones (an image no longer selected).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Union
+
+from PIL import Image
+
+from mmstudio.engine import Engine
+from mmstudio.errors import CancelledError
+from mmstudio.imaging import load_image
+from mmstudio.models.base import AnswerResult, CaptionResult, LoadOptions, MatchResult, ModelInfo, Task
+
+_ids = itertools.count(1)
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image the user opened: a file path, or pixels pasted from the clipboard."""
+
+    key: str  # stable identity in the gallery (path, or "clipboard:N")
+    path: Path | None = None
+    pixels: Image.Image | None = field(default=None, compare=False, repr=False)
+
+    def load(self) -> Image.Image:
+        return self.pixels if self.pixels is not None else load_image(self.path)
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    images: tuple[ImageRef, ...]
+    attention: bool = True
+    batch_size: int = 16
+    id: int = field(default_factory=next_id)
+
+
+@dataclass(frozen=True)
+class AskRequest:
+    image: ImageRef
+    question: str
+    attention: bool = True
+    id: int = field(default_factory=next_id)
+
+
+@dataclass(frozen=True)
+class MatchRequest:
+    image: ImageRef
+    texts: tuple[str, ...]
+    attention: bool = True
+    id: int = field(default_factory=next_id)
+
+
+@dataclass(frozen=True)
+class LoadModelRequest:
+    task: Task
+    name: str
+    options: LoadOptions = LoadOptions()
+    id: int = field(default_factory=next_id)
+
+
+Request = Union[CaptionRequest, AskRequest, MatchRequest, LoadModelRequest]
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    image: ImageRef
+    result: CaptionResult | None = None
+    error: str | None = None  # this image failed (e.g. a broken file); the others still ran
+
+
+@dataclass(frozen=True)
+class CaptionOutcome:
+    request: CaptionRequest
+    items: tuple[CaptionItem, ...]
+
+
+@dataclass(frozen=True)
+class AskOutcome:
+    request: AskRequest
+    result: AnswerResult
+
+
+@dataclass(frozen=True)
+class MatchOutcome:
+    request: MatchRequest
+    results: tuple[MatchResult, ...]
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    request: LoadModelRequest
+    info: ModelInfo
+
+
+Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome]
+Progress = Callable[[int, int], None]
+
+
+class CancelToken:
+    """Set from any thread; checked by the work between steps."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise CancelledError("cancelled")
+
+
+def execute(engine: Engine, request: Request, token: CancelToken | None = None,
+            progress: Progress | None = None) -> Outcome:
+    """Carry out one request. Raises MMStudioError subclasses (CancelledError when cancelled)."""
+    token = token or CancelToken()
+    token.check()
+    if isinstance(request, LoadModelRequest):
+        adapter = engine.use(request.task, request.name, request.options)
+        return ModelOutcome(request, adapter.info)
+    if isinstance(request, CaptionRequest):
+        return _caption(engine, request, token, progress)
+    if isinstance(request, AskRequest):
+        result = engine.ask(request.image.load(), [request.question], attention=request.attention)[0]
+        return AskOutcome(request, result)
+    if isinstance(request, MatchRequest):
+        results = engine.match(request.image.load(), list(request.texts), attention=request.attention)
+        return MatchOutcome(request, tuple(results))
+    raise TypeError(f"not a request: {request!r}")
+
+
+def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progress: Progress | None):
+    from mmstudio.errors import MMStudioError
+
+    items: list[CaptionItem] = []
+    total = len(request.images)
+    size = max(1, request.batch_size)
+    for start in range(0, total, size):
+        token.check()
+        chunk = request.images[start:start + size]
+        loaded, failed = [], {}
+        for ref in chunk:
+            try:
+                loaded.append((ref, ref.load()))
+            except MMStudioError as exc:
+                failed[ref.key] = str(exc)
+        results = iter(engine.caption([img for _, img in loaded], attention=request.attention,
+                                      batch_size=size, cancel=token.check)) if loaded else iter(())
+        for ref in chunk:
+            if ref.key in failed:
+                items.append(CaptionItem(ref, error=failed[ref.key]))
+            else:
+                items.append(CaptionItem(ref, result=next(results)))
+        if progress:
+            progress(len(items), total)
+    return CaptionOutcome(request, tuple(items))
