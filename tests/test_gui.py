@@ -22,17 +22,39 @@ TIMEOUT = 60000
 
 
 @pytest.fixture()
-def settings(tmp_path):
-    return Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+def models(tiny_models) -> dict[Task, str]:
+    """The built-in models (what a user gets); tiny ones only where a checkout has none yet."""
+    from mmstudio.resources import builtin_models_dir
+
+    if all((builtin_models_dir() / name).is_dir() for name in ("caption", "vqa", "retrieval")):
+        return {task: builtin_name(task) for task in Task}
+    return {task: str(path) for task, path in tiny_models.items()}
 
 
 @pytest.fixture()
-def window(qtbot, settings):
-    win = MainWindow(settings=settings)
+def settings(tmp_path, models):
+    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    for task, name in models.items():
+        qsettings.setValue(f"model/{task.value}", name)
+    return Settings(qsettings)
+
+
+@pytest.fixture()
+def window(qtbot, settings, tmp_path):
+    from mmstudio.jobs import JobStore
+
+    win = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))
     qtbot.addWidget(win)
     win.show()
     yield win
     win.client.stop()
+
+
+def cli(capsys, *argv) -> dict:
+    import json
+
+    cli_main(list(argv))
+    return json.loads(capsys.readouterr().out.splitlines()[0])
 
 
 def drop_files(widget, paths) -> None:
@@ -51,7 +73,7 @@ def scene_file(tmp_path, scene_images):
 
 
 def wait_caption(qtbot, window, key):
-    qtbot.waitUntil(lambda: key in window.caption_panel.results or key in window.caption_panel.errors,
+    qtbot.waitUntil(lambda: bool(key in window.caption_panel.results or key in window.caption_panel.errors),
                     timeout=TIMEOUT)
 
 
@@ -60,16 +82,13 @@ def test_first_screen_invites_a_drop(window):
     assert "Drop images here" in window.welcome.text()
 
 
-def test_drop_an_image_and_see_its_caption(qtbot, window, scene_file, capsys):
+def test_drop_an_image_and_see_its_caption(qtbot, window, scene_file, capsys, models):
     drop_files(window.gallery, [scene_file])
     key = str(scene_file.resolve())
     wait_caption(qtbot, window, key)
     result = window.caption_panel.results[key]
-    cli_main(["caption", "--json", str(scene_file)])
-    import json
-
-    expected = json.loads(capsys.readouterr().out.splitlines()[0])["caption"]
-    assert result.caption == expected
+    assert result.caption == cli(capsys, "caption", "--json", "--model", models[Task.CAPTION],
+                                 str(scene_file))["caption"]
     assert window.stack.currentWidget() is window.view
     assert "scene.png" in window.windowTitle()
 
@@ -88,20 +107,18 @@ def test_click_a_caption_word_changes_the_overlay(qtbot, window, scene_file):
     assert "“" in window.controls.label.text()
 
 
-def test_ask_gives_the_cli_answer(qtbot, window, scene_file, capsys):
+def test_ask_gives_the_cli_answer(qtbot, window, scene_file, capsys, models):
     drop_files(window.gallery, [scene_file])
     qtbot.waitUntil(lambda: window.gallery.current_ref() is not None, timeout=TIMEOUT)
     window.tabs.setCurrentWidget(window.ask_panel)
     window.ask_panel.input.setPlainText("how many objects are there?")
     qtbot.keyClick(window.ask_panel.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     key = window.gallery.current_ref().key
-    qtbot.waitUntil(lambda: window.ask_panel.history.get(key) and window.ask_panel.history[key][-1].result,
+    qtbot.waitUntil(lambda: bool(window.ask_panel.history.get(key)) and bool(window.ask_panel.history[key][-1].result),
                     timeout=TIMEOUT)
     answer = window.ask_panel.history[key][-1].result.answer
-    cli_main(["ask", "--json", str(scene_file), "how many objects are there?"])
-    import json
-
-    assert answer == json.loads(capsys.readouterr().out.splitlines()[0])["answer"]
+    assert answer == cli(capsys, "ask", "--json", "--model", models[Task.VQA], str(scene_file),
+                         "how many objects are there?")["answer"]
 
 
 def test_cancel_a_batch(qtbot, window, tmp_path, scene_images):
@@ -112,13 +129,15 @@ def test_cancel_a_batch(qtbot, window, tmp_path, scene_images):
         paths.append(path)
     window.gallery.add_paths(paths)
     qtbot.waitUntil(lambda: len(window.gallery.refs()) == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not window.client.busy, timeout=TIMEOUT)
     window.caption_panel.results.clear()
-    with qtbot.waitSignal(window.client.cancelled, timeout=TIMEOUT):
-        window.caption_panel.caption_all(window.gallery.refs())
-        window.caption_panel.batch_size_hint = 1
-        qtbot.keyClick(window, Qt.Key.Key_Escape)
-    assert window.caption_panel.cancel_button.isEnabled() is False
+    window.caption_panel.caption_all(window.gallery.refs())
+    assert window.caption_panel.cancel_button.isEnabled()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not window.caption_panel.cancel_button.isEnabled(), timeout=TIMEOUT)
     assert "Cancelled" in window.caption_panel.status.text()
+    assert len(window.caption_panel.results) < 40
+    assert window.caption_panel.all_button.isEnabled()
 
 
 def test_bad_drops_show_errors_and_the_app_stays_up(qtbot, window, tmp_path, scene_file):
@@ -141,9 +160,11 @@ def test_bad_drops_show_errors_and_the_app_stays_up(qtbot, window, tmp_path, sce
 def test_failed_model_load_keeps_the_previous_model(qtbot, window, tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
+    qtbot.waitUntil(lambda: not window._pending_models, timeout=TIMEOUT)
+    before = window.models[Task.CAPTION]
     with qtbot.waitSignal(window.client.failed, timeout=TIMEOUT):
         window.load_model(Task.CAPTION, str(broken))
-    assert window.models[Task.CAPTION] == builtin_name(Task.CAPTION)
+    assert window.models[Task.CAPTION] == before
     assert "Still using" in window.message_bar.label.text()
 
 
@@ -151,7 +172,9 @@ def test_corrupt_settings_mean_defaults(qtbot, tmp_path):
     path = tmp_path / "bad.ini"
     path.write_bytes(b"\x00\xff[overlay]\nopacity=lots\ncolormap=\xff\xfe\n[window]\ngeometry=garbage\n")
     settings = Settings(QSettings(str(path), QSettings.Format.IniFormat))
-    win = MainWindow(settings=settings)
+    from mmstudio.jobs import JobStore
+
+    win = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))
     qtbot.addWidget(win)
     assert 0 <= win.controls.opacity.value() <= 100
     win.client.stop()

@@ -100,3 +100,33 @@ def test_dtypes_run(tiny_models, scene_images, dtype):
     result = engine.caption(scene_images[:2], model=str(tiny_models[Task.CAPTION]), attention=True)
     assert all(isinstance(r.caption, str) for r in result)
     assert result[0].attention.weights.dtype.name == "float32"
+
+
+def fake_hub_cache(cache, repo_id: str, source) -> None:
+    """Lay a model out the way huggingface_hub caches it: blobs behind snapshots/<rev>, refs/main."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for item in source.iterdir():
+        shutil.copy2(item, snapshot / item.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+
+
+def test_models_from_the_hf_cache(tiny_models, tmp_path, monkeypatch, scene_images):
+    cache = tmp_path / "hub"
+    fake_hub_cache(cache, "someone/tiny-blip-caption", tiny_models[Task.CAPTION])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    resolved = resolve("someone/tiny-blip-caption")
+    assert resolved.path.name == "0123456789abcdef0123456789abcdef01234567"
+    caption = Engine().caption(scene_images[:1], model="someone/tiny-blip-caption")[0].caption
+    assert isinstance(caption, str)
+    from mmstudio.models.catalog import cached_models
+
+    names = {entry.name: entry for entry in cached_models()}
+    assert Task.CAPTION in names["someone/tiny-blip-caption"].tasks

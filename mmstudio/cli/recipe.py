@@ -14,6 +14,9 @@ def register(commands) -> None:
     p.add_argument("--work", type=Path, required=True, help="scratch folder for data and training runs")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every step count (smoke tests: 0.001)")
     p.add_argument("--train-scenes", type=int, help="training scenes (default 30000)")
+    p.add_argument("--heldout", type=Path, help="also measure on this dataset (e.g. from bench/heldout_world.py)")
+    p.add_argument("--finish-only", action="store_true",
+                   help="skip training: measure the models already trained in --work and publish them")
     p.add_argument("--progress", choices=("text", "json"), default="text")
     p.set_defaults(run=run_recipe_command)
 
@@ -22,12 +25,15 @@ def run_recipe_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from mmstudio.cli.train import _json_emit, _text_emit
-    from mmstudio.training.recipe import Recipe, run_recipe, with_steps
+    from mmstudio.training.recipe import Recipe, finish_all, run_recipe, with_steps
 
     recipe = with_steps(Recipe(), args.scale)
     if args.train_scenes:
         recipe = replace(recipe, train_scenes=args.train_scenes)
     emit = _json_emit if args.progress == "json" else _text_emit
-    reports = run_recipe(args.out, args.work, recipe, emit)
+    if args.finish_only:
+        reports = finish_all(args.out, args.work, heldout=args.heldout, emit=emit)
+    else:
+        reports = run_recipe(args.out, args.work, recipe, emit, heldout=args.heldout)
     print(json.dumps({task: report["metrics"] for task, report in reports.items()}, indent=2), file=sys.stdout)
     return 0

@@ -25,6 +25,7 @@ from mmstudio.errors import CancelledError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
+from mmstudio.gui.panels.train_panel import TrainPanel
 from mmstudio.gui.qt_errors import describe
 from mmstudio.gui.qt_gallery import Gallery
 from mmstudio.gui.qt_image_view import ImageView
@@ -62,17 +63,28 @@ class MessageBar(QWidget):
         layout.addWidget(self.label, 1)
         layout.addWidget(close)
         self.setAutoFillBackground(True)
+        self._timer = QTimer(self)  # a child: it goes away with the bar
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.hide)
+        self.is_error = False
         self.hide()
 
     def show_message(self, text: str, error: bool = False) -> None:
+        """Errors stay until dismissed; notices go away by themselves."""
+        self.is_error = error
         color = "#fde2e1" if error else "#e3f0fd"
         self.setStyleSheet(f"MessageBar {{ background: {color}; }}")
         self.label.setText(text)
         self.show()
+        if error:
+            self._timer.stop()
+        else:
+            self._timer.start(6000)
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Settings | None = None, client: InferenceClient | None = None):
+    def __init__(self, settings: Settings | None = None, client: InferenceClient | None = None,
+                 job_store=None):
         super().__init__()
         self.settings = settings or Settings()
         self.setWindowTitle("mmstudio")
@@ -90,6 +102,7 @@ class MainWindow(QMainWindow):
         self.caption_panel = CaptionPanel()
         self.ask_panel = AskPanel()
         self.match_panel = MatchPanel()
+        self.train_panel = TrainPanel(job_store)
         self.message_bar = MessageBar()
         self.welcome = QLabel(WELCOME)
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -107,6 +120,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.caption_panel, "Caption")
         self.tabs.addTab(self.ask_panel, "Ask")
         self.tabs.addTab(self.match_panel, "Match")
+        self.tabs.addTab(self.train_panel, "Train")
         splitter = QSplitter()
         splitter.addWidget(self.gallery)
         splitter.addWidget(center)
@@ -160,7 +174,7 @@ class MainWindow(QMainWindow):
         self._action(view, "Zoom in", lambda: self.view.zoom(1.25), QKeySequence.StandardKey.ZoomIn)
         self._action(view, "Zoom out", lambda: self.view.zoom(0.8), QKeySequence.StandardKey.ZoomOut)
         self._action(view, "Show or hide overlay", self.controls.show_box.toggle, "H")
-        for i, name in enumerate(("Caption", "Ask", "Match")):
+        for i, name in enumerate(("Caption", "Ask", "Match", "Train")):
             self._action(view, f"{name} panel", lambda _=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
         run = bar.addMenu("&Run")
         self._action(run, "Caption all images", lambda: self.caption_panel.caption_all(self.gallery.refs()),
@@ -182,6 +196,9 @@ class MainWindow(QMainWindow):
             panel.overlay_requested.connect(self.show_overlay)
             panel.message.connect(self.show_info)
         self.caption_panel.cancel.connect(self.client.cancel)
+        self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
+        self.train_panel.message.connect(self.show_info)
+        self.train_panel.error.connect(self.show_error)
         self.client.finished.connect(self._on_finished)
         self.client.failed.connect(self._on_failed)
         self.client.cancelled.connect(self._on_cancelled)
@@ -210,6 +227,7 @@ class MainWindow(QMainWindow):
         self.settings.set("overlay/colormap", self.controls.colormap.currentText())
         self.settings.set("overlay/opacity", self.controls.opacity.value())
         self.settings.sync()
+        self.train_panel.shutdown()
         self.client.stop()
         super().closeEvent(event)
 
@@ -353,8 +371,8 @@ class MainWindow(QMainWindow):
         self.settings.set("model/device", request.options.device)
         self.settings.set("model/dtype", request.options.dtype)
         info = outcome.info
-        self.show_info(f"Loaded {request.name} for {request.task.value} ({info.architecture}, "
-                       f"{info.parameters / 1e6:.1f}M parameters) on {info.device}.")
+        self.statusBar().showMessage(f"Loaded {request.name} for {request.task.value} ({info.architecture}, "
+                                     f"{info.parameters / 1e6:.1f}M parameters) on {info.device}.", 8000)
         # Results of the old model no longer describe what is loaded.
         panel = {Task.CAPTION: self.caption_panel, Task.VQA: None, Task.ITM: self.match_panel}[request.task]
         if panel is not None:
@@ -384,8 +402,10 @@ class MainWindow(QMainWindow):
         self.message_bar.show_message(text, error=True)
 
     def show_info(self, text: str) -> None:
+        if self.message_bar.isVisible() and self.message_bar.is_error:
+            self.statusBar().showMessage(text, 6000)  # an unread error stays in view
+            return
         self.message_bar.show_message(text)
-        QTimer.singleShot(6000, lambda: self.message_bar.label.text() == text and self.message_bar.hide())
 
     def about(self) -> None:
         QMessageBox.about(self, "About mmstudio",

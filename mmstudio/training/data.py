@@ -109,6 +109,14 @@ def _text(row: dict, *keys: str) -> str | None:
 
 
 def _examples_of(row: dict, task: Task, image: int) -> tuple[list[Example], str | None]:
+    """The row's examples for the task, or a problem. A row made for the other kind of task
+    (a caption row in VQA training, a question row in caption training) gives no examples and no problem."""
+    has_caption = bool(_text(row, "caption", "text"))
+    has_questions = bool(row.get("questions")) or bool(_text(row, "question"))
+    if task in (Task.CAPTION, Task.ITM) and not has_caption and has_questions:
+        return [], None
+    if task == Task.VQA and not has_questions and has_caption:
+        return [], None
     if task == Task.CAPTION:
         caption = _text(row, "caption", "text")
         return ([Example(image, caption)], None) if caption else ([], "no caption (key caption or text)")
@@ -177,6 +185,9 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -
         examples.extend(found)
     if rows == 0:
         problems.append(f"{folder}: the metadata has no rows")
+    elif not examples and not problems:
+        problems.append(f"{folder}: no row has what {task.value} training needs "
+                        f"({'questions with answers' if task == Task.VQA else 'a caption'})")
     if check_images and not problems:
         problems.extend(_broken_images(images, sources))
     if problems:

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Callable
 
 from mmstudio.models.base import Task
-from mmstudio.training.checkpoints import RUN_RECORD, write_json_atomic
+from mmstudio.training.model_card import write_model_card
+from mmstudio.errors import CancelledError
+from mmstudio.training.checkpoints import RUN_RECORD, read_run_record, write_json_atomic
 from mmstudio.training.run import SCRATCH, TrainConfig, train
 
 Emit = Callable[[dict], None]
@@ -33,9 +35,9 @@ class Recipe:
     train_scenes: int = 30000
     select_scenes: int = 300  # picks the default attention layer; never the figures we report
     valid_scenes: int = 1000
-    caption_steps: int = 10000
-    vqa_steps: int = 2000
-    itm_steps: int = 2000
+    caption_steps: int = 7500
+    vqa_steps: int = 1500
+    itm_steps: int = 1500
     batch_size: int = 64
     vqa_images_per_batch: int = 32
     caption_lr: float = 7e-4
@@ -43,11 +45,12 @@ class Recipe:
     workers: int = 2
 
 
-def command(recipe: Recipe, out: Path, work: Path) -> str:
+def command(out: Path, work: Path) -> str:
     return f"mmstudio recipe --out {out} --work {work}"
 
 
-def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = print) -> dict:
+def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = print,
+               heldout: Path | None = None) -> dict:
     from mmstudio.world import generate_dataset
 
     out, work = Path(out), Path(work)
@@ -70,22 +73,35 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
                              grounding=True)
         train(config, lambda event: emit({**event, "task": task.value}))
         timings[task.value] = time.monotonic() - begin
+        if not read_run_record(folder).get("finished"):
+            # Stopped by a signal or a time limit: the next stage must not start from a half-trained model.
+            raise CancelledError(f"{task.value} training was stopped before its last step; recipe ended")
         return folder
 
     caption = run(Task.CAPTION, SCRATCH, recipe.caption_steps, recipe.caption_lr, recipe.batch_size)
     run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch)
     run(Task.ITM, str(caption), recipe.itm_steps, recipe.finetune_lr, recipe.batch_size)
     timings["training_total"] = time.monotonic() - started
-    reports = {}
-    for task in Task:
-        reports[task.value] = finish_model(task, work / FOLDER[task], out / FOLDER[task], data, recipe,
-                                           timings, emit)
-    emit({"event": "recipe-done", "minutes": round(timings["training_total"] / 60, 1), "timings": timings})
+    emit({"event": "trained", "minutes": round(timings["training_total"] / 60, 1), "timings": timings})
+    return finish_all(out, work, heldout=heldout, emit=emit, timings=timings)
+
+
+def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit = print,
+               timings: dict | None = None) -> dict:
+    """Publish the trained models of `work` into `out` with measured figures and model cards."""
+    out, work = Path(out), Path(work)
+    data = {name: work / name for name in ("train", "select", "valid")}
+    reports = {task.value: finish_model(task, work / FOLDER[task], out / FOLDER[task], data, emit,
+                                        heldout=heldout, recipe_command=command(out, work))
+               for task in Task}
+    if timings:
+        write_json_atomic(out / "recipe-timings.json", {k: round(v, 1) for k, v in timings.items()})
+    emit({"event": "recipe-done", "reports": {k: v["metrics"] for k, v in reports.items()}})
     return reports
 
 
-def finish_model(task: Task, trained: Path, target: Path, data: dict, recipe: Recipe, timings: dict,
-                 emit: Emit) -> dict:
+def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit, *, heldout: Path | None,
+                 recipe_command: str) -> dict:
     """Pick the attention layer on the selection set, measure on the validation set, write the card."""
     from mmstudio.engine import Engine
     from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
@@ -109,9 +125,15 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, recipe: Re
     write_json_atomic(target / RUN_RECORD, record)
     adapter = Engine().adapter(task, str(target))
     report = evaluate_adapter(adapter, data["valid"], attention=task != Task.ITM)
-    emit({"event": "measured", "task": task.value, **report.as_dict()})
+    emit({"event": "measured", "task": task.value, "set": "valid", **report.as_dict()})
     record["validation"] = report.as_dict()
+    record["parameters"] = adapter.info.parameters
+    if heldout is not None:
+        held = evaluate_adapter(adapter, heldout, attention=task != Task.ITM)
+        emit({"event": "measured", "task": task.value, "set": "heldout", **held.as_dict()})
+        record["heldout"] = held.as_dict()
     write_json_atomic(target / RUN_RECORD, record)
+    write_model_card(target, task, record, recipe_command=recipe_command, heldout=record.get("heldout"))
     return report.as_dict()
 
 

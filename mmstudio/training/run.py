@@ -81,9 +81,8 @@ def prepare(config: TrainConfig) -> PreparedJob:
         read_dataset(config.eval_data, config.task)
     resume_from = None
     if config.resume:
+        # No complete checkpoint yet (a job killed early): resuming means starting over in the same folder.
         resume_from = latest_checkpoint(config.out)
-        if resume_from is None:
-            raise MMStudioError(f"{config.out}: nothing to resume (no complete checkpoint in {CHECKPOINTS}/)")
     elif config.out.exists() and any(config.out.iterdir()):
         raise MMStudioError(f"{config.out} is not empty: choose a new output folder, or --resume this run")
     if config.base in (None, "") or config.base == SCRATCH:
@@ -337,23 +336,25 @@ def _save_model(model, processor, folder: Path, config: TrainConfig) -> None:
     from mmstudio.training.blank import save_checkpoint
 
     if config.lora:
-        from mmstudio.training.lora import merged_copy
+        from mmstudio.training.lora import merged_copy, save_adapter
 
-        model = merged_copy(model)
+        save_checkpoint(merged_copy(model), processor, folder)
+        save_adapter(model, folder)
+        return
     save_checkpoint(model, processor, folder)
 
 
 def _load_weights(model, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
-    state = {}
-    for file in sorted(checkpoint.glob("*.safetensors")):
-        state.update(load_file(str(file)))
     if hasattr(model, "peft_config"):
-        from mmstudio.training.lora import load_merged_into
+        from mmstudio.training.lora import load_adapter
 
-        load_merged_into(model, state)
+        load_adapter(model, checkpoint)
         return
+    state = {}
+    for file in sorted(checkpoint.glob("model*.safetensors")):
+        state.update(load_file(str(file)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     model.tie_weights()
     if unexpected:

@@ -6,7 +6,6 @@ import html
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from mmstudio.models.base import AnswerResult
@@ -19,6 +18,19 @@ class Turn:
     result: AnswerResult | None = None
     error: str | None = None
     request_id: int | None = None
+
+
+class ChatInput(QPlainTextEdit):
+    """Enter adds a line; Ctrl+Enter sends (a key handler, so it works wherever the focus came from)."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and \
+                event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
 
 
 class AskPanel(QWidget):
@@ -35,15 +47,13 @@ class AskPanel(QWidget):
         self.chat = QTextBrowser()
         self.chat.setOpenLinks(False)
         self.chat.anchorClicked.connect(self._on_link)
-        self.input = QPlainTextEdit()
+        self.input = ChatInput()
         self.input.setPlaceholderText("Ask about the image, e.g. “what color is the circle?” — Ctrl+Enter to send")
         self.input.setMaximumHeight(70)
         self.send_button = QPushButton("Ask")
         self.send_button.setToolTip("Send the question (Ctrl+Enter)")
         self.send_button.clicked.connect(self.send)
-        for keys in ("Ctrl+Return", "Ctrl+Enter"):
-            QShortcut(QKeySequence(keys), self.input, activated=self.send,
-                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.input.submitted.connect(self.send)
         row = QHBoxLayout()
         row.addWidget(self.input, 1)
         row.addWidget(self.send_button)

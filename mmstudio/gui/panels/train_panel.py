@@ -1,0 +1,337 @@
+"""Train panel: check data, launch a fine-tuning job, watch it, stop, kill, resume, use the result."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmstudio.errors import MMStudioError
+from mmstudio.gui.qt_loss_curve import LossCurve
+from mmstudio.jobs import JobProcess, JobRecord, JobStore, prepare_launch, resume_config
+from mmstudio.models.base import Task
+from mmstudio.training.run import TrainConfig
+
+BASES = (("built-in model of the task", None), ("untrained (from scratch)", "scratch"))
+
+
+class JobRunner(QObject):
+    """Relays a job's events (read on a thread) into the GUI thread as a signal."""
+
+    event = Signal(str, dict)  # job id, event
+
+    def start(self, record: JobRecord, launch) -> JobProcess:
+        return JobProcess(launch, lambda ev: self.event.emit(record.id, ev))
+
+
+class TrainPanel(QWidget):
+    load_model_requested = Signal(object, str)  # Task, folder
+    message = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, store: JobStore | None = None, parent=None):
+        super().__init__(parent)
+        self.store = store or JobStore()
+        self.runner = JobRunner(self)
+        self.runner.event.connect(self._on_event)
+        self.processes: dict[str, JobProcess] = {}
+        self._shown: str | None = None
+
+        self.task = QComboBox()
+        for task in Task:
+            self.task.addItem(task.value, task)
+        self.base = QComboBox()
+        for label, value in BASES:
+            self.base.addItem(label, value)
+        self.base.setEditable(False)
+        base_browse = QPushButton("Folder…")
+        base_browse.clicked.connect(self._browse_base)
+        self.data = QLineEdit()
+        self.data.setPlaceholderText("dataset folder with metadata.jsonl or metadata.csv")
+        data_browse = QPushButton("Folder…")
+        data_browse.clicked.connect(lambda: self._browse_into(self.data, "Dataset folder"))
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1_000_000)
+        self.steps.setValue(200)
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 1024)
+        self.batch.setValue(16)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 1.0)
+        self.lr.setSingleStep(1e-5)
+        self.lr.setValue(1e-4)
+        self.lora = QCheckBox("LoRA (PEFT adapters on attention; small and fast)")
+        self.out = QLineEdit()
+        self.out.setPlaceholderText("new folder for the trained model (default: ~/mmstudio-runs/…)")
+        out_browse = QPushButton("Folder…")
+        out_browse.clicked.connect(lambda: self._browse_into(self.out, "Output folder"))
+
+        form = QFormLayout()
+        form.addRow("Task", self.task)
+        form.addRow("Start from", _row(self.base, base_browse))
+        form.addRow("Dataset", _row(self.data, data_browse))
+        form.addRow("Steps", self.steps)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("", self.lora)
+        form.addRow("Output", _row(self.out, out_browse))
+
+        self.check_button = QPushButton("Check data")
+        self.check_button.setToolTip("Validate the dataset and show every bad row before anything starts")
+        self.launch_button = QPushButton("Launch")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Save a checkpoint and end the job")
+        self.kill_button = QPushButton("Kill")
+        self.kill_button.setToolTip("End the job and everything it started, now")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the selected job from its latest checkpoint")
+        self.use_button = QPushButton("Load this model")
+        self.use_button.setToolTip("Use the selected job's model in the caption, ask or match panel")
+        self.check_button.clicked.connect(self.check)
+        self.launch_button.clicked.connect(self.launch)
+        self.stop_button.clicked.connect(lambda: self._signal_selected("stop"))
+        self.kill_button.clicked.connect(lambda: self._signal_selected("kill"))
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.use_button.clicked.connect(self.use_selected)
+        buttons = QHBoxLayout()
+        for button in (self.check_button, self.launch_button, self.stop_button, self.kill_button,
+                       self.resume_button, self.use_button):
+            buttons.addWidget(button)
+
+        self.progress = QProgressBar()
+        self.progress_label = QLabel("")
+        self.curve = LossCurve()
+        self.report = QLabel("")
+        self.report.setWordWrap(True)
+        self.report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.jobs = QListWidget()
+        self.jobs.setToolTip("Past and running jobs (kept between sessions)")
+        self.jobs.currentItemChanged.connect(lambda item, _prev: self._show_job(item.data(Qt.ItemDataRole.UserRole)
+                                                                                if item else None))
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.curve, 1)
+        layout.addWidget(self.report)
+        layout.addWidget(QLabel("Jobs"))
+        layout.addWidget(self.jobs)
+        self._refresh_jobs()
+        self._update_buttons()
+
+    # ---------------------------------------------------------------- config
+
+    def config(self) -> TrainConfig:
+        task = self.task.currentData()
+        out = self.out.text().strip()
+        if not out:
+            out = str(Path.home() / "mmstudio-runs" / f"{task.value}-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.out.setText(out)
+        if not self.data.text().strip():
+            raise MMStudioError("Choose a dataset folder first.")
+        return TrainConfig(task=task, data=Path(self.data.text().strip()), out=Path(out),
+                           base=self.base.currentData(), steps=self.steps.value(), batch_size=self.batch.value(),
+                           learning_rate=self.lr.value(), lora=self.lora.isChecked(),
+                           save_every=max(10, self.steps.value() // 5), log_every=max(1, self.steps.value() // 100))
+
+    def check(self) -> bool:
+        try:
+            launch = prepare_launch(self.config())
+        except MMStudioError as exc:
+            self.report.setText(f"<span style='color:#b00'>{_escape(str(exc))}</span>")
+            self.error.emit(str(exc).splitlines()[0])
+            return False
+        summary = launch.summary
+        extra = f"<br>New words for the vocabulary: {', '.join(summary['new_words'])}" if summary["new_words"] else ""
+        self.report.setText(f"Data is valid: {_escape(summary['data'])}<br>Base: {_escape(summary['base'])}{extra}")
+        return True
+
+    def launch(self) -> JobRecord | None:
+        try:
+            launch = prepare_launch(self.config())
+        except MMStudioError as exc:
+            self.report.setText(f"<span style='color:#b00'>{_escape(str(exc))}</span>")
+            self.error.emit("Launch refused: " + str(exc).splitlines()[0])
+            return None
+        return self._start(launch)
+
+    def _start(self, launch) -> JobRecord:
+        record = self.store.new(launch)
+        self.processes[record.id] = self.runner.start(record, launch)
+        self.out.clear()  # the next job needs a new folder
+        self._refresh_jobs(select=record.id)
+        return record
+
+    # ------------------------------------------------------------------ jobs
+
+    def selected(self) -> JobRecord | None:
+        item = self.jobs.currentItem()
+        return self.store.records.get(item.data(Qt.ItemDataRole.UserRole)) if item else None
+
+    def _signal_selected(self, how: str) -> None:
+        record = self.selected()
+        process = self.processes.get(record.id) if record else None
+        if process is not None and process.running:
+            getattr(process, how)()
+            self.progress_label.setText("Stopping (saving a checkpoint)…" if how == "stop" else "Killed.")
+
+    def resume_selected(self) -> JobRecord | None:
+        record = self.selected()
+        if record is None:
+            return None
+        try:
+            launch = prepare_launch(resume_config(record))
+        except MMStudioError as exc:
+            self.error.emit(str(exc))
+            return None
+        record.status = "running"
+        record.argv = list(launch.argv)
+        self.store.save()
+        self.processes[record.id] = self.runner.start(record, launch)
+        self._refresh_jobs(select=record.id)
+        return record
+
+    def use_selected(self) -> None:
+        record = self.selected()
+        if record is None:
+            return
+        folder = Path(record.out)
+        if not (folder / "config.json").is_file():
+            checkpoint = record.latest_checkpoint
+            if checkpoint is None:
+                self.error.emit("This job has no model yet.")
+                return
+            folder = checkpoint
+        self.load_model_requested.emit(Task(record.task), str(folder))
+
+    def _on_event(self, job_id: str, event: dict) -> None:
+        record = self.store.records.get(job_id)
+        if record is None:
+            return
+        record.absorb(event)
+        kind = event.get("event")
+        if kind in ("done", "error", "exit", "eval", "checkpoint"):
+            self.store.save()
+        if kind == "exit":
+            self.processes.pop(job_id, None)
+            self._refresh_jobs(select=self._shown)
+            if record.status == "failed":
+                self.error.emit(f"Training job failed: {record.message.splitlines()[0] if record.message else ''}")
+            else:
+                self.message.emit(f"Training job {record.status}: {record.out}")
+        if job_id == self._shown:
+            self._show_progress(record, event)
+        self._update_buttons()
+
+    def _show_progress(self, record: JobRecord, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "progress":
+            self.progress.setRange(0, event["total"])
+            self.progress.setValue(event["step"])
+            self.progress_label.setText(f"step {event['step']} / {event['total']} · epoch {event['epoch']:.2f} · "
+                                        f"loss {event['loss']:.4f} · ETA {_duration(event['eta'])}")
+            self.curve.add_point(event["step"], event["loss"], event["total"])
+        elif kind == "eval":
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in event.get("metrics", {}).items())
+            self.report.setText(f"Evaluation at step {event['step']}: {metrics}")
+        elif kind in ("done", "exit", "error"):
+            self._show_job(record.id)
+
+    def _show_job(self, job_id: str | None) -> None:
+        self._shown = job_id
+        record = self.store.records.get(job_id) if job_id else None
+        if record is None:
+            self.curve.set_points([])
+            return
+        total = max([p[0] for p in record.curve], default=0)
+        self.curve.set_points(record.curve, total)
+        if record.curve:
+            self.progress.setRange(0, int(total) or 1)
+            self.progress.setValue(int(total))
+        last_eval = record.evals[-1] if record.evals else {}
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in last_eval.items() if k != "step")
+        self.progress_label.setText(f"{record.task} · {record.status} · {record.out}")
+        self.report.setText(_escape(record.message) if record.status == "failed" else
+                            (f"Last evaluation: {metrics}" if metrics else ""))
+        self._update_buttons()
+
+    def _refresh_jobs(self, select: str | None = None) -> None:
+        self.jobs.blockSignals(True)
+        self.jobs.clear()
+        for record in self.store.ordered():
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created))
+            item = QListWidgetItem(f"{when}  {record.task:<8} {record.status:<9} {Path(record.out).name}")
+            item.setData(Qt.ItemDataRole.UserRole, record.id)
+            self.jobs.addItem(item)
+            if record.id == select:
+                self.jobs.setCurrentItem(item)
+        self.jobs.blockSignals(False)
+        if select:
+            self._show_job(select)
+
+    def _update_buttons(self) -> None:
+        record = self.selected()
+        running = bool(record and record.id in self.processes and self.processes[record.id].running)
+        self.stop_button.setEnabled(running)
+        self.kill_button.setEnabled(running)
+        self.resume_button.setEnabled(bool(record and not running and record.status != "finished"
+                                           and record.latest_checkpoint))
+        self.use_button.setEnabled(bool(record and not running and record.status in ("finished", "stopped")))
+
+    def shutdown(self) -> None:
+        """Closing the app stops running jobs the gentle way: each saves a checkpoint to resume from."""
+        for process in self.processes.values():
+            process.stop()
+
+    # --------------------------------------------------------------- helpers
+
+    def _browse_into(self, edit: QLineEdit, title: str) -> None:
+        folder = QFileDialog.getExistingDirectory(self, title)
+        if folder:
+            edit.setText(folder)
+
+    def _browse_base(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Base model folder")
+        if folder:
+            self.base.addItem(folder, folder)
+            self.base.setCurrentIndex(self.base.count() - 1)
+
+
+def _row(*widgets) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for i, widget in enumerate(widgets):
+        layout.addWidget(widget, 1 if i == 0 else 0)
+    return row
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text).replace("\n", "<br>")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

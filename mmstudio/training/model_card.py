@@ -1,0 +1,91 @@
+"""Model cards: what a built-in model is, how it was made, and what it measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mmstudio.models.base import Task
+
+WHAT = {
+    Task.CAPTION: ("caption", "BlipForConditionalGeneration", "Captions a Shapes World scene left to right."),
+    Task.VQA: ("vqa", "BlipForQuestionAnswering", "Answers the Shapes World questions with one word."),
+    Task.ITM: ("retrieval", "BlipForImageTextRetrieval",
+               "Scores how well a text matches a scene (ITM head) and embeds images and texts (ITC)."),
+}
+NAMES = {
+    "exact_match": "caption exact match", "bleu4": "BLEU-4", "caption_pointing": "caption pointing accuracy",
+    "accuracy": "VQA accuracy (all questions)", "question_pointing": "question pointing accuracy",
+    "itm_accuracy": "ITM accuracy (captions and hard negatives, threshold 0.5)",
+    "itm_pairwise_accuracy": "ITM pairwise accuracy (caption above each hard negative)",
+    "recall_at_1": "text-to-image recall@1 among 100 scenes (ITC)",
+}
+
+
+def _table(report: dict) -> list[str]:
+    lines = ["| metric | value |", "|---|---|"]
+    for key, value in report.get("metrics", {}).items():
+        if key.startswith("accuracy_"):
+            continue
+        lines.append(f"| {NAMES.get(key, key)} | {value:.2%} |" if value <= 1 else f"| {key} | {value:.3f} |")
+    for kind, value in sorted(report.get("per_kind", {}).items()):
+        lines.append(f"| VQA accuracy: {kind} | {value:.2%} |")
+    return lines
+
+
+def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: str,
+                     heldout: dict | None = None, extra: str = "") -> Path:
+    name, arch, purpose = WHAT[Task(task)]
+    parameters = record.get("parameters")
+    config = json.loads((folder / "config.json").read_text())
+    vision, text = config["vision_config"], config["text_config"]
+    validation = record.get("validation", {})
+    lines = [
+        f"# mmstudio built-in model: {name}",
+        "",
+        f"{purpose} A `{arch}` checkpoint in the Hugging Face format (safetensors), so "
+        f"`BlipProcessor.from_pretrained(dir)` and `{arch}.from_pretrained(dir)` load it without mmstudio.",
+        "",
+        "## Architecture",
+        f"- ViT: {vision['image_size']} px input, {vision['patch_size']} px patches "
+        f"({vision['image_size'] // vision['patch_size']}x{vision['image_size'] // vision['patch_size']} grid), "
+        f"{vision['num_hidden_layers']} layers, hidden {vision['hidden_size']}",
+        f"- text transformer: {text['num_hidden_layers']} layers, hidden {text['hidden_size']}, "
+        f"word-level vocabulary of {text['vocab_size']} tokens (BLIP's special tokens)",
+    ]
+    if parameters:
+        lines.append(f"- {parameters / 1e6:.2f}M parameters")
+    lines += [
+        "",
+        "## Data and recipe",
+        "Trained by the project on Shapes World (`shared/specs/shapes-world.md`): 30,000 generated scenes "
+        "(seed 1) with the full rendering variation. The caption model learns to see from scratch (caption "
+        "loss plus an auxiliary patch-label loss from the scenes' boxes); the VQA and retrieval models start "
+        "from its vision encoder. Retrain all three with one command:",
+        "",
+        f"    {recipe_command}",
+        "",
+        f"Training of this model: {record.get('steps', '?')} steps; the whole recipe's times are in "
+        "`resources/models/README.md`.",
+        "",
+        f"## Measured on {validation.get('count', '?')} fresh validation scenes (seed 2000, never used in training)",
+        "",
+        *_table(validation),
+    ]
+    if validation.get("pointing_by_layer"):
+        lines += ["", "Pointing accuracy (spec: the map's highest cell lies in the object's box grown by one "
+                      "patch) by cross-attention layer, mean over heads:", ""]
+        lines += [f"- layer {k}: {v:.2%}" for k, v in validation["pointing_by_layer"].items()]
+        lines += ["", f"Default layer for maps (chosen on a separate 300-scene selection set): "
+                      f"`{validation.get('default_layer')}`."]
+    if heldout:
+        lines += ["", f"## Measured on {heldout.get('count', '?')} held-out scenes from an independent renderer "
+                      "(`bench/heldout_world.py`: other code, other sampling, other drawing)", "", *_table(heldout)]
+    lines += ["", "Measure again:", "",
+              f"    mmstudio eval --task {Task(task).value} --model builtin:{name} --data DIR",
+              "", "with DIR from `mmstudio world generate --out DIR --count 1000 --seed 2000`."]
+    if extra:
+        lines += ["", extra]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,157 @@
+"""Dataset validation, the Trainer-based engine, checkpoints, resume, vocabulary growth, LoRA."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mmstudio.engine import Engine
+from mmstudio.errors import DatasetError, MMStudioError
+from mmstudio.imaging import load_image
+from mmstudio.models.base import Task
+from mmstudio.training.checkpoints import latest_checkpoint, read_run_record
+from mmstudio.training.data import read_dataset
+from mmstudio.training.run import TrainConfig, train
+from mmstudio.world import generate_dataset
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_dataset(tmp_path_factory.mktemp("world") / "data", 24, seed=3, size=96)
+
+
+def tiny(task: Task, data, out, **kw) -> TrainConfig:
+    defaults = dict(base="scratch", size="tiny", steps=4, batch_size=4, save_every=2, log_every=1,
+                    learning_rate=1e-3, bf16=False, threads=1)
+    defaults.update(kw)
+    return TrainConfig(task=task, data=data, out=out, **defaults)
+
+
+def test_every_bad_row_is_reported_with_file_and_line(tmp_path, world):
+    data = tmp_path / "bad"
+    shutil.copytree(world, data)
+    rows = (data / "metadata.jsonl").read_text().splitlines()
+    rows[1] = "{broken json"
+    row = json.loads(rows[2]); row.pop("file_name"); rows[2] = json.dumps(row)
+    row = json.loads(rows[3]); row["file_name"] = "images/missing.png"; rows[3] = json.dumps(row)
+    row = json.loads(rows[4]); row["file_name"] = "../../etc/passwd"; rows[4] = json.dumps(row)
+    row = json.loads(rows[5]); row.pop("caption"); row.pop("questions"); rows[5] = json.dumps(row)
+    (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DatasetError) as info:
+        read_dataset(data, Task.CAPTION)
+    problems = info.value.problems
+    assert len(problems) == 5
+    for line, words in ((2, "not valid JSON"), (3, "no file_name"), (4, "not found"), (5, "outside"),
+                        (6, "no caption")):
+        assert any(f"metadata.jsonl:{line}: " in p and words in p for p in problems), (line, problems)
+
+
+def test_broken_image_is_a_row_problem(tmp_path, world):
+    data = tmp_path / "broken"
+    shutil.copytree(world, data)
+    (data / "images" / "000003.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(DatasetError, match="metadata.jsonl:4"):
+        read_dataset(data, Task.VQA)
+
+
+def test_csv_metadata(tmp_path, world):
+    data = tmp_path / "csv"
+    (data / "images").mkdir(parents=True)
+    shutil.copy(world / "images" / "000000.png", data / "images" / "a.png")
+    (data / "metadata.csv").write_text('file_name,caption\nimages/a.png,"a small red circle"\n')
+    dataset = read_dataset(data, Task.CAPTION)
+    assert dataset.examples[0].text == "a small red circle"
+
+
+def test_train_each_task_and_load_the_result(tmp_path, world):
+    for task in Task:
+        events = []
+        out = train(tiny(task, world, tmp_path / task.value), events.append)
+        progress = [e for e in events if e["event"] == "progress"]
+        assert [e["step"] for e in progress] == [1, 2, 3, 4]
+        assert set(progress[0]) >= {"step", "total", "loss", "lr", "elapsed", "eta"}
+        assert events[-1]["event"] == "done" and events[-1]["finished"]
+        assert read_run_record(out)["finished"]
+        image = load_image(world / "images" / "000000.png")
+        engine = Engine()
+        if task == Task.CAPTION:
+            assert isinstance(engine.caption([image], model=str(out))[0].caption, str)
+        elif task == Task.VQA:
+            assert isinstance(engine.ask(image, ["how many objects are there?"], model=str(out))[0].answer, str)
+        else:
+            assert 0 <= engine.match(image, ["a red circle"], model=str(out))[0].itm <= 1
+
+
+def test_incomplete_checkpoint_is_never_the_latest(tmp_path, world):
+    out = train(tiny(Task.CAPTION, world, tmp_path / "run"), lambda e: None)
+    latest = latest_checkpoint(out)
+    assert latest is not None and latest.name == "checkpoint-4"
+    half = out / "checkpoints" / "checkpoint-6"
+    shutil.copytree(latest, half)
+    (half / "trainer_state.json").write_text('{"global_step": 6, "trunc')
+    assert latest_checkpoint(out) == latest
+
+
+def test_resume_continues_from_the_latest_checkpoint(tmp_path, world):
+    out = tmp_path / "run"
+    train(tiny(Task.CAPTION, world, out, steps=6, max_minutes=0.0), lambda e: None)  # stops after step 1
+    record = read_run_record(out)
+    assert not record["finished"]
+    events = []
+    train(tiny(Task.CAPTION, world, out, steps=6, resume=True), events.append)
+    assert events[-1]["finished"] and events[-1]["step"] == 6
+    assert any(e["event"] == "resume" for e in events)
+
+
+def test_output_folder_must_be_new_unless_resuming(tmp_path, world):
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "something").write_text("x")
+    with pytest.raises(MMStudioError, match="not empty"):
+        train(tiny(Task.CAPTION, world, out), lambda e: None)
+
+
+def test_new_words_grow_the_vocabulary(tmp_path, world):
+    base = train(tiny(Task.CAPTION, world, tmp_path / "base"), lambda e: None)
+    data = tmp_path / "hex"
+    generate_dataset(data, 12, seed=5, size=96, shapes=("hexagon", "circle"), colors=("pink", "blue"))
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["caption"] = row["caption"] + " wobbly"  # a word no vocabulary has
+    (data / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    events = []
+    out = train(tiny(Task.CAPTION, data, tmp_path / "tuned", base=str(base)), events.append)
+    prepared = next(e for e in events if e["event"] == "prepared")
+    assert "wobbly" in prepared["new_words"]
+    from transformers import AutoTokenizer
+
+    assert "wobbly" in AutoTokenizer.from_pretrained(out).get_vocab()
+    assert isinstance(Engine().caption([load_image(data / rows[0]["file_name"])], model=str(out))[0].caption, str)
+
+
+def test_lora_training_gives_a_plain_checkpoint(tmp_path, world):
+    pytest.importorskip("peft")
+    base = train(tiny(Task.CAPTION, world, tmp_path / "base"), lambda e: None)
+    events = []
+    out = train(tiny(Task.CAPTION, world, tmp_path / "lora", base=str(base), lora=True), events.append)
+    model_event = next(e for e in events if e["event"] == "model")
+    assert model_event["trainable"] < model_event["parameters"] / 2
+    assert (out / "lora_adapter.safetensors").is_file()
+    assert isinstance(Engine().caption([load_image(world / "images" / "000001.png")], model=str(out))[0].caption,
+                      str)
+
+
+def test_teach_from_corrections(tmp_path, world):
+    from mmstudio.teach import add_correction
+
+    folder = tmp_path / "taught"
+    image = load_image(world / "images" / "000002.png")
+    add_correction(folder, image, caption="a small pink hexagon")
+    add_correction(folder, image, question="what color is the hexagon?", answer="pink")
+    rows = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and rows[0]["file_name"] == rows[1]["file_name"]
+    assert len(list((folder / "images").iterdir())) == 1
+    assert read_dataset(folder, Task.CAPTION).examples[0].text == "a small pink hexagon"
+    assert read_dataset(folder, Task.VQA).examples[0].answer == "pink"
