@@ -46,17 +46,19 @@ class Engine:
         if options is not None:
             self.options = options
         name = os.fspath(name) if name else builtin_name(task)
+        adapter = self.adapter(task, name)
+        self._chosen[task] = name
+        return adapter
+
+    def adapter(self, task: Task, name: str | os.PathLike | None = None) -> ModelAdapter:
+        """The model for a task: `name` for this call only, else the chosen one (the choice stays)."""
+        task = Task(task)
+        name = os.fspath(name) if name else self.model_name(task)
         adapter = self._load(name)
         if task not in adapter.info.tasks:
             does = ", ".join(sorted(t.value for t in adapter.info.tasks)) or "nothing mmstudio runs"
             raise UnsupportedTaskError(f"{name} cannot do {task.value} (it does {does})")
-        self._chosen[task] = name
         return adapter
-
-    def adapter(self, task: Task, name: str | None = None) -> ModelAdapter:
-        if name is not None:
-            return self.use(task, name)
-        return self.use(task, self.model_name(task))
 
     def _load(self, name: str) -> ModelAdapter:
         key = (name, self.options)

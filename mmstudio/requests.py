@@ -45,6 +45,7 @@ class CaptionRequest:
     images: tuple[ImageRef, ...]
     attention: bool = True
     batch_size: int = 16
+    model: str | None = None  # None: the model chosen for the task
     id: int = field(default_factory=next_id)
 
 
@@ -53,6 +54,7 @@ class AskRequest:
     image: ImageRef
     question: str
     attention: bool = True
+    model: str | None = None
     id: int = field(default_factory=next_id)
 
 
@@ -61,6 +63,7 @@ class MatchRequest:
     image: ImageRef
     texts: tuple[str, ...]
     attention: bool = True
+    model: str | None = None
     id: int = field(default_factory=next_id)
 
 
@@ -139,10 +142,12 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
     if isinstance(request, CaptionRequest):
         return _caption(engine, request, token, progress)
     if isinstance(request, AskRequest):
-        result = engine.ask(request.image.load(), [request.question], attention=request.attention)[0]
+        result = engine.ask(request.image.load(), [request.question], model=request.model,
+                            attention=request.attention)[0]
         return AskOutcome(request, result)
     if isinstance(request, MatchRequest):
-        results = engine.match(request.image.load(), list(request.texts), attention=request.attention)
+        results = engine.match(request.image.load(), list(request.texts), model=request.model,
+                               attention=request.attention)
         return MatchOutcome(request, tuple(results))
     raise TypeError(f"not a request: {request!r}")
 
@@ -162,7 +167,7 @@ def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progre
                 loaded.append((ref, ref.load()))
             except MMStudioError as exc:
                 failed[ref.key] = str(exc)
-        results = iter(engine.caption([img for _, img in loaded], attention=request.attention,
+        results = iter(engine.caption([img for _, img in loaded], model=request.model, attention=request.attention,
                                       batch_size=size, cancel=token.check)) if loaded else iter(())
         for ref in chunk:
             if ref.key in failed:

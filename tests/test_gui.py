@@ -178,3 +178,51 @@ def test_corrupt_settings_mean_defaults(qtbot, tmp_path):
     qtbot.addWidget(win)
     assert 0 <= win.controls.opacity.value() <= 100
     win.client.stop()
+
+
+def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
+    from mmstudio.world import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", 16, seed=2, size=96)
+    panel = window.train_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.task.setCurrentIndex(panel.task.findData(Task.CAPTION))
+    panel.base.setCurrentIndex(panel.base.findData("scratch"))
+    panel.data.setText(str(data))
+    panel.steps.setValue(400)
+    panel.batch.setValue(4)
+    panel.out.setText(str(tmp_path / "run"))
+    assert panel.check()
+    assert "Data is valid" in panel.report.text()
+    record = panel.launch()
+    assert record is not None
+    qtbot.waitUntil(lambda: len(record.curve) >= 3, timeout=180000)
+    assert panel.progress.maximum() == 400 and panel.progress.value() >= 3
+    assert panel.stop_button.isEnabled()
+    panel.stop_button.click()
+    qtbot.waitUntil(lambda: record.id not in panel.processes, timeout=120000)  # the process has ended
+    assert record.status == "stopped"
+    assert record.latest_checkpoint is not None
+    assert panel.use_button.isEnabled() and panel.resume_button.isEnabled()
+    with qtbot.waitSignal(window.client.finished, timeout=TIMEOUT):
+        panel.use_button.click()
+    assert window.models[Task.CAPTION] == str(tmp_path / "run")
+
+
+def test_launch_is_refused_on_invalid_data(qtbot, window, tmp_path):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metadata.jsonl").write_text('{"file_name": "x.png", "caption": "a red circle"}\n')
+    panel = window.train_panel
+    panel.data.setText(str(tmp_path / "bad"))
+    assert panel.launch() is None
+    assert "metadata.jsonl:1" in panel.report.text()
+    assert panel.jobs.count() == 0
+
+
+def test_teach_a_corrected_caption(qtbot, window, scene_file, tmp_path):
+    drop_files(window.gallery, [scene_file])
+    qtbot.waitUntil(lambda: window.gallery.current_ref() is not None, timeout=TIMEOUT)
+    folder = tmp_path / "taught"
+    window.teach(window.gallery.current_ref(), {"caption": "a small pink hexagon"}, folder=str(folder))
+    rows = (folder / "metadata.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and "pink hexagon" in rows[0]

@@ -197,6 +197,9 @@ class MainWindow(QMainWindow):
             panel.message.connect(self.show_info)
         self.caption_panel.cancel.connect(self.client.cancel)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
+        self.train_panel.compare_requested.connect(self.compare)
+        self.caption_panel.teach_requested.connect(self.teach)
+        self.ask_panel.teach_requested.connect(self.teach)
         self.train_panel.message.connect(self.show_info)
         self.train_panel.error.connect(self.show_error)
         self.client.finished.connect(self._on_finished)
@@ -388,6 +391,45 @@ class MainWindow(QMainWindow):
             for task, name in dialog.chosen_models().items():
                 if name != self.models[task] or dialog.chosen_options() != self.options:
                     self.load_model(task, name, dialog.chosen_options())
+
+    def compare(self, task: Task, folder: str) -> None:
+        from mmstudio.gui.qt_compare import CompareDialog
+
+        ref = self.gallery.current_ref()
+        image = self.gallery.image_of(ref) if ref else None
+        if image is None:
+            self.show_info("Select an image to compare the models on.")
+            return
+        turns = self.ask_panel.history.get(ref.key, [])
+        dialog = CompareDialog(self.client, task, (self.models[task], folder), ref, image,
+                               question=turns[-1].question if turns else "how many objects are there?",
+                               texts=tuple(self.match_panel.texts), parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        dialog.start()
+        self.compare_dialog = dialog
+
+    # ---------------------------------------------------------------- teach
+
+    def teach(self, ref, correction: dict, folder: str | None = None) -> None:
+        """Add the image with the corrected caption or answer to the teaching dataset."""
+        from mmstudio.teach import add_correction
+
+        folder = folder or self.settings.get("teach/folder")
+        if not folder:
+            folder = QFileDialog.getExistingDirectory(self, "Dataset folder to add corrections to")
+            if not folder:
+                return
+            self.settings.set("teach/folder", folder)
+        image = self.gallery.image_of(ref)
+        if image is None:
+            return
+        try:
+            add_correction(Path(folder), image, **correction)
+        except (OSError, ValueError) as exc:
+            self.show_error(f"Could not add the correction to {folder}: {exc}")
+            return
+        self.show_info(f"Added to {folder}: train on it in the Train panel.")
 
     # --------------------------------------------------------------- status
 

@@ -37,6 +37,7 @@ class AskPanel(QWidget):
     submit = Signal(object)
     overlay_requested = Signal(object, int, str)
     message = Signal(str)
+    teach_requested = Signal(object, dict)  # ImageRef, {"question": ..., "answer": ...}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -108,10 +109,21 @@ class AskPanel(QWidget):
             result = turns[index].result
             self.overlay_requested.emit(result.answer_attention, 0, f"answer “{result.answer}”")
 
+    def correct_dialog(self, index: int) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        turn = self.history[self._current.key][index]
+        answer, ok = QInputDialog.getText(self, "Correct the answer", turn.question,
+                                          text=turn.result.answer if turn.result else "")
+        if ok and answer.strip():
+            self.teach_requested.emit(self._current, {"question": turn.question, "answer": answer.strip()})
+
     def _on_link(self, url: QUrl) -> None:
         text = url.toString()
         if text.startswith("answer:"):
             self.show_answer(int(text.split(":", 1)[1]))
+        elif text.startswith("correct:"):
+            self.correct_dialog(int(text.split(":", 1)[1]))
         elif text.startswith("q:"):
             turn_index, token = (int(v) for v in text.split(":")[1:])
             result = self.history[self._current.key][turn_index].result
@@ -140,6 +152,7 @@ class AskPanel(QWidget):
                 blocks.append("<p style='color:gray'><i>thinking…</i></p>")
             else:
                 blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{html.escape(turn.result.answer)}"
-                              f"</span> &nbsp; <a href='answer:{i}'>where it looked</a></p>")
+                              f"</span> &nbsp; <a href='answer:{i}'>where it looked</a>"
+                              f" &nbsp; <a href='correct:{i}'>correct &amp; teach</a></p>")
         self.chat.setHtml("".join(blocks))
         self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())

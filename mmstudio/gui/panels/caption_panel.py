@@ -28,6 +28,7 @@ class CaptionPanel(QWidget):
     cancel = Signal(int)  # request id
     overlay_requested = Signal(object, int, str)  # stack, token index, label
     message = Signal(str)
+    teach_requested = Signal(object, dict)  # ImageRef, {"caption": ...}
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -52,13 +53,17 @@ class CaptionPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Save all captions as JSON or CSV")
+        self.teach_button = QPushButton("Correct && teach…")
+        self.teach_button.setToolTip("Fix this caption and add the image with it to a training dataset")
+        self.teach_button.clicked.connect(self.correct_dialog)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
-        for button in (self.caption_button, self.all_button, self.cancel_button, self.export_button):
+        for button in (self.caption_button, self.all_button, self.cancel_button, self.export_button,
+                       self.teach_button):
             buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Caption — click a word to see where it looked"))
@@ -191,6 +196,17 @@ class CaptionPanel(QWidget):
         text = url.toString()
         if text.startswith("token:"):
             self.select_token(int(text.split(":", 1)[1]))
+
+    def correct_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        result = self.current_result()
+        if self._current is None:
+            return
+        text, ok = QInputDialog.getText(self, "Correct the caption", "The right caption for this image:",
+                                        text=result.caption if result else "")
+        if ok and text.strip():
+            self.teach_requested.emit(self._current, {"caption": " ".join(text.split())})
 
     # ---------------------------------------------------------------- export
 

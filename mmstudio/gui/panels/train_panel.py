@@ -44,6 +44,7 @@ class JobRunner(QObject):
 
 class TrainPanel(QWidget):
     load_model_requested = Signal(object, str)  # Task, folder
+    compare_requested = Signal(object, str)  # Task, folder of the fine-tuned model
     message = Signal(str)
     error = Signal(str)
 
@@ -106,15 +107,18 @@ class TrainPanel(QWidget):
         self.resume_button.setToolTip("Continue the selected job from its latest checkpoint")
         self.use_button = QPushButton("Load this model")
         self.use_button.setToolTip("Use the selected job's model in the caption, ask or match panel")
+        self.compare_button = QPushButton("Before / after")
+        self.compare_button.setToolTip("The base and the fine-tuned model on the selected image, side by side")
+        self.compare_button.clicked.connect(lambda: self._with_model(self.compare_requested))
         self.check_button.clicked.connect(self.check)
         self.launch_button.clicked.connect(self.launch)
         self.stop_button.clicked.connect(lambda: self._signal_selected("stop"))
         self.kill_button.clicked.connect(lambda: self._signal_selected("kill"))
         self.resume_button.clicked.connect(self.resume_selected)
-        self.use_button.clicked.connect(self.use_selected)
+        self.use_button.clicked.connect(lambda: self._with_model(self.load_model_requested))
         buttons = QHBoxLayout()
         for button in (self.check_button, self.launch_button, self.stop_button, self.kill_button,
-                       self.resume_button, self.use_button):
+                       self.resume_button, self.use_button, self.compare_button):
             buttons.addWidget(button)
 
         self.progress = QProgressBar()
@@ -142,7 +146,7 @@ class TrainPanel(QWidget):
     # ---------------------------------------------------------------- config
 
     def config(self) -> TrainConfig:
-        task = self.task.currentData()
+        task = Task(self.task.currentData())
         out = self.out.text().strip()
         if not out:
             out = str(Path.home() / "mmstudio-runs" / f"{task.value}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -211,7 +215,8 @@ class TrainPanel(QWidget):
         self._refresh_jobs(select=record.id)
         return record
 
-    def use_selected(self) -> None:
+    def _with_model(self, signal) -> None:
+        """Emit `signal` with the selected job's task and model folder (its latest checkpoint if unfinished)."""
         record = self.selected()
         if record is None:
             return
@@ -222,7 +227,7 @@ class TrainPanel(QWidget):
                 self.error.emit("This job has no model yet.")
                 return
             folder = checkpoint
-        self.load_model_requested.emit(Task(record.task), str(folder))
+        signal.emit(Task(record.task), str(folder))
 
     def _on_event(self, job_id: str, event: dict) -> None:
         record = self.store.records.get(job_id)
@@ -296,7 +301,9 @@ class TrainPanel(QWidget):
         self.kill_button.setEnabled(running)
         self.resume_button.setEnabled(bool(record and not running and record.status != "finished"
                                            and record.latest_checkpoint))
-        self.use_button.setEnabled(bool(record and not running and record.status in ("finished", "stopped")))
+        usable = bool(record and not running and record.status in ("finished", "stopped"))
+        self.use_button.setEnabled(usable)
+        self.compare_button.setEnabled(usable)
 
     def shutdown(self) -> None:
         """Closing the app stops running jobs the gentle way: each saves a checkpoint to resume from."""

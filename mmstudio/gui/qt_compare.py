@@ -1,0 +1,92 @@
+"""Before and after: the base model and a fine-tuned one on the same image, side by side."""
+
+from __future__ import annotations
+
+import html
+
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QDialog, QGridLayout, QLabel
+
+from mmstudio.gui.qt_image_view import pil_to_qimage
+from mmstudio.models.base import Task
+from mmstudio.overlay import blend
+from mmstudio.requests import AskRequest, CaptionRequest, ImageRef, MatchRequest
+
+SIDE = 320
+
+
+class CompareDialog(QDialog):
+    def __init__(self, client, task: Task, models: tuple[str, str], ref: ImageRef, image: Image.Image, *,
+                 question: str = "how many objects are there?", texts: tuple[str, ...] = (), parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Before and after fine-tuning")
+        self.client, self.image = client, image
+        self.slots: dict[int, tuple[QLabel, QLabel]] = {}
+        self.requests = []
+        self.question, self.task = question, task
+        grid = QGridLayout(self)
+        for column, (title, name) in enumerate(zip(("Before (base)", "After (fine-tuned)"), models)):
+            grid.addWidget(QLabel(f"<b>{title}</b><br><small>{html.escape(name)}</small>"), 0, column)
+            picture, text = QLabel(), QLabel("working…")
+            picture.setFixedSize(SIDE, SIDE)
+            picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            text.setWordWrap(True)
+            text.setMaximumWidth(SIDE)
+            grid.addWidget(picture, 1, column)
+            grid.addWidget(text, 2, column)
+            if task == Task.CAPTION:
+                request = CaptionRequest(images=(ref,), model=name)
+            elif task == Task.VQA:
+                request = AskRequest(image=ref, question=question, model=name)
+            else:
+                request = MatchRequest(image=ref, texts=texts, model=name)
+            self.slots[request.id] = (picture, text)
+            self.requests.append(request)
+            self._show(picture, None)
+        client.finished.connect(self._on_finished)
+        client.failed.connect(self._on_failed)
+
+    def start(self) -> None:
+        for request in self.requests:
+            self.client.submit(request)
+
+    def _show(self, picture: QLabel, amap) -> None:
+        image = self.image if amap is None else blend(self.image, amap, opacity=0.6)
+        pixmap = QPixmap.fromImage(pil_to_qimage(image)).scaled(SIDE, SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                                                                Qt.TransformationMode.SmoothTransformation)
+        picture.setPixmap(pixmap)
+
+    def _on_finished(self, outcome) -> None:
+        slot = self.slots.get(outcome.request.id)
+        if slot is None:
+            return
+        picture, text = slot
+        if self.task == Task.CAPTION:
+            item = outcome.items[0]
+            result = item.result
+            if result is None:
+                text.setText(html.escape(item.error or "failed"))
+                return
+            focus = next((i for i, t in enumerate(result.tokens) if t not in ("a", "and", "the")), 0)
+            if result.attention is not None and result.tokens:
+                self._show(picture, result.attention.maps()[focus])
+            text.setText(f"<span style='font-size:13pt'>{html.escape(result.caption)}</span>")
+        elif self.task == Task.VQA:
+            result = outcome.result
+            if result.answer_attention is not None:
+                self._show(picture, result.answer_attention.maps()[0])
+            text.setText(f"{html.escape(self.question)}<br><b style='font-size:13pt'>"
+                         f"{html.escape(result.answer)}</b>")
+        else:
+            best = max(outcome.results, key=lambda r: r.itm)
+            if best.attention is not None:
+                self._show(picture, best.attention.maps()[0])
+            text.setText("<br>".join(f"{r.itm:6.1%} {html.escape(r.text)}"
+                                     for r in sorted(outcome.results, key=lambda r: -r.itm)))
+
+    def _on_failed(self, request, exc) -> None:
+        slot = self.slots.get(request.id)
+        if slot is not None:
+            slot[1].setText(f"<span style='color:#b00'>{html.escape(str(exc))}</span>")
