@@ -180,13 +180,14 @@ def _read_jsonl(path: Path, key: str) -> Iterator[Request]:
         yield Request(image=str(image_path), items=items, line=number)
 
 
-def run_ask(args) -> int:
+def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
+    """The loop `ask` and `match` share: each request's image loaded once, failures reported per input."""
     from mmstudio.imaging import load_image
 
     printer = Printer(args.json)
     engine = _engine(args)
-    engine.adapter(_task("vqa"), args.model)
-    for request in _requests(args, "question", args.questions):
+    engine.adapter(_task(task), args.model)  # a broken model fails once, before any input is read
+    for request in _requests(args, key, positional):
         if request.error:
             printer.error(request.image, request.error)
             continue
@@ -195,8 +196,13 @@ def run_ask(args) -> int:
         except MMStudioError as exc:
             printer.error(request.image, str(exc))
             continue
-        results = engine.ask(image, request.items, model=args.model, attention=args.attention)
-        for result in results:
+        answer(engine, image, request, printer)
+    return printer.exit_code
+
+
+def run_ask(args) -> int:
+    def answer(engine, image, request, printer) -> None:
+        for result in engine.ask(image, request.items, model=args.model, attention=args.attention):
             record = {"image": request.image, "question": result.question, "answer": result.answer}
             if args.attention and result.question_attention is not None:
                 record["grid"] = list(result.question_attention.grid)
@@ -204,35 +210,23 @@ def run_ask(args) -> int:
                 record["attention"] = _flat(result.question_attention.maps())
                 record["answer_attention"] = _flat(result.answer_attention.maps())[0]
             printer.record(record, f"{request.image}\n  Q: {result.question}\n  A: {result.answer}")
-    return printer.exit_code
+
+    return _serve(args, "vqa", "question", args.questions, answer)
 
 
 def run_match(args) -> int:
-    from mmstudio.imaging import load_image
-
-    printer = Printer(args.json)
-    engine = _engine(args)
-    engine.adapter(_task("itm"), args.model)
-    for request in _requests(args, "texts", args.texts):
-        if request.error:
-            printer.error(request.image, request.error)
-            continue
-        try:
-            image = load_image(request.image)
-        except MMStudioError as exc:
-            printer.error(request.image, str(exc))
-            continue
-        results = engine.match(image, request.items, model=args.model, attention=args.attention)
+    def answer(engine, image, request, printer) -> None:
         if not args.json:
             print(request.image)
-        for result in results:
+        for result in engine.match(image, request.items, model=args.model, attention=args.attention):
             record = {"image": request.image, "text": result.text, "itm": round(result.itm, 6),
                       "itc": round(result.itc, 6)}
             if args.attention and result.attention is not None:
                 record["grid"] = list(result.attention.grid)
                 record["attention"] = _flat(result.attention.maps())[0]
             printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}")
-    return printer.exit_code
+
+    return _serve(args, "itm", "texts", args.texts, answer)
 
 
 # ------------------------------------------------------------------ models

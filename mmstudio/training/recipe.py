@@ -111,6 +111,7 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
     for item in trained.iterdir():
         if item.is_file():
             shutil.copy2(item, target / item.name)
+    store_half(target)
     hints = {}
     if task != Task.ITM:
         adapter = Engine().adapter(task, str(target))
@@ -135,6 +136,19 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
     write_json_atomic(target / RUN_RECORD, record)
     write_model_card(target, task, record, recipe_command=recipe_command, heldout=record.get("heldout"))
     return report.as_dict()
+
+
+def store_half(folder: Path) -> None:
+    """Keep the shipped weights in fp16 (half the size in the repository and the installer).
+
+    The config still says float32, so every loader (ours, or a plain from_pretrained) computes in
+    float32; the figures on the model card are measured on these very files.
+    """
+    from safetensors.torch import load_file, save_file
+
+    for file in folder.glob("model*.safetensors"):
+        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(file)).items()}
+        save_file(tensors, str(file), metadata={"format": "pt"})
 
 
 def with_steps(recipe: Recipe, scale: float) -> Recipe:
