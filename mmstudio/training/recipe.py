@@ -28,6 +28,7 @@ Emit = Callable[[dict], None]
 
 TRAIN_SEED, SELECT_SEED, VALID_SEED = 1, 1000, 2000
 FOLDER = {Task.CAPTION: "caption", Task.VQA: "vqa", Task.ITM: "retrieval"}
+REFINED_CAPTION = "caption-refined"
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,10 @@ class Recipe:
     itm_steps: int = 1500
     batch_size: int = 64
     vqa_images_per_batch: int = 32
+    caption_refine_steps: int = 0  # a second, low-LR caption stage; off in the recipe as run so far
     caption_lr: float = 7e-4
     finetune_lr: float = 3e-4
+    refine_lr: float = 1e-4
     workers: int = 2
 
 
@@ -64,15 +67,15 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
             generate_dataset(data[name], count, seed, workers=recipe.workers)
     timings = {"data": time.monotonic() - started}
 
-    def run(task: Task, base: str, steps: int, lr: float, batch: int) -> Path:
-        folder = work / FOLDER[task]
+    def run(task: Task, base: str, steps: int, lr: float, batch: int, name: str | None = None) -> Path:
+        folder = work / (name or FOLDER[task])
         shutil.rmtree(folder, ignore_errors=True)
         begin = time.monotonic()
         config = TrainConfig(task=task, data=data["train"], out=folder, base=base, steps=steps, batch_size=batch,
                              learning_rate=lr, seed=TRAIN_SEED, save_every=max(steps // 4, 100), log_every=50,
                              grounding=True)
         train(config, lambda event: emit({**event, "task": task.value}))
-        timings[task.value] = time.monotonic() - begin
+        timings[name or task.value] = time.monotonic() - begin
         if not read_run_record(folder).get("finished"):
             # Stopped by a signal or a time limit: the next stage must not start from a half-trained model.
             raise CancelledError(f"{task.value} training was stopped before its last step; recipe ended")
@@ -81,6 +84,10 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
     caption = run(Task.CAPTION, SCRATCH, recipe.caption_steps, recipe.caption_lr, recipe.batch_size)
     run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch)
     run(Task.ITM, str(caption), recipe.itm_steps, recipe.finetune_lr, recipe.batch_size)
+    if recipe.caption_refine_steps:
+        # A second, gentler caption stage: more practice at a low learning rate after the first cosine ends.
+        run(Task.CAPTION, str(caption), recipe.caption_refine_steps, recipe.refine_lr, recipe.batch_size,
+            name=REFINED_CAPTION)
     timings["training_total"] = time.monotonic() - started
     emit({"event": "trained", "minutes": round(timings["training_total"] / 60, 1), "timings": timings})
     return finish_all(out, work, heldout=heldout, emit=emit, timings=timings)
@@ -91,7 +98,10 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
     """Publish the trained models of `work` into `out` with measured figures and model cards."""
     out, work = Path(out), Path(work)
     data = {name: work / name for name in ("train", "select", "valid")}
-    reports = {task.value: finish_model(task, work / FOLDER[task], out / FOLDER[task], data, emit,
+    trained = {task: work / FOLDER[task] for task in Task}
+    if (work / REFINED_CAPTION / RUN_RECORD).is_file():
+        trained[Task.CAPTION] = work / REFINED_CAPTION
+    reports = {task.value: finish_model(task, trained[task], out / FOLDER[task], data, emit,
                                         heldout=heldout, recipe_command=command(out, work))
                for task in Task}
     if timings:
@@ -154,4 +164,5 @@ def store_half(folder: Path) -> None:
 def with_steps(recipe: Recipe, scale: float) -> Recipe:
     """A shorter (or longer) recipe, for smoke tests of the recipe itself."""
     return replace(recipe, caption_steps=max(2, int(recipe.caption_steps * scale)),
-                   vqa_steps=max(2, int(recipe.vqa_steps * scale)), itm_steps=max(2, int(recipe.itm_steps * scale)))
+                   vqa_steps=max(2, int(recipe.vqa_steps * scale)), itm_steps=max(2, int(recipe.itm_steps * scale)),
+                   caption_refine_steps=max(2, int(recipe.caption_refine_steps * scale)))

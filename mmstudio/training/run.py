@@ -174,6 +174,7 @@ class _StopRequest:
     def __init__(self):
         self.requested = False
         self.reason = ""
+        self._previous: dict = {}
 
     def install(self) -> None:
         def handler(signum, _frame):
@@ -182,9 +183,15 @@ class _StopRequest:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                signal.signal(sig, handler)
+                self._previous[sig] = signal.signal(sig, handler)
             except ValueError:  # not the main thread (tests call train() from threads): no handlers then
                 return
+
+    def uninstall(self) -> None:
+        """After training, Ctrl+C and SIGTERM mean what they always mean again."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
 
 
 def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
@@ -298,7 +305,10 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     if job.resume_from is not None:
         start_step = _state_step(job.resume_from)
         emit({"event": "resume", "from": str(job.resume_from), "step": start_step})
-    trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+    finally:
+        stop.uninstall()
     step = trainer.state.global_step
     if not trainer.is_world_process_zero():
         return config.out
