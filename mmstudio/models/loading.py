@@ -144,9 +144,10 @@ def torch_dtype(name: str):
 def list_cached_models() -> list[tuple[str, Path, dict]]:
     """(hub id, snapshot folder, config) for every model in the HF cache that has a config."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
 
-        info = scan_cache_dir()
+        # Read the variable now: the library fixes its default when it is first imported.
+        info = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
     except Exception:  # noqa: BLE001 - no cache yet, or an unreadable one: nothing to list
         return []
     found = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from mmstudio.errors import ModelLoadError
 from mmstudio.models import blip
@@ -30,7 +31,13 @@ def tasks_of(config: dict) -> frozenset[Task]:
         return frozenset()
 
 
+# transformers builds models under process-wide context managers (meta device, default dtype):
+# two threads loading at once corrupt each other, so loads take turns.
+_LOADING = threading.Lock()
+
+
 def load_adapter(name: str | os.PathLike, options: LoadOptions = LoadOptions()) -> ModelAdapter:
     resolved = resolve(name, allow_pickle=options.allow_pickle)
     quiet_transformers()
-    return factory_for(resolved.config).load(resolved, options)
+    with _LOADING:
+        return factory_for(resolved.config).load(resolved, options)
