@@ -91,7 +91,7 @@ def drive_app(out: Path) -> int:
 
     window.tabs.setCurrentWidget(window.ask_panel)
     for question in ("how many objects are there?", "what color is the leftmost object?",
-                     f"what shape is the {scene.objects[1].color} object?"):
+                     "what shape is the rightmost object?"):
         window.ask_panel.input.setPlainText(question)
         window.ask_panel.send()
         pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))

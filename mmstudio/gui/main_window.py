@@ -125,8 +125,12 @@ class MainWindow(QMainWindow):
         splitter.addWidget(self.gallery)
         splitter.addWidget(center)
         splitter.addWidget(self.tabs)
-        splitter.setSizes([240, 640, 400])
+        self.gallery.setMinimumWidth(130)
+        self.tabs.setMinimumWidth(380)
+        splitter.setSizes([200, 760, 440])
         splitter.setStretchFactor(1, 1)
+        splitter.setCollapsible(0, False)
+        splitter.setCollapsible(2, False)
         root = QWidget()
         root_layout = QVBoxLayout(root)
         root_layout.setContentsMargins(0, 0, 0, 0)
@@ -207,7 +211,7 @@ class MainWindow(QMainWindow):
         self.client.cancelled.connect(self._on_cancelled)
         self.client.progress.connect(self.caption_panel.on_progress)
         self.client.started.connect(lambda _req, text: self.statusBar().showMessage(text, 4000))
-        self.client.busy_changed.connect(lambda _busy: self._update_status())
+        self.client.busy_changed.connect(self._on_busy)
         self.controls.changed.connect(self._redraw_overlay)
         self.controls.opacity_changed.connect(self.view.set_opacity)
         self.controls.visibility_changed.connect(lambda on: self._redraw_overlay())
@@ -439,6 +443,11 @@ class MainWindow(QMainWindow):
         self.busy_label.setText(f"caption: {self.models[Task.CAPTION]} · vqa: {self.models[Task.VQA]} · "
                                 f"match: {self.models[Task.ITM]} · {self.options.device} {self.options.dtype} · "
                                 f"{busy}{loading}")
+
+    def _on_busy(self, busy: bool) -> None:
+        if not busy:
+            self.statusBar().clearMessage()
+        self._update_status()
 
     def show_error(self, text: str) -> None:
         self.message_bar.show_message(text, error=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSlider, QWidget
 
 from mmstudio.attention import AttentionStack
 from mmstudio.overlay import COLORMAPS
@@ -17,7 +17,7 @@ class OverlayControls(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        layout = QHBoxLayout(self)
+        layout = QGridLayout(self)
         layout.setContentsMargins(4, 2, 4, 2)
         self.label = QLabel("No attention map")
         self.label.setMinimumWidth(160)
@@ -31,7 +31,7 @@ class OverlayControls(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)
-        self.opacity.setMaximumWidth(120)
+        self.opacity.setMinimumWidth(100)
         self.opacity.setToolTip("Opacity of the heatmap")
         self.layer = QComboBox()
         self.layer.setToolTip("Which cross-attention layer: the model's default (measured best), the mean of all, "
@@ -40,10 +40,14 @@ class OverlayControls(QWidget):
         self.head.setToolTip("How attention heads are combined: mean, max, or one head")
         self.save = QPushButton("Save PNG…")
         self.save.setToolTip("Save the image with this overlay as a PNG (Ctrl+Shift+S)")
-        for widget in (self.label, self.show_box, QLabel("Colors"), self.colormap, QLabel("Opacity"), self.opacity,
-                       QLabel("Layer"), self.layer, QLabel("Heads"), self.head, self.save):
-            layout.addWidget(widget)
-        layout.addStretch(1)
+        # Two rows, so the controls fit beside a narrow image view.
+        layout.addWidget(self.label, 0, 0, 1, 4)
+        layout.addWidget(self.show_box, 0, 4)
+        layout.addWidget(self.save, 0, 5)
+        for column, widget in enumerate((QLabel("Colors"), self.colormap, QLabel("Opacity"), self.opacity,
+                                         QLabel("Layer"), self.layer, QLabel("Heads"), self.head)):
+            layout.addWidget(widget, 1, column)
+        layout.setColumnStretch(8, 1)
         self.colormap.currentTextChanged.connect(lambda _: self.changed.emit())
         self.layer.currentIndexChanged.connect(lambda _: self.changed.emit())
         self.head.currentIndexChanged.connect(lambda _: self.changed.emit())

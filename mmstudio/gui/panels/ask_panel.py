@@ -141,8 +141,9 @@ class AskPanel(QWidget):
         blocks = []
         for i, turn in enumerate(turns):
             if turn.result is not None and turn.result.question_attention is not None:
-                words = " ".join(f"<a href='q:{i}:{j}' style='color:#1a3d6b;text-decoration:none'>"
-                                 f"{html.escape(t)}</a>" for j, t in enumerate(turn.result.question_tokens))
+                words = "".join(("" if t in "?,.!" or j == 0 else " ") +
+                                f"<a href='q:{i}:{j}' style='color:#1a3d6b;text-decoration:none'>"
+                                f"{html.escape(t)}</a>" for j, t in enumerate(turn.result.question_tokens))
             else:
                 words = html.escape(turn.question)
             blocks.append(f"<p><b>You:</b> {words}</p>")

@@ -10,7 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -61,10 +61,10 @@ class CaptionPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        buttons = QHBoxLayout()
-        for button in (self.caption_button, self.all_button, self.cancel_button, self.export_button,
-                       self.teach_button):
-            buttons.addWidget(button)
+        buttons = QGridLayout()
+        for i, button in enumerate((self.caption_button, self.all_button, self.cancel_button, self.teach_button,
+                                    self.export_button)):
+            buttons.addWidget(button, i // 3, i % 3)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Caption — click a word to see where it looked"))
         layout.addWidget(self.words, 1)

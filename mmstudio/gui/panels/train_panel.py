@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -116,10 +117,10 @@ class TrainPanel(QWidget):
         self.kill_button.clicked.connect(lambda: self._signal_selected("kill"))
         self.resume_button.clicked.connect(self.resume_selected)
         self.use_button.clicked.connect(lambda: self._with_model(self.load_model_requested))
-        buttons = QHBoxLayout()
-        for button in (self.check_button, self.launch_button, self.stop_button, self.kill_button,
-                       self.resume_button, self.use_button, self.compare_button):
-            buttons.addWidget(button)
+        buttons = QGridLayout()
+        for i, button in enumerate((self.check_button, self.launch_button, self.stop_button, self.kill_button,
+                                    self.resume_button, self.use_button, self.compare_button)):
+            buttons.addWidget(button, i // 4, i % 4)
 
         self.progress = QProgressBar()
         self.progress_label = QLabel("")
