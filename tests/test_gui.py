@@ -226,3 +226,45 @@ def test_teach_a_corrected_caption(qtbot, window, scene_file, tmp_path):
     window.teach(window.gallery.current_ref(), {"caption": "a small pink hexagon"}, folder=str(folder))
     rows = (folder / "metadata.jsonl").read_text().splitlines()
     assert len(rows) == 1 and "pink hexagon" in rows[0]
+
+
+def test_export_captions_and_save_an_overlay(qtbot, window, scene_file, tmp_path):
+    import csv
+    import json
+
+    from PIL import Image
+
+    drop_files(window.gallery, [scene_file])
+    wait_caption(qtbot, window, str(scene_file.resolve()))
+    window.caption_panel.export(tmp_path / "captions.json")
+    window.caption_panel.export(tmp_path / "captions.csv")
+    rows = json.loads((tmp_path / "captions.json").read_text())
+    assert rows[0]["image"] == str(scene_file) and rows[0]["caption"]
+    with (tmp_path / "captions.csv").open() as handle:
+        assert next(csv.DictReader(handle))["caption"] == rows[0]["caption"]
+    window.caption_panel.select_token(1)
+    window.controls.layer.setCurrentIndex(window.controls.layer.count() - 1)  # one layer instead of the default
+    window.controls.head.setCurrentIndex(window.controls.head.findData("max"))
+    window.save_overlay(tmp_path / "overlay.png")
+    saved = Image.open(tmp_path / "overlay.png")
+    assert saved.size == Image.open(scene_file).size
+
+
+def test_match_texts_add_edit_remove_and_gradcam(qtbot, window, scene_file):
+    drop_files(window.gallery, [scene_file])
+    key = str(scene_file.resolve())
+    qtbot.waitUntil(lambda: bool(key in window.match_panel.results), timeout=TIMEOUT)
+    panel = window.match_panel
+    panel.set_texts(["a small red circle", "a large blue star"])
+    panel.add_text("a small green square")
+    qtbot.waitUntil(lambda: len(panel.results.get(key, [])) == 3, timeout=TIMEOUT)
+    itms = [panel.table.cellWidget(r, 1).value() for r in range(3)]
+    assert itms == sorted(itms, reverse=True)  # best match first
+    panel.select_text("a large blue star")
+    assert "Grad-CAM" in window.controls.label.text()
+    item = next(panel.table.item(r, 0) for r in range(3) if panel.table.item(r, 0).text() == "a large blue star")
+    item.setText("a large blue triangle")
+    assert "a large blue triangle" in panel.texts and "a large blue star" not in panel.texts
+    panel.select_text("a small red circle")
+    panel.remove_selected()
+    assert panel.texts == ["a large blue triangle", "a small green square"]
