@@ -229,12 +229,9 @@ class JobStore:
 def resume_config(record: JobRecord, **changes) -> TrainConfig:
     """The config that continues a past job from its latest checkpoint."""
     from mmstudio.cli import build_parser
+    from mmstudio.cli.train import config_from_args
 
     args = build_parser().parse_args(record.argv[record.argv.index("train"):])
-    fields = {k: getattr(args, k) for k in (
-        "data", "out", "base", "steps", "epochs", "batch_size", "learning_rate", "warmup_ratio", "seed",
-        "eval_data", "eval_every", "eval_samples", "save_every", "log_every", "max_minutes", "size", "lora",
-        "lora_rank", "threads", "grounding")}
     if record.latest_checkpoint is None:
         raise MMStudioError(f"{record.out}: no complete checkpoint to resume from")
-    return replace(TrainConfig(task=Task(args.task), **fields), resume=True, **changes)
+    return replace(config_from_args(args), resume=True, **changes)

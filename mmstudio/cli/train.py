@@ -39,16 +39,23 @@ def register(commands) -> None:
     p.set_defaults(run=run_train)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from mmstudio.errors import DatasetError, MMStudioError
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig a parsed `mmstudio train` command line stands for."""
     from mmstudio.models.base import Task
-    from mmstudio.training.run import TrainConfig, prepare, train
+    from mmstudio.training.run import TrainConfig
 
     fields = {k: getattr(args, k) for k in (
         "data", "out", "base", "steps", "epochs", "batch_size", "learning_rate", "warmup_ratio", "seed", "resume",
         "eval_data", "eval_every", "eval_samples", "save_every", "log_every", "max_minutes", "size", "lora",
         "lora_rank", "threads", "grounding")}
-    config = TrainConfig(task=Task(args.task), **fields)
+    return TrainConfig(task=Task(args.task), **fields)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mmstudio.errors import DatasetError, MMStudioError
+    from mmstudio.training.run import prepare, train
+
+    config = config_from_args(args)
     emit = _json_emit if args.progress == "json" else _text_emit
     try:
         if args.check:
