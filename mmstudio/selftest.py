@@ -43,7 +43,6 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
                 traceback.print_exc()
 
     from mmstudio.engine import Engine
-    from mmstudio.models.base import Task
 
     engine = Engine()
     scene, image, truth, qas, negatives = _scene()

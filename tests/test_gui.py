@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 pytest.importorskip("PySide6")
 pytestqt = pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from mmstudio.cli import main as cli_main  # noqa: E402

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import random
-import signal
 import time
 
 import pytest
 
 from mmstudio.engine import Engine
 from mmstudio.imaging import load_image
-from mmstudio.jobs import JobProcess, JobRecord, JobStore, build_argv, prepare_launch, resume_config
+from mmstudio.jobs import JobProcess, JobStore, build_argv, prepare_launch, resume_config
 from mmstudio.models.base import Task
 from mmstudio.training.checkpoints import latest_checkpoint
 from mmstudio.training.run import TrainConfig

@@ -11,7 +11,7 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
 
 from mmstudio.errors import MMStudioError
-from mmstudio.imaging import iter_image_files, load_image
+from mmstudio.imaging import iter_image_files
 from mmstudio.requests import ImageRef
 
 THUMB = 96
