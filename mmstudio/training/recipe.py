@@ -37,7 +37,7 @@ class Recipe:
     select_scenes: int = 300  # picks the default attention layer; never the figures we report
     valid_scenes: int = 1000
     caption_steps: int = 7500
-    vqa_steps: int = 1500
+    vqa_steps: int = 4000
     itm_steps: int = 1500
     batch_size: int = 64
     vqa_images_per_batch: int = 32
