@@ -7,7 +7,6 @@ expected result. It needs no network and no display (Qt runs offscreen).
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -77,25 +76,9 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
 
 def _window_check() -> str:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
+    from mmstudio.gui.selfcheck import open_main_window
 
-    from mmstudio.gui.main_window import MainWindow
-    from mmstudio.gui.qt_settings import Settings
-
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    with tempfile.TemporaryDirectory() as folder:
-        settings = Settings(QSettings(str(Path(folder) / "s.ini"), QSettings.Format.IniFormat))
-        from mmstudio.jobs import JobStore
-
-        window = MainWindow(settings=settings, job_store=JobStore(Path(folder) / "jobs.json"))
-        window.show()
-        app.processEvents()
-        shown = window.isVisible() and window.stack.currentWidget() is window.welcome
-        window.close()
-        app.processEvents()
-    assert shown, "the window did not show its first screen"
-    return f"Qt platform {app.platformName()}"
+    return open_main_window()
 
 
 def _training_check() -> str:
