@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
 )
 
 from mmstudio import __version__
-from mmstudio.errors import CancelledError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
@@ -468,6 +467,3 @@ def _first_content_token(tokens) -> int:
     """The first word worth showing (skip the article "a")."""
     return next((i for i, t in enumerate(tokens) if t not in ("a", "the", "and")), 0)
 
-
-def is_cancel(exc) -> bool:
-    return isinstance(exc, CancelledError)

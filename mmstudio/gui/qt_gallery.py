@@ -61,6 +61,7 @@ class Gallery(QListWidget):
         self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
         self.setToolTip("Drop image files or folders here, or paste an image (Ctrl+V)")
         self._images: dict[str, Image.Image] = {}
+        self._items: dict[str, QListWidgetItem] = {}  # by key: folders of thousands stay fast
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
         self._signals = _ThumbSignals()
@@ -91,6 +92,7 @@ class Gallery(QListWidget):
         item.setToolTip(str(ref.path) if ref.path else label or ref.key)
         item.setFlags(Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled)
         self.addItem(item)
+        self._items[ref.key] = item
         self._pool.start(_ThumbJob(ref, self._signals))
         self.count_changed.emit(self.count())
 
@@ -106,7 +108,7 @@ class Gallery(QListWidget):
             self._on_current(item, None)
 
     def _on_failed(self, key: str, message: str) -> None:
-        item = self._item(key)
+        item = self._items.pop(key, None)
         if item is not None:
             self.takeItem(self.row(item))
             self.count_changed.emit(self.count())
@@ -115,11 +117,7 @@ class Gallery(QListWidget):
     # --------------------------------------------------------------- reading
 
     def _item(self, key: str) -> QListWidgetItem | None:
-        for row in range(self.count()):
-            item = self.item(row)
-            if item.data(_REF_ROLE).key == key:
-                return item
-        return None
+        return self._items.get(key)
 
     def refs(self, loaded_only: bool = True) -> list[ImageRef]:
         refs = [self.item(r).data(_REF_ROLE) for r in range(self.count())]
@@ -148,7 +146,9 @@ class Gallery(QListWidget):
 
     def remove_selected(self) -> None:
         for item in self.selectedItems():
-            self._images.pop(item.data(_REF_ROLE).key, None)
+            key = item.data(_REF_ROLE).key
+            self._images.pop(key, None)
+            self._items.pop(key, None)
             self.takeItem(self.row(item))
         self.count_changed.emit(self.count())
         if self.count() == 0:

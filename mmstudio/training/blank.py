@@ -6,7 +6,7 @@ and `Blip*.from_pretrained(dir)` load it with no mmstudio code.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -157,7 +157,3 @@ def save_checkpoint(model, processor, out: Path) -> Path:
     vocab = [t for t, _ in sorted(processor.tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     return out
-
-
-def size_as_dict(size: ArchitectureSize) -> dict:
-    return asdict(size)

@@ -9,7 +9,7 @@ accuracy of attention per the Shapes World grounding rule, for every layer.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -246,11 +246,3 @@ def pick_default_layer(report: EvalReport) -> str:
     if report.pointing_by_layer.get("mean", -1) >= best:
         return "mean"
     return max(report.pointing_by_layer, key=report.pointing_by_layer.get)
-
-
-def per_kind_counts(rows) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for row in rows:
-        for pair in row.get("questions") or []:
-            counts[pair.get("kind", "all")] += 1
-    return dict(counts)

@@ -8,7 +8,6 @@ one event dict at a time (the CLI prints them as JSON lines).
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -428,8 +427,5 @@ def _bf16_ok(torch) -> bool:
     return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 1))
 
-
-__all__ = ["TrainConfig", "PreparedJob", "prepare", "train", "SCRATCH", "DatasetError"]
+__all__ = ["TrainConfig", "PreparedJob", "prepare", "train", "SCRATCH"]
