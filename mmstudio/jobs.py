@@ -29,11 +29,26 @@ from mmstudio.training.run import PreparedJob, TrainConfig, prepare
 Listener = Callable[[dict], None]
 
 
-def train_command() -> list[str]:
-    """How to start `mmstudio train`: the frozen app's own binary, or this Python."""
+def mmstudio_command(*args: str) -> list[str]:
+    """How to start an `mmstudio` subcommand: the frozen app's own binary, or this Python."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, "train"]
-    return [sys.executable, "-m", "mmstudio", "train"]
+        return [sys.executable, *args]
+    return [sys.executable, "-m", "mmstudio", *args]
+
+
+def train_command() -> list[str]:
+    return mmstudio_command("train")
+
+
+def generate_command(out: Path, count: int, seed: int, *, new_concepts: bool = False) -> list[str]:
+    """`mmstudio world generate`, optionally with the shapes and colors the built-in models never saw."""
+    from mmstudio.world import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
+
+    argv = mmstudio_command("world", "generate", "--out", str(out), "--count", str(count), "--seed", str(seed),
+                            "--workers", "2")
+    if new_concepts:
+        argv += ["--shapes", ",".join(SHAPES + EXTRA_SHAPES), "--colors", ",".join(COLORS + EXTRA_COLORS)]
+    return argv
 
 
 def build_argv(config: TrainConfig) -> list[str]:
@@ -43,7 +58,8 @@ def build_argv(config: TrainConfig) -> list[str]:
                ("--lr", config.learning_rate), ("--seed", config.seed), ("--eval-data", config.eval_data),
                ("--eval-every", config.eval_every or None), ("--save-every", config.save_every),
                ("--log-every", config.log_every), ("--max-minutes", config.max_minutes),
-               ("--lora-rank", config.lora_rank if config.lora else None), ("--threads", config.threads)]
+               ("--lora-rank", config.lora_rank if config.lora else None), ("--threads", config.threads),
+               ("--size", config.size if config.base == "scratch" else None)]
     if config.steps is None:
         options.append(("--epochs", config.epochs))
     for flag, value in options:

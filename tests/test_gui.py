@@ -183,11 +183,13 @@ def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
     from mmstudio.world import generate_dataset
 
     data = generate_dataset(tmp_path / "data", 16, seed=2, size=96)
+    held_out = generate_dataset(tmp_path / "eval", 8, seed=3, size=96)
     panel = window.train_panel
     window.tabs.setCurrentWidget(panel)
     panel.task.setCurrentIndex(panel.task.findData(Task.CAPTION))
     panel.base.setCurrentIndex(panel.base.findData("scratch"))
     panel.data.setText(str(data))
+    panel.eval_data.setText(str(held_out))
     panel.steps.setValue(400)
     panel.batch.setValue(4)
     panel.out.setText(str(tmp_path / "run"))
@@ -202,10 +204,29 @@ def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: record.id not in panel.processes, timeout=120000)  # the process has ended
     assert record.status == "stopped"
     assert record.latest_checkpoint is not None
+    assert record.evals and record.evals[-1]["eval_loss"] > 0  # evaluated on the way out
+    assert panel.curve.eval_points and len(panel.curve.points) >= 3
     assert panel.use_button.isEnabled() and panel.resume_button.isEnabled()
     with qtbot.waitSignal(window.client.finished, timeout=TIMEOUT):
         panel.use_button.click()
     assert window.models[Task.CAPTION] == str(tmp_path / "run")
+    panel.base.setCurrentIndex(panel.base.findData("loaded"))  # the next job can start from the new model
+    assert panel.config().base == str(tmp_path / "run")
+    assert "run" in panel.base.currentText()
+
+
+def test_generate_shapes_world_data_with_new_concepts(qtbot, tmp_path):
+    from mmstudio.gui.qt_generate_dialog import GenerateDataDialog
+    from mmstudio.training.data import read_dataset
+
+    dialog = GenerateDataDialog(tmp_path / "new", None)
+    qtbot.addWidget(dialog)
+    dialog.count.setValue(12)
+    dialog.new_concepts.setChecked(True)
+    dialog.start()  # a real `mmstudio world generate` subprocess
+    qtbot.waitUntil(lambda: dialog.folder is not None or dialog.generate_button.isEnabled(), timeout=120000)
+    assert dialog.folder == tmp_path / "new", dialog.status.text()
+    assert len(read_dataset(dialog.folder, Task.CAPTION).examples) == 12
 
 
 def test_launch_is_refused_on_invalid_data(qtbot, window, tmp_path):

@@ -88,17 +88,54 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_latest_checkpoint(wo
     """The reliability check: 5 kills at random moments; each time the latest checkpoint loads, and resume ends."""
     rng = random.Random(5)
     out = tmp_path / "run"
-    steps = 60
-    for attempt in range(5):
+    steps = 3000
+    image = load_image(world / "images" / "000002.png")
+    reached = []
+    for _attempt in range(5):
         events = []
-        job = JobProcess(prepare_launch(config(world, out, steps=steps, save_every=3, resume=True)), events.append)
-        time.sleep(rng.uniform(6.0, 14.0))
+        job = JobProcess(prepare_launch(config(world, out, steps=steps, save_every=7, resume=True)), events.append)
+        deadline = time.monotonic() + 120
+        while not any(e["event"] == "checkpoint" for e in events) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 3.0))  # anywhere in training, saving included
         job.kill()
-        job.wait(timeout=60)
+        assert job.wait(timeout=60) < 0  # it was killed, not finished
         checkpoint = latest_checkpoint(out)
-        if checkpoint is not None:
-            Engine().caption([load_image(world / "images" / "000002.png")], model=str(checkpoint))
+        assert checkpoint is not None
+        Engine().caption([image], model=str(checkpoint))  # loads and runs
+        reached.append(int(checkpoint.name.split("-")[-1]))
+    assert reached == sorted(reached) and reached[-1] > reached[0]  # every resume went on from the last one
     events = []
-    job = JobProcess(prepare_launch(config(world, out, steps=steps, save_every=3, resume=True)), events.append)
-    assert job.wait(timeout=600) == 0
-    assert events[-2]["event"] == "done" and events[-2]["step"] == steps
+    job = JobProcess(prepare_launch(config(world, out, steps=steps, save_every=500, resume=True)), events.append)
+    assert job.wait(timeout=900) == 0
+    assert [e for e in events if e["event"] == "resume"][0]["step"] == reached[-1]
+    assert [e for e in events if e["event"] == "done"][0]["step"] == steps
+    Engine().caption([image], model=str(out))
+
+
+def test_the_same_command_trains_under_torchrun_with_two_processes(world, tmp_path):
+    """Data-parallel on CPU (gloo): two ranks, one checkpoint, written once, that loads."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    argv = build_argv(config(world, out, steps=4))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               *argv[1:]]  # torchrun runs `-m mmstudio train ...` once per rank
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the ranks too, not only torchrun
+        raise
+    assert process.returncode == 0, stderr[-3000:]
+    events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    start = next(e for e in events if e["event"] == "start")
+    assert start["world_size"] == 2
+    assert [e["step"] for e in events if e["event"] == "done"] == [4]  # rank 0 alone reports and saves
+    caption = Engine().caption([load_image(world / "images" / "000002.png")], model=str(out))[0].caption
+    assert isinstance(caption, str)

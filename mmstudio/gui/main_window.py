@@ -200,6 +200,8 @@ class MainWindow(QMainWindow):
             panel.message.connect(self.show_info)
         self.caption_panel.cancel.connect(self.client.cancel)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
+        for task, name in self.models.items():
+            self.train_panel.set_loaded_model(task, name)
         self.train_panel.compare_requested.connect(self.compare)
         self.caption_panel.teach_requested.connect(self.teach)
         self.ask_panel.teach_requested.connect(self.teach)
@@ -372,6 +374,7 @@ class MainWindow(QMainWindow):
         request = outcome.request
         self._pending_models.pop(request.id, None)
         self.models[request.task] = request.name
+        self.train_panel.set_loaded_model(request.task, request.name)
         self.options = request.options
         self.settings.set(f"model/{request.task.value}", request.name)
         self.settings.set("model/device", request.options.device)

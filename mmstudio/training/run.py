@@ -8,6 +8,7 @@ one event dict at a time (the CLI prints them as JSON lines).
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -203,6 +204,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     from mmstudio.training.data import PixelStore
 
     quiet_transformers()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports; the others train silently
+        emit = lambda event: None  # noqa: E731
     job = prepare(config)
     config = job.config
     if config.threads:
@@ -227,7 +230,7 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     total = config.steps or max(1, int(round(per_epoch * config.epochs)))
     stop = _StopRequest()
     stop.install()
-    evaluator = _Evaluator(config, processor) if config.eval_data else None
+    evaluator = _Evaluator(config, processor, objective, collator.grid_side) if config.eval_data else None
 
     args = TrainingArguments(
         output_dir=str(config.out / CHECKPOINTS),
@@ -385,11 +388,18 @@ def _jsonable(value):
 
 
 class _Evaluator:
-    """Quick task metrics on a few eval examples, on the in-memory model."""
+    """Eval loss (the training objective on held-out rows) and quick task metrics, on the in-memory model."""
 
-    def __init__(self, config: TrainConfig, processor):
+    def __init__(self, config: TrainConfig, processor, objective, grid_side: int):
+        from mmstudio.training.data import PixelStore
+
         self.config = config
         self.processor = processor
+        self.objective = objective
+        self.dataset = read_dataset(config.eval_data, config.task)
+        self.pixels = PixelStore(self.dataset, processor.image_processor)
+        # The same loss as training (grounding included when the eval rows have boxes), so the curves compare.
+        self.grid_side = grid_side if self.dataset.has_objects() else 0
 
     def __call__(self, model) -> dict:
         from mmstudio.training.evaluate import evaluate_adapter
@@ -399,13 +409,34 @@ class _Evaluator:
         was_training = inner.training
         inner.eval()
         try:
+            metrics = {"eval_loss": round(self.loss(), 6)}
             adapter = BlipAdapter(inner, self.processor.tokenizer, self.processor.image_processor,
                                   name="training", path=self.config.out)
             report = evaluate_adapter(adapter, self.config.eval_data, limit=self.config.eval_samples,
                                       attention=False)
         finally:
             inner.train(was_training)
-        return report.headline()
+        return {**metrics, **report.headline()}
+
+    def loss(self) -> float:
+        import torch
+
+        from mmstudio.training.objectives import Collator
+
+        # A fresh collator with the run's seed each time: every evaluation sees the very same batches.
+        collator = Collator(self.config.task, self.dataset, self.pixels, self.processor.tokenizer,
+                            questions_per_image=self.config.questions_per_image, seed=self.config.seed,
+                            grid_side=self.grid_side)
+        items = collator.items()[:self.config.eval_samples]
+        device = next(self.objective.parameters()).device
+        total = count = 0
+        with torch.no_grad():
+            for start in range(0, len(items), self.config.batch_size):
+                chunk = items[start:start + self.config.batch_size]
+                batch = {k: v.to(device) for k, v in collator(chunk).items()}
+                total += float(self.objective(**batch)["loss"]) * len(chunk)
+                count += len(chunk)
+        return total / max(1, count)
 
 
 def _use_grounding(config: TrainConfig, dataset: Dataset) -> bool:

@@ -32,6 +32,7 @@ from mmstudio.models.base import Task
 from mmstudio.training.run import TrainConfig
 
 BASES = (("built-in model of the task", None), ("untrained (from scratch)", "scratch"))
+LOADED = "loaded"  # the base choice that follows the model loaded for the task
 
 
 class JobRunner(QObject):
@@ -63,13 +64,27 @@ class TrainPanel(QWidget):
         self.base = QComboBox()
         for label, value in BASES:
             self.base.addItem(label, value)
+        self.base.insertItem(1, "the loaded model", LOADED)
         self.base.setEditable(False)
+        self.loaded: dict[Task, str] = {}
+        self.task.currentIndexChanged.connect(self._label_loaded_choice)
         base_browse = QPushButton("Folder…")
         base_browse.clicked.connect(self._browse_base)
         self.data = QLineEdit()
         self.data.setPlaceholderText("dataset folder with metadata.jsonl or metadata.csv")
         data_browse = QPushButton("Folder…")
         data_browse.clicked.connect(lambda: self._browse_into(self.data, "Dataset folder"))
+        self.generate_button = QPushButton("Generate…")
+        self.generate_button.setToolTip("Generate Shapes World data (optionally with hexagon and pink) to train on")
+        self.generate_button.clicked.connect(self.generate_data)
+        self.eval_data = QLineEdit()
+        self.eval_data.setPlaceholderText("optional: held-out dataset for eval loss and metrics")
+        eval_browse = QPushButton("Folder…")
+        eval_browse.clicked.connect(lambda: self._browse_into(self.eval_data, "Evaluation dataset folder"))
+        self.eval_every = QSpinBox()
+        self.eval_every.setRange(0, 1_000_000)
+        self.eval_every.setSpecialValueText("at the end only")
+        self.eval_every.setSuffix(" steps")
         self.steps = QSpinBox()
         self.steps.setRange(1, 1_000_000)
         self.steps.setValue(200)
@@ -90,7 +105,9 @@ class TrainPanel(QWidget):
         form = QFormLayout()
         form.addRow("Task", self.task)
         form.addRow("Start from", _row(self.base, base_browse))
-        form.addRow("Dataset", _row(self.data, data_browse))
+        form.addRow("Dataset", _row(self.data, data_browse, self.generate_button))
+        form.addRow("Eval dataset", _row(self.eval_data, eval_browse))
+        form.addRow("Evaluate every", self.eval_every)
         form.addRow("Steps", self.steps)
         form.addRow("Batch size", self.batch)
         form.addRow("Learning rate", self.lr)
@@ -154,9 +171,15 @@ class TrainPanel(QWidget):
             self.out.setText(out)
         if not self.data.text().strip():
             raise MMStudioError("Choose a dataset folder first.")
+        eval_data = self.eval_data.text().strip()
+        base = self.base.currentData()
+        if base == LOADED:
+            base = self.loaded.get(task)  # None: the built-in model, which is what is loaded
         return TrainConfig(task=task, data=Path(self.data.text().strip()), out=Path(out),
-                           base=self.base.currentData(), steps=self.steps.value(), batch_size=self.batch.value(),
+                           base=base, steps=self.steps.value(), batch_size=self.batch.value(),
                            learning_rate=self.lr.value(), lora=self.lora.isChecked(),
+                           eval_data=Path(eval_data) if eval_data else None,
+                           eval_every=self.eval_every.value() if eval_data else 0,
                            save_every=max(10, self.steps.value() // 5), log_every=max(1, self.steps.value() // 100))
 
     def check(self) -> bool:
@@ -260,6 +283,8 @@ class TrainPanel(QWidget):
         elif kind == "eval":
             metrics = ", ".join(f"{k} {v:.3f}" for k, v in event.get("metrics", {}).items())
             self.report.setText(f"Evaluation at step {event['step']}: {metrics}")
+            if "eval_loss" in event.get("metrics", {}):
+                self.curve.add_eval_point(event["step"], event["metrics"]["eval_loss"])
         elif kind in ("done", "exit", "error"):
             self._show_job(record.id)
 
@@ -270,7 +295,8 @@ class TrainPanel(QWidget):
             self.curve.set_points([])
             return
         total = max([p[0] for p in record.curve], default=0)
-        self.curve.set_points(record.curve, total)
+        self.curve.set_points(record.curve, total, [(e["step"], e["eval_loss"]) for e in record.evals
+                                                    if "eval_loss" in e])
         if record.curve:
             self.progress.setRange(0, int(total) or 1)
             self.progress.setValue(int(total))
@@ -317,6 +343,28 @@ class TrainPanel(QWidget):
         folder = QFileDialog.getExistingDirectory(self, title)
         if folder:
             edit.setText(folder)
+
+    def set_loaded_model(self, task: Task, name: str) -> None:
+        """The main window tells which model each task runs now: "the loaded model" starts from it."""
+        self.loaded[Task(task)] = name
+        self._label_loaded_choice()
+
+    def _label_loaded_choice(self) -> None:
+        name = self.loaded.get(Task(self.task.currentData()))
+        index = self.base.findData(LOADED)
+        self.base.setItemText(index, f"the loaded model ({Path(name).name if name else 'built-in'})")
+
+    def generate_data(self) -> Path | None:
+        """Open the generate dialog; a generated dataset becomes the training set."""
+        from mmstudio.gui.qt_generate_dialog import GenerateDataDialog
+
+        default = Path.home() / "mmstudio-data" / f"shapes-{time.strftime('%Y%m%d-%H%M%S')}"
+        dialog = GenerateDataDialog(default, self)
+        if dialog.exec() and dialog.folder is not None:
+            self.data.setText(str(dialog.folder))
+            self.message.emit(f"Generated Shapes World data in {dialog.folder}")
+            return dialog.folder
+        return None
 
     def _browse_base(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Base model folder")
