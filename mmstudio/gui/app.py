@@ -19,6 +19,7 @@ def run_app(images: list[str] | None = None) -> int:
     QCoreApplication.setApplicationName("mmstudio")
     QCoreApplication.setApplicationVersion(__version__)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setDesktopFileName("mmstudio")  # Wayland and docks match the window to mmstudio.desktop and its icon
     icon = resources_dir() / "icons" / "mmstudio.png"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
