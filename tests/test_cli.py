@@ -123,3 +123,15 @@ def test_python_dash_m_entry_point():
     assert out.returncode == 0
     for command in ("caption", "ask", "match", "models", "train", "eval", "world"):
         assert command in out.stdout
+
+
+def test_self_test_passes_on_the_built_in_models(tmp_path):
+    """What the installer's check runs: every built-in model, the window offscreen, a 5-step job."""
+    import os
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_DATA_HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "mmstudio", "--self-test"], capture_output=True, text=True,
+                          env=env, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "5 of 5 checks passed" in done.stdout

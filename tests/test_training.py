@@ -155,3 +155,25 @@ def test_teach_from_corrections(tmp_path, world):
     assert len(list((folder / "images").iterdir())) == 1
     assert read_dataset(folder, Task.CAPTION).examples[0].text == "a small pink hexagon"
     assert read_dataset(folder, Task.VQA).examples[0].answer == "pink"
+
+
+def test_best_threshold_separates_positives_from_negatives():
+    import numpy as np
+
+    from mmstudio.training.calibration import best_threshold
+
+    cut, accuracy = best_threshold(np.array([2.0, 3.0, 4.0]), np.array([0.5, 1.0, 1.5, 2.5]))
+    assert 1.5 < cut < 2.0 and accuracy == 6 / 7
+    cut, accuracy = best_threshold(np.array([5.0]), np.array([1.0]))
+    assert 1.0 < cut < 5.0 and accuracy == 1.0
+
+
+def test_calibrated_itm_head_puts_the_best_cut_at_one_half(tmp_path, world):
+    from mmstudio.training.calibration import _margins, best_threshold, calibrate_itm
+
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", steps=6))
+    report = calibrate_itm(out, world)
+    positives, negatives = _margins(Engine().adapter(Task.ITM, str(out)), world)
+    accuracy_at_half = ((positives > 0).sum() + (negatives < 0).sum()) / (len(positives) + len(negatives))
+    assert accuracy_at_half == pytest.approx(report["selection_accuracy_after"], abs=1e-3)
+    assert abs(best_threshold(positives, negatives)[0]) < 0.05

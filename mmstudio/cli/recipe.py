@@ -17,6 +17,8 @@ def register(commands) -> None:
     p.add_argument("--heldout", type=Path, help="also measure on this dataset (e.g. from bench/heldout_world.py)")
     p.add_argument("--finish-only", action="store_true",
                    help="skip training: measure the models already trained in --work and publish them")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep stages in --work already trained with the same settings (default: retrain all)")
     p.add_argument("--progress", choices=("text", "json"), default="text")
     p.set_defaults(run=run_recipe_command)
 
@@ -34,6 +36,6 @@ def run_recipe_command(args: argparse.Namespace) -> int:
     if args.finish_only:
         reports = finish_all(args.out, args.work, heldout=args.heldout, emit=emit)
     else:
-        reports = run_recipe(args.out, args.work, recipe, emit, heldout=args.heldout)
+        reports = run_recipe(args.out, args.work, recipe, emit, heldout=args.heldout, reuse=args.reuse)
     print(json.dumps({task: report["metrics"] for task, report in reports.items()}, indent=2), file=sys.stdout)
     return 0

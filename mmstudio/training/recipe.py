@@ -53,7 +53,11 @@ def command(out: Path, work: Path) -> str:
 
 
 def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = print,
-               heldout: Path | None = None) -> dict:
+               heldout: Path | None = None, reuse: bool = False) -> dict:
+    """Train the three models in `work`, then publish them into `out`.
+
+    reuse: keep a stage whose finished model in `work` was trained with the very same settings
+    (a changed later stage then costs only itself); off, every stage trains from scratch."""
     from mmstudio.world import generate_dataset
 
     out, work = Path(out), Path(work)
@@ -66,14 +70,19 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
             emit({"event": "generate", "set": name, "count": count, "seed": seed})
             generate_dataset(data[name], count, seed, workers=recipe.workers)
     timings = {"data": time.monotonic() - started}
+    reused: list[str] = []
 
     def run(task: Task, base: str, steps: int, lr: float, batch: int, name: str | None = None) -> Path:
         folder = work / (name or FOLDER[task])
-        shutil.rmtree(folder, ignore_errors=True)
         begin = time.monotonic()
         config = TrainConfig(task=task, data=data["train"], out=folder, base=base, steps=steps, batch_size=batch,
                              learning_rate=lr, seed=TRAIN_SEED, save_every=max(steps // 4, 100), log_every=50,
                              grounding=True)
+        if reuse and same_training(read_run_record(folder), config):
+            emit({"event": "reused", "task": task.value, "folder": str(folder)})
+            reused.append(task.value)
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)
         train(config, lambda event: emit({**event, "task": task.value}))
         timings[name or task.value] = time.monotonic() - begin
         if not read_run_record(folder).get("finished"):
@@ -82,15 +91,32 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
         return folder
 
     caption = run(Task.CAPTION, SCRATCH, recipe.caption_steps, recipe.caption_lr, recipe.batch_size)
-    run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch)
-    run(Task.ITM, str(caption), recipe.itm_steps, recipe.finetune_lr, recipe.batch_size)
+    vqa = run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch)
+    # Retrieval starts from the VQA model: its text encoder already fuses the image through cross-attention
+    # to answer questions about attributes and order, which is what telling hard negatives apart needs.
+    run(Task.ITM, str(vqa), recipe.itm_steps, recipe.finetune_lr, recipe.batch_size)
     if recipe.caption_refine_steps:
         # A second, gentler caption stage: more practice at a low learning rate after the first cosine ends.
         run(Task.CAPTION, str(caption), recipe.caption_refine_steps, recipe.refine_lr, recipe.batch_size,
             name=REFINED_CAPTION)
     timings["training_total"] = time.monotonic() - started
     emit({"event": "trained", "minutes": round(timings["training_total"] / 60, 1), "timings": timings})
-    return finish_all(out, work, heldout=heldout, emit=emit, timings=timings)
+    # Times of a run that reused stages are not the recipe's: keep the file of the last full run.
+    return finish_all(out, work, heldout=heldout, emit=emit, timings=None if reused else timings)
+
+
+TRAINING_FIELDS = ("task", "base", "data", "steps", "batch_size", "learning_rate", "seed", "grounding", "size",
+                   "lora", "questions_per_image", "warmup_ratio", "weight_decay")
+
+
+def same_training(record: dict, config: TrainConfig) -> bool:
+    """Whether a finished run record was trained exactly as `config` would train."""
+    from mmstudio.training.run import _jsonable
+    from dataclasses import asdict
+
+    wanted = _jsonable(asdict(config))
+    done = record.get("config") or {}
+    return bool(record.get("finished")) and all(done.get(k) == wanted.get(k) for k in TRAINING_FIELDS)
 
 
 def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit = print,
@@ -104,6 +130,9 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
     reports = {task.value: finish_model(task, trained[task], out / FOLDER[task], data, emit,
                                         heldout=heldout, recipe_command=command(out, work))
                for task in Task}
+    from mmstudio.selftest import choose_scene
+
+    emit({"event": "self-test-scene", "seed": choose_scene(out)})
     if timings:
         write_json_atomic(out / "recipe-timings.json", {k: round(v, 1) for k, v in timings.items()})
     emit({"event": "recipe-done", "reports": {k: v["metrics"] for k, v in reports.items()}})
@@ -122,6 +151,12 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
         if item.is_file():
             shutil.copy2(item, target / item.name)
     store_half(target)
+    calibration = None
+    if task == Task.ITM:
+        from mmstudio.training.calibration import calibrate_itm
+
+        calibration = calibrate_itm(target, data["select"])
+        emit({"event": "calibrated", "task": task.value, **calibration})
     hints = {}
     if task != Task.ITM:
         adapter = Engine().adapter(task, str(target))
@@ -133,6 +168,8 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
               "chosen": layer})
     record = json.loads((target / RUN_RECORD).read_text()) if (target / RUN_RECORD).is_file() else {}
     record["attention"] = hints
+    if calibration:
+        record["calibration"] = calibration
     write_json_atomic(target / RUN_RECORD, record)
     adapter = Engine().adapter(task, str(target))
     report = evaluate_adapter(adapter, data["valid"], attention=task != Task.ITM)
@@ -165,4 +202,6 @@ def with_steps(recipe: Recipe, scale: float) -> Recipe:
     """A shorter (or longer) recipe, for smoke tests of the recipe itself."""
     return replace(recipe, caption_steps=max(2, int(recipe.caption_steps * scale)),
                    vqa_steps=max(2, int(recipe.vqa_steps * scale)), itm_steps=max(2, int(recipe.itm_steps * scale)),
-                   caption_refine_steps=max(2, int(recipe.caption_refine_steps * scale)))
+                   # An off stage (0 steps) stays off at any scale.
+                   caption_refine_steps=max(2, int(recipe.caption_refine_steps * scale))
+                   if recipe.caption_refine_steps else 0)
