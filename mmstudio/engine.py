@@ -16,6 +16,7 @@ from mmstudio.models.base import (
     AnswerResult,
     CancelCheck,
     CaptionResult,
+    Embedder,
     GenerationOptions,
     LoadOptions,
     MatchResult,
@@ -25,6 +26,7 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.loading import builtin_name
 from mmstudio.models.registry import load_adapter
+from mmstudio.search import Collection, EmbeddingIndex, Hit, Source
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -34,6 +36,7 @@ class Engine:
         self.options = options
         self._adapters: dict[tuple[str, LoadOptions], ModelAdapter] = {}
         self._chosen: dict[Task, str] = {}
+        self._indexes: dict[int, EmbeddingIndex] = {}  # by id of the adapter that embeds for it
 
     # ----------------------------------------------------------------- models
 
@@ -73,6 +76,7 @@ class Engine:
         for adapter in self._adapters.values():
             adapter.close()
         self._adapters.clear()
+        self._indexes.clear()
 
     # ------------------------------------------------------------------ tasks
 
@@ -113,3 +117,36 @@ class Engine:
         self, image: Image.Image, texts: Sequence[str], *, model: str | None = None, attention: bool = False
     ) -> list[MatchResult]:
         return self.adapter(Task.ITM, model).match(image, texts, attention=attention)
+
+    # ----------------------------------------------------------------- search
+
+    def embedder(self, model: str | None = None) -> Embedder:
+        """The matching model, when it can embed images and texts into one space (BLIP retrieval, CLIP)."""
+        adapter = self.adapter(Task.ITM, model)
+        if not isinstance(adapter, Embedder):
+            raise UnsupportedTaskError(f"{adapter.info.name} ({adapter.info.family}) cannot embed images for search")
+        return adapter
+
+    def search_index(self, model: str | None = None) -> EmbeddingIndex:
+        embedder = self.embedder(model)
+        if id(embedder) not in self._indexes:
+            self._indexes[id(embedder)] = EmbeddingIndex(embedder)
+        return self._indexes[id(embedder)]
+
+    def index(
+        self,
+        sources: Sequence[Source],
+        *,
+        model: str | None = None,
+        cancel: CancelCheck = never_cancelled,
+        progress: Progress | None = None,
+    ) -> Collection:
+        """Bring the model's index up to date with the sources (encoding only new pixels) and save it."""
+        index = self.search_index(model)
+        try:
+            return index.collect(sources, cancel=cancel, progress=progress)
+        finally:
+            index.save()  # what was encoded before a cancel is kept
+
+    def search(self, collection: Collection, query: str, *, model: str | None = None, top_k: int = 10) -> list[Hit]:
+        return self.search_index(model).search(collection, query, top_k)

@@ -20,6 +20,7 @@ from mmstudio.engine import Engine
 from mmstudio.errors import CancelledError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import AnswerResult, CaptionResult, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.search import IndexReport
 
 _ids = itertools.count(1)
 
@@ -75,7 +76,18 @@ class LoadModelRequest:
     id: int = field(default_factory=next_id)
 
 
-Request = Union[CaptionRequest, AskRequest, MatchRequest, LoadModelRequest]
+@dataclass(frozen=True)
+class SearchRequest:
+    """Find the images that fit a text among `images` (indexing the ones the model has not embedded yet)."""
+
+    images: tuple[ImageRef, ...]
+    query: str
+    top_k: int = 10
+    model: str | None = None  # None: the model chosen for matching
+    id: int = field(default_factory=next_id)
+
+
+Request = Union[CaptionRequest, AskRequest, MatchRequest, LoadModelRequest, SearchRequest]
 
 
 @dataclass(frozen=True)
@@ -109,7 +121,21 @@ class ModelOutcome:
     info: ModelInfo
 
 
-Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome]
+@dataclass(frozen=True)
+class SearchHit:
+    image: ImageRef
+    score: float  # cosine similarity of the image and the query
+    rank: int  # 1 = best
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    request: SearchRequest
+    hits: tuple[SearchHit, ...]
+    report: IndexReport
+
+
+Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome]
 Progress = Callable[[int, int], None]
 
 
@@ -149,6 +175,8 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
         results = engine.match(request.image.load(), list(request.texts), model=request.model,
                                attention=request.attention)
         return MatchOutcome(request, tuple(results))
+    if isinstance(request, SearchRequest):
+        return _search(engine, request, token, progress)
     raise TypeError(f"not a request: {request!r}")
 
 
@@ -177,3 +205,13 @@ def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progre
         if progress:
             progress(len(items), total)
     return CaptionOutcome(request, tuple(items))
+
+
+def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress: Progress | None):
+    # Files are indexed by path (unchanged ones are not even read); pasted images by their pixels.
+    refs = {ref.key: ref for ref in request.images}
+    sources = [(ref.key, ref.pixels if ref.pixels is not None else ref.path) for ref in request.images]
+    collection = engine.index(sources, model=request.model, cancel=token.check, progress=progress)
+    token.check()
+    hits = engine.search(collection, request.query, model=request.model, top_k=request.top_k)
+    return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank) for h in hits), collection.report)

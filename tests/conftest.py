@@ -47,3 +47,12 @@ def scene_images() -> list[Image.Image]:
 
     rng = np.random.default_rng(7)
     return [render_scene(sample_scene(rng)) for _ in range(5)]
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny ViT-GPT2, ViLT and CLIP checkpoints (tests/family_checkpoints.py), built once per session."""
+    from tests.family_checkpoints import BUILDERS
+
+    root = tmp_path_factory.mktemp("family-models")
+    return {family: build(root / family) for family, build in BUILDERS.items()}

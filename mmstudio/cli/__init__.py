@@ -10,8 +10,8 @@ from mmstudio import __version__
 from mmstudio.errors import MMStudioError
 
 # Each module adds its subcommands with `register(subparsers)`; kept explicit like the model registry.
-_COMMAND_MODULES = ("mmstudio.cli.infer", "mmstudio.cli.world", "mmstudio.cli.train", "mmstudio.cli.evaluate",
-                    "mmstudio.cli.recipe")
+_COMMAND_MODULES = ("mmstudio.cli.infer", "mmstudio.cli.search", "mmstudio.cli.world", "mmstudio.cli.train",
+                    "mmstudio.cli.evaluate", "mmstudio.cli.recipe")
 
 
 def build_parser() -> argparse.ArgumentParser:

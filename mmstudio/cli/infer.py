@@ -39,6 +39,9 @@ def register(commands) -> None:
     p.add_argument("image", nargs="?", metavar="IMAGE")
     p.add_argument("texts", nargs="*", metavar="TEXT")
     p.add_argument("--input", type=Path, help='JSONL file, one {"image": ..., "texts": [...]} per line')
+    p.add_argument("--labels", help='zero-shot labels: "a,b,c" prints the probability of each label for IMAGE')
+    p.add_argument("--template", default="{}",
+                   help='how a label becomes a text, e.g. "a photo of {}" (default: the label as is)')
     p.set_defaults(run=run_match)
 
     p = commands.add_parser("models", help="list the models mmstudio can use")
@@ -215,6 +218,9 @@ def run_ask(args) -> int:
 
 
 def run_match(args) -> int:
+    if args.labels is not None:
+        return run_labels(args)
+
     def answer(engine, image, request, printer) -> None:
         if not args.json:
             print(request.image)
@@ -227,6 +233,46 @@ def run_match(args) -> int:
             printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}")
 
     return _serve(args, "itm", "texts", args.texts, answer)
+
+
+def run_labels(args) -> int:
+    """`match --labels "a,b,c" IMAGE`: each label's probability, softmax over the labels (zero-shot)."""
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise MMStudioError('give at least two different labels, e.g. --labels "cat,dog,bird"')
+    if "{}" not in args.template:
+        raise MMStudioError(f'--template must contain "{{}}" where the label goes, not {args.template!r}')
+    images = ([args.image] if args.image else []) + list(args.texts)
+    if args.input is not None or not images:
+        raise MMStudioError("give --labels with one or more IMAGE files (not --input)")
+    texts = [args.template.replace("{}", label) for label in labels]
+
+    def answer(engine, image, request, printer) -> None:
+        results = engine.match(image, texts, model=args.model)
+        ranked = sorted(zip(labels, results), key=lambda pair: -pair[1].label_probability)
+        if not args.json:
+            print(request.image)
+        for label, result in ranked:
+            record = {"image": request.image, "label": label, "probability": round(result.label_probability, 6)}
+            printer.record(record, f"  {result.label_probability:6.1%}  {label}")
+
+    return _serve_images(args, images, answer)
+
+
+def _serve_images(args, images: list[str], answer) -> int:
+    from mmstudio.imaging import load_image
+
+    printer = Printer(args.json)
+    engine = _engine(args)
+    engine.adapter(_task("itm"), args.model)
+    for name in images:
+        try:
+            image = load_image(name)
+        except MMStudioError as exc:
+            printer.error(name, str(exc))
+            continue
+        answer(engine, image, Request(image=name), printer)
+    return printer.exit_code
 
 
 # ------------------------------------------------------------------ models

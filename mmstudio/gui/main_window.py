@@ -24,6 +24,7 @@ from mmstudio import __version__
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
+from mmstudio.gui.panels.search_panel import SearchPanel
 from mmstudio.gui.panels.train_panel import TrainPanel
 from mmstudio.gui.qt_errors import describe
 from mmstudio.gui.qt_gallery import Gallery
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.ask_panel = AskPanel()
         self.match_panel = MatchPanel()
         self.train_panel = TrainPanel(job_store)
+        self.search_panel = SearchPanel()
         self.message_bar = MessageBar()
         self.welcome = QLabel(WELCOME)
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -120,6 +122,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.ask_panel, "Ask")
         self.tabs.addTab(self.match_panel, "Match")
         self.tabs.addTab(self.train_panel, "Train")
+        self.tabs.addTab(self.search_panel, "Search")
         splitter = QSplitter()
         splitter.addWidget(self.gallery)
         splitter.addWidget(center)
@@ -199,6 +202,11 @@ class MainWindow(QMainWindow):
             panel.overlay_requested.connect(self.show_overlay)
             panel.message.connect(self.show_info)
         self.caption_panel.cancel.connect(self.client.cancel)
+        self.search_panel.set_gallery_source(self.gallery.refs)
+        self.search_panel.submit.connect(self.client.submit)
+        self.search_panel.message.connect(self.show_info)
+        self.search_panel.image_chosen.connect(self.gallery.select_key)
+        self.client.progress.connect(self.search_panel.on_progress)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
         for task, name in self.models.items():
             self.train_panel.set_loaded_model(task, name)
@@ -324,7 +332,8 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- work
 
     def _panel_for(self, request):
-        return next((p for p in (self.caption_panel, self.ask_panel, self.match_panel) if p.owns(request)), None)
+        panels = (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel)
+        return next((p for p in panels if p.owns(request)), None)
 
     def _on_finished(self, outcome) -> None:
         if isinstance(outcome, ModelOutcome):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Protocol, Sequence
+from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
+import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack
@@ -68,10 +69,13 @@ class AnswerResult:
 @dataclass(frozen=True, eq=False)
 class MatchResult:
     text: str
-    itm: float  # probability that the text matches the image (ITM head)
+    itm: float  # probability that the text matches the image: the ITM head's, or for a family
+    #             without one (CLIP) the zero-shot probability below
     itc: float  # cosine similarity of the projected image and text embeddings (ITC)
     attention: AttentionStack | None = None  # one Grad-CAM map for the whole text
     token_attention: AttentionStack | None = None  # one Grad-CAM map per text token
+    # Zero-shot label probability: softmax over the texts of one call of their scaled ITC similarities.
+    label_probability: float | None = None
 
 
 CancelCheck = Callable[[], None]  # raises CancelledError when the user cancelled
@@ -108,6 +112,17 @@ class ModelAdapter(Protocol):
     def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A model that embeds images and texts into one space (BLIP retrieval, CLIP): what search needs."""
+
+    info: ModelInfo
+
+    def image_features(self, images: Sequence[Image.Image]) -> np.ndarray: ...  # (B, P), unit length
+
+    def text_features(self, texts: Sequence[str]) -> np.ndarray: ...  # (T, P), unit length
 
 
 @dataclass

@@ -30,6 +30,7 @@ from mmstudio.models.base import (
     Task,
     never_cancelled,
 )
+from mmstudio.models.common import cut_at, from_pretrained, stack_from, to_numpy
 from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
 from mmstudio.models.vision_cache import VisionCache
 
@@ -72,15 +73,6 @@ def processor_geometry(image_processor) -> tuple[int, int, tuple, tuple]:
     side = int(size["height"]) if hasattr(size, "__getitem__") else int(size)
     resample = int(getattr(image_processor, "resample", 3))  # PIL.Image.BICUBIC
     return side, resample, tuple(image_processor.image_mean), tuple(image_processor.image_std)
-
-
-def _from_pretrained(cls, path, *, dtype, allow_pickle: bool):
-    import transformers
-
-    kwargs = {"use_safetensors": None if allow_pickle else True}
-    major_minor = tuple(int(p) for p in transformers.__version__.split(".")[:2])
-    kwargs["dtype" if major_minor >= (4, 56) else "torch_dtype"] = dtype
-    return cls.from_pretrained(path, **kwargs)
 
 
 class BlipAdapter:
@@ -134,7 +126,7 @@ class BlipAdapter:
         device = pick_device(options.device)
         dtype = torch_dtype(options.dtype)
         try:
-            model = _from_pretrained(getattr(transformers, arch), resolved.path, dtype=dtype,
+            model = from_pretrained(getattr(transformers, arch), resolved.path, dtype=dtype,
                                      allow_pickle=options.allow_pickle)
             tokenizer = AutoTokenizer.from_pretrained(resolved.path)
             image_processor = load_image_processor(resolved.path)
@@ -222,18 +214,18 @@ class BlipAdapter:
                     encoder_attention_mask=image_mask,
                     output_attentions=True,
                 )
-                cross = _to_numpy(out.cross_attentions)  # L x (B, H, T, N)
+                cross = to_numpy(out.cross_attentions)  # L x (B, H, T, N)
         results = []
         for b in range(batch):
             ids = sequences[b].tolist()[1:]
-            ids = _cut_at(ids, {self.sep_id, self.pad_id})
+            ids = cut_at(ids, {self.sep_id, self.pad_id})
             words = self._word_positions(ids)
             kept = [ids[i] for i in words]
             tokens = tuple(self.tokenizer.convert_ids_to_tokens(kept))
             stack = None
             if cross is not None:
                 # ids[i] sits at sequence position i + 1, so query position i is the one that produced it
-                stack = _stack_from(cross, b, words, tokens, self._layer_hint("caption_layer", "mean"))
+                stack = stack_from(cross, b, words, tokens, self._layer_hint("caption_layer", "mean"))
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
         return results
@@ -277,11 +269,11 @@ class BlipAdapter:
                     encoder_attention_mask=enc["attention_mask"],
                     output_attentions=True,
                 )
-                answer_cross = _to_numpy(decoded.cross_attentions)  # L x (Q, H, T_ans, T_q)
-                question_cross = _to_numpy(encoded.cross_attentions)  # L x (Q, H, T_q, N)
+                answer_cross = to_numpy(decoded.cross_attentions)  # L x (Q, H, T_ans, T_q)
+                question_cross = to_numpy(encoded.cross_attentions)  # L x (Q, H, T_q, N)
         results = []
         for q, question in enumerate(questions):
-            ids = _cut_at(sequences[q].tolist()[1:], {self.sep_id, self.pad_id})
+            ids = cut_at(sequences[q].tolist()[1:], {self.sep_id, self.pad_id})
             answer = self.tokenizer.decode(ids, skip_special_tokens=True)
             q_ids = enc["input_ids"][q][enc["attention_mask"][q].bool()].tolist()
             words = self._word_positions(q_ids)
@@ -290,7 +282,7 @@ class BlipAdapter:
             if attention:
                 layer = self._layer_hint("vqa_layer", "mean")
                 valid = list(range(len(q_ids)))
-                everything = _stack_from(question_cross, q, valid, tuple(str(i) for i in valid), layer)
+                everything = stack_from(question_cross, q, valid, tuple(str(i) for i in valid), layer)
                 q_stack = everything.select(words)
                 q_stack = AttentionStack(q_tokens, q_stack.weights, q_stack.layers, layer)
                 # Answer evidence: how much the answer's first step read each question token,
@@ -334,6 +326,8 @@ class BlipAdapter:
                 itm = self._itm_logits(embeds.expand(count, -1, -1), enc)
             cams = None
         probs = torch.softmax(itm.detach().float(), dim=-1)[:, 1].cpu().numpy()
+        # The retrieval head has no learned ITC temperature: use the one BLIP starts training from (1 / 0.07).
+        labels = torch.softmax(torch.from_numpy(itc) * float(np.exp(model.config.logit_scale_init_value)), dim=0)
         results = []
         for t, text in enumerate(texts):
             text_stack = token_stack = None
@@ -349,7 +343,7 @@ class BlipAdapter:
                 text_stack = AttentionStack((text,), whole, (layer,), layer)
             results.append(
                 MatchResult(text=text, itm=float(probs[t]), itc=float(itc[t]), attention=text_stack,
-                            token_attention=token_stack)
+                            token_attention=token_stack, label_probability=float(labels[t]))
             )
         return results
 
@@ -415,24 +409,6 @@ def read_hints(path) -> dict:
         return json.loads((path / HINTS_FILE).read_text(encoding="utf-8")).get("attention", {})
     except (OSError, ValueError, AttributeError):
         return {}
-
-
-def _cut_at(ids: list[int], stops: set[int]) -> list[int]:
-    for i, token in enumerate(ids):
-        if token in stops:
-            return ids[:i]
-    return ids
-
-
-def _to_numpy(attentions) -> list[np.ndarray]:
-    return [a.float().cpu().numpy() for a in attentions]
-
-
-def _stack_from(cross: list[np.ndarray], b: int, queries, tokens, default_layer) -> AttentionStack:
-    """Sample b's attention at the given query positions; cross[l]: (B, H, T, N) -> (T', L, H, rows, cols)."""
-    per_layer = [np.moveaxis(layer[b][:, list(queries), :], 1, 0) for layer in cross]  # L x (T', H, N)
-    weights = patches_to_grid(np.stack(per_layer, axis=1)).astype(np.float32)
-    return AttentionStack(tuple(tokens), weights, tuple(range(len(cross))), default_layer)
 
 
 FACTORY = AdapterFactory(family="blip", accepts=accepts, load=BlipAdapter.load, tasks_of=tasks_of,

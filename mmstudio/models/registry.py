@@ -6,12 +6,12 @@ import os
 import threading
 
 from mmstudio.errors import ModelLoadError
-from mmstudio.models import blip
+from mmstudio.models import blip, clip, vilt, vit_gpt2
 from mmstudio.models.base import AdapterFactory, LoadOptions, ModelAdapter, Task
 from mmstudio.models.loading import quiet_transformers, resolve
 
 # Order matters only when two families accept one config; the first wins.
-FAMILIES: tuple[AdapterFactory, ...] = (blip.FACTORY,)
+FAMILIES: tuple[AdapterFactory, ...] = (blip.FACTORY, vit_gpt2.FACTORY, vilt.FACTORY, clip.FACTORY)
 
 
 def factory_for(config: dict) -> AdapterFactory:

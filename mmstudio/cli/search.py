@@ -1,0 +1,57 @@
+"""`search`: find images in a folder by text, through an embedding index kept under the user cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mmstudio.errors import MMStudioError
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "search", help="find images in a folder by text (indexes the folder first, only what changed)",
+        description="Index a folder of images with a matching model (BLIP retrieval or CLIP) under the user "
+                    "cache, encoding only images not seen before, then print the images that fit QUERY best.")
+    p.add_argument("query", nargs="+", metavar="QUERY", help="the text to look for (several words are joined)")
+    p.add_argument("--index", required=True, type=Path, metavar="DIR", help="the folder of images to search")
+    p.add_argument("--model", help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="how many images to print (default 10)")
+    p.add_argument("--json", action="store_true", help='one JSON object per line: "image", "score", "rank"')
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow .bin weights (pickle can run code: only for models you trust)")
+    p.set_defaults(run=run_search)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import json
+
+    from mmstudio.engine import Engine
+    from mmstudio.imaging import iter_image_files
+    from mmstudio.models.base import LoadOptions
+
+    query = " ".join(args.query).strip()
+    if not query:
+        raise MMStudioError("give a text to search for")
+    if not args.index.is_dir():
+        raise MMStudioError(f"{args.index}: not a folder of images")
+    engine = Engine(LoadOptions(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle))
+    engine.embedder(args.model)  # a model that cannot search fails before any image is read
+    files = iter_image_files([args.index])
+    collection = engine.index([(str(path), path) for path in files], model=args.model)
+    report = collection.report
+    for name, why in report.failed:
+        print(f"mmstudio: skipped {why}" if why.startswith(name) else f"mmstudio: skipped {name}: {why}",
+              file=sys.stderr)
+    print(f"indexed {report.images} images in {args.index} ({report.encoded} encoded, {report.reused} unchanged"
+          f"{f', {len(report.failed)} unreadable' if report.failed else ''})", file=sys.stderr)
+    for hit in engine.search(collection, query, model=args.model, top_k=args.top):
+        if args.json:
+            print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank},
+                             ensure_ascii=False))
+        else:
+            print(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.image}")
+    return 0

@@ -1,0 +1,126 @@
+"""Search panel: find the gallery's images that fit a text (the matching model's embeddings, indexed once)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmstudio.requests import ImageRef, SearchOutcome, SearchRequest
+
+_KEY_ROLE = Qt.ItemDataRole.UserRole
+
+
+class SearchPanel(QWidget):
+    submit = Signal(object)  # a request for the worker
+    message = Signal(str)
+    image_chosen = Signal(str)  # the gallery key of a result the user picked
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.hits = ()  # SearchHit of the latest search, best first
+        self._pending: set[int] = set()
+        self._latest: int | None = None
+        self._gallery_refs = lambda: []
+
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Describe the image you are looking for")
+        self.query.setToolTip("A text; the gallery's images are ranked by how well they fit it (Enter searches)")
+        self.query.returnPressed.connect(self.search)
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 1000)
+        self.top_k.setValue(20)
+        self.top_k.setPrefix("top ")
+        self.top_k.setToolTip("How many images to list")
+        self.search_button = QPushButton("Search")
+        self.search_button.setToolTip("Index the gallery's new images, then rank them all by the text")
+        self.search_button.clicked.connect(self.search)
+        self.results = QListWidget()
+        self.results.setToolTip("Click a result to show it")
+        self.results.currentItemChanged.connect(self._on_current)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        row = QHBoxLayout()
+        row.addWidget(self.query, 1)
+        row.addWidget(self.top_k)
+        row.addWidget(self.search_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Search — the gallery's images that fit a text best"))
+        layout.addLayout(row)
+        layout.addWidget(self.results, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+
+    def set_gallery_source(self, refs_callable) -> None:
+        self._gallery_refs = refs_callable
+
+    # ------------------------------------------------------------- requests
+
+    def search(self) -> None:
+        text = " ".join(self.query.text().split())
+        if not text:
+            self.message.emit("Type what you are looking for first.")
+            return
+        refs: list[ImageRef] = list(self._gallery_refs())
+        if not refs:
+            self.message.emit("Open some images first: search runs over the gallery.")
+            return
+        request = SearchRequest(images=tuple(refs), query=text, top_k=self.top_k.value())
+        self._pending.add(request.id)
+        self._latest = request.id
+        self.progress.setRange(0, len(refs))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.status.setText(f"Searching {len(refs)} images…")
+        self.submit.emit(request)
+
+    def owns(self, request) -> bool:
+        return request.id in self._pending
+
+    def on_progress(self, request_id: int, done: int, total: int) -> None:
+        if request_id == self._latest:
+            self.progress.setValue(done)
+            self.status.setText(f"Indexed {done} of {total} images…")
+
+    def on_finished(self, outcome: SearchOutcome) -> None:
+        self._pending.discard(outcome.request.id)
+        if outcome.request.id != self._latest:
+            return  # a newer search is on its way
+        self.progress.setVisible(False)
+        self.hits = outcome.hits
+        self.results.blockSignals(True)
+        self.results.clear()
+        for hit in outcome.hits:
+            name = hit.image.path.name if hit.image.path else hit.image.key
+            item = QListWidgetItem(f"{hit.rank:>3}.  {hit.score:+.3f}   {name}")
+            item.setData(_KEY_ROLE, hit.image.key)
+            item.setToolTip(str(hit.image.path) if hit.image.path else hit.image.key)
+            self.results.addItem(item)
+        self.results.blockSignals(False)
+        report = outcome.report
+        fresh = f", {report.encoded} newly indexed" if report.encoded else ""
+        self.status.setText(f"{len(outcome.hits)} best of {report.images} images for “{outcome.request.query}”"
+                            f"{fresh}.")
+
+    def on_ended(self, request, reason: str) -> None:
+        self._pending.discard(request.id)
+        if request.id == self._latest:
+            self.progress.setVisible(False)
+            self.status.setText(reason)
+
+    def _on_current(self, item, _previous) -> None:
+        if item is not None:
+            self.image_chosen.emit(item.data(_KEY_ROLE))

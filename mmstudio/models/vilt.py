@@ -1,0 +1,181 @@
+"""ViLT visual question answering, with the answer's attention on the image patches.
+
+ViLT (dandelin/vilt-b32-finetuned-vqa) is one transformer over the question's
+tokens and the image's patches; the answer is a class of its VQA head
+(`config.id2label`). ViLT *samples* the patches it reads, in a random order
+(all of them, unless `max_image_length` caps the count); mmstudio runs that
+sampling itself, with a fixed seed, so it can put each patch's attention back at
+its grid position and so the same input always gives the same answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+from PIL import Image
+
+from mmstudio.attention import AttentionStack
+from mmstudio.errors import ModelLoadError, UnsupportedTaskError
+from mmstudio.models.base import (
+    AdapterFactory,
+    AnswerResult,
+    CaptionResult,
+    GenerationOptions,
+    LoadOptions,
+    MatchResult,
+    ModelInfo,
+    Task,
+)
+from mmstudio.models.common import from_pretrained
+from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
+
+ARCHITECTURES = {"ViltForQuestionAnswering": Task.VQA}
+SAMPLING_SEED = 0
+
+
+def _architecture(config: dict) -> str | None:
+    return next((a for a in config.get("architectures") or [] if a in ARCHITECTURES), None)
+
+
+def accepts(config: dict) -> bool:
+    return config.get("model_type") == "vilt" and _architecture(config) is not None
+
+
+def tasks_of(config: dict) -> frozenset[Task]:
+    arch = _architecture(config) if config.get("model_type") == "vilt" else None
+    return frozenset({ARCHITECTURES[arch]}) if arch else frozenset()
+
+
+class ViltAdapter:
+    family: ClassVar[str] = "vilt"
+
+    def __init__(self, model, processor, *, name: str, path: Path, dtype: str = "fp32"):
+        import torch
+
+        self._torch = torch
+        self.model = model
+        self.processor = processor
+        param = next(model.parameters())
+        self.device, self.dtype = str(param.device), param.dtype
+        config = model.config
+        side = config.image_size // config.patch_size
+        self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
+        self.info = ModelInfo(
+            name=name,
+            path=Path(path),
+            family=self.family,
+            architecture=type(model).__name__,
+            tasks=frozenset({Task.VQA}),
+            device=self.device,
+            dtype=dtype,
+            grid=(side, side),  # nominal: ViLT keeps the image's aspect ratio, so the real grid varies
+            image_size=config.image_size,
+            parameters=sum(p.numel() for p in model.parameters()),
+        )
+
+    @classmethod
+    def load(cls, resolved: ResolvedModel, options: LoadOptions) -> "ViltAdapter":
+        import transformers
+        from transformers import ViltProcessor
+
+        arch = _architecture(resolved.config)
+        if arch is None:
+            raise ModelLoadError(f"{resolved.path}: not a ViLT VQA checkpoint")
+        device = pick_device(options.device)
+        try:
+            model = from_pretrained(getattr(transformers, arch), resolved.path, dtype=torch_dtype(options.dtype),
+                                    allow_pickle=options.allow_pickle)
+            processor = ViltProcessor.from_pretrained(resolved.path)
+        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
+            raise ModelLoadError(f"{resolved.path}: cannot load the {arch} checkpoint: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        model.to(device).eval()
+        return cls(model, processor, name=resolved.name, path=resolved.path, dtype=options.dtype)
+
+    def close(self) -> None:
+        self.model = None
+
+    def patches(self, image: Image.Image):
+        """ViLT's patch embeddings of one image: (embeds (1, 1 + n, D), mask (1, 1 + n), positions (n, 2), grid).
+
+        `positions` are the (row, col) of each sampled patch on the `grid` of the resized image.
+        """
+        torch = self._torch
+        pixels = self.processor.image_processor(images=[image], return_tensors="pt")
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SAMPLING_SEED)  # the sampling of patches is random in transformers
+            embeds, mask, (positions, (rows, cols)) = self.model.vilt.embeddings.visual_embed(
+                pixels["pixel_values"].to(self.device, self.dtype),
+                pixels["pixel_mask"].to(self.device),
+                max_image_length=self.model.config.max_image_length,
+            )
+        return embeds, mask, positions[0].cpu().numpy(), (int(rows), int(cols))
+
+    def answer(
+        self,
+        image: Image.Image,
+        questions: Sequence[str],
+        *,
+        attention: bool = False,
+        generation: GenerationOptions = GenerationOptions(),  # noqa: ARG002 - answers are classes, not generated
+    ) -> list[AnswerResult]:
+        torch = self._torch
+        if not questions:
+            return []
+        count = len(questions)
+        embeds, mask, positions, grid = self.patches(image)
+        max_length = self.model.config.max_position_embeddings
+        enc = self.processor.tokenizer(list(questions), padding=True, truncation=True, max_length=max_length,
+                                       return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=enc["input_ids"],
+                attention_mask=enc["attention_mask"],
+                token_type_ids=enc.get("token_type_ids"),
+                image_embeds=embeds.expand(count, -1, -1),
+                pixel_mask=mask.expand(count, -1),  # with image_embeds, the patch-level mask
+                output_attentions=attention,
+            )
+        best = out.logits.float().argmax(-1).tolist()
+        text_length = enc["input_ids"].shape[1]
+        layers = [a.float().cpu().numpy() for a in out.attentions] if attention else []  # L x (Q, H, S, S)
+        results = []
+        special = set(self.processor.tokenizer.all_special_ids)
+        for q, question in enumerate(questions):
+            answer = self.model.config.id2label[best[q]]
+            ids = enc["input_ids"][q][enc["attention_mask"][q].bool()].tolist()
+            words = [i for i, t in enumerate(ids) if t not in special]
+            tokens = tuple(self.processor.tokenizer.convert_ids_to_tokens([ids[i] for i in words]))
+            q_stack = a_stack = None
+            if attention:
+                # Text position 0 ([CLS]) is what the pooler, and so the answer head, reads.
+                rows_to_image = [layer[q][:, [0, *words], text_length + 1:] for layer in layers]  # L x (H, 1+W, n)
+                on_grid = _scatter(np.stack(rows_to_image, axis=0), positions, grid)  # (L, H, 1+W, rows, cols)
+                on_grid = np.moveaxis(on_grid, 2, 0)  # (1+W, L, H, rows, cols)
+                recorded = tuple(range(len(layers)))
+                a_stack = AttentionStack((answer,), on_grid[:1], recorded, "mean")
+                q_stack = AttentionStack(tokens, on_grid[1:], recorded, "mean")
+            results.append(AnswerResult(question=question, answer=answer, question_tokens=tokens,
+                                        question_attention=q_stack, answer_attention=a_stack))
+        return results
+
+    def caption(self, images: Sequence[Image.Image], **_options) -> list[CaptionResult]:
+        raise UnsupportedTaskError(f"{self.info.name} is a ViLT VQA model: it does vqa, not caption")
+
+    def match(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
+        raise UnsupportedTaskError(f"{self.info.name} is a ViLT VQA model: it does vqa, not itm")
+
+
+def _scatter(weights: np.ndarray, positions: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """(..., n) weights of n sampled patches -> (..., rows, cols), each at its (row, col); cells not read stay 0."""
+    rows, cols = grid
+    out = np.zeros((rows * cols, *weights.shape[:-1]), dtype=np.float32)
+    flat = positions[:, 0] * cols + positions[:, 1]  # (n,)
+    np.add.at(out, flat, np.moveaxis(weights, -1, 0))  # a position sampled twice (padding) adds up
+    return np.moveaxis(out, 0, -1).reshape(*weights.shape[:-1], rows, cols)
+
+
+FACTORY = AdapterFactory(family="vilt", accepts=accepts, load=ViltAdapter.load, tasks_of=tasks_of,
+                         notes="ViLT: visual question answering (answer classes)")

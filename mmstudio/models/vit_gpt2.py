@@ -1,0 +1,179 @@
+"""Vision encoder-decoder captioning (ViT-GPT2 and kin): captions with per-token cross-attention maps.
+
+Any `VisionEncoderDecoderModel` whose encoder is a ViT-style patch encoder
+([CLS] + a square patch grid) works; nlpconnect/vit-gpt2-image-captioning is
+the well-known one. The model is loaded with eager attention, so that the
+decoder's cross-attention weights are returned. Captions are what the model's
+own greedy `generate` writes; the encoder pass is cached per image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+from PIL import Image
+
+from mmstudio.errors import ModelLoadError, UnsupportedTaskError
+from mmstudio.imaging import content_key
+from mmstudio.models.base import (
+    AdapterFactory,
+    AnswerResult,
+    CancelCheck,
+    CaptionResult,
+    GenerationOptions,
+    LoadOptions,
+    MatchResult,
+    ModelInfo,
+    Task,
+    never_cancelled,
+)
+from mmstudio.models.common import cut_at, from_pretrained, stack_from, to_numpy
+from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
+from mmstudio.models.vision_cache import VisionCache
+
+ARCHITECTURE = "VisionEncoderDecoderModel"
+
+
+def accepts(config: dict) -> bool:
+    return config.get("model_type") == "vision-encoder-decoder" or ARCHITECTURE in (config.get("architectures") or [])
+
+
+def tasks_of(config: dict) -> frozenset[Task]:
+    return frozenset({Task.CAPTION}) if accepts(config) else frozenset()
+
+
+class VisionEncoderDecoderAdapter:
+    family: ClassVar[str] = "vit-gpt2"
+
+    def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
+                 cache_size: int = 64):
+        import torch
+
+        self._torch = torch
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        param = next(model.parameters())
+        self.device, self.dtype = str(param.device), param.dtype
+        generation = model.generation_config
+        config = model.config
+        self.start_id = _first(generation.decoder_start_token_id, config.decoder_start_token_id,
+                               config.decoder.bos_token_id)
+        self.eos_id = _first(generation.eos_token_id, config.eos_token_id, config.decoder.eos_token_id)
+        self.pad_id = _first(generation.pad_token_id, config.pad_token_id, self.eos_id)
+        if self.start_id is None:
+            raise ModelLoadError(f"{path}: the config names no decoder_start_token_id, so captions cannot start")
+        encoder = config.encoder
+        patch = getattr(encoder, "patch_size", 16)
+        image_size = getattr(encoder, "image_size", 224)
+        side = image_size // patch
+        self.cache: VisionCache = VisionCache(cache_size)
+        self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
+        self.info = ModelInfo(
+            name=name,
+            path=Path(path),
+            family=self.family,
+            architecture=f"{ARCHITECTURE} ({encoder.model_type} + {config.decoder.model_type})",
+            tasks=frozenset({Task.CAPTION}),
+            device=self.device,
+            dtype=dtype,
+            grid=(side, side),
+            image_size=image_size,
+            parameters=sum(p.numel() for p in model.parameters()),
+        )
+
+    @classmethod
+    def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64):
+        from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+
+        device = pick_device(options.device)
+        try:
+            # Eager attention: the fused kernels return no attention weights.
+            model = from_pretrained(VisionEncoderDecoderModel, resolved.path, dtype=torch_dtype(options.dtype),
+                                    allow_pickle=options.allow_pickle, attn_implementation="eager")
+            tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+            image_processor = AutoImageProcessor.from_pretrained(resolved.path)
+        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
+            raise ModelLoadError(f"{resolved.path}: cannot load the {ARCHITECTURE} checkpoint: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        model.to(device).eval()
+        return cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path, dtype=options.dtype,
+                   cache_size=cache_size)
+
+    def close(self) -> None:
+        self.cache.clear()
+        self.model = None
+
+    def encoder_states(self, images: Sequence[Image.Image]):
+        """(B, 1 + patches, D) encoder outputs, from the cache where the same pixels were seen."""
+        torch = self._torch
+
+        def compute(indices: list[int]):
+            pixels = self.image_processor(images=[images[i] for i in indices], return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                out = self.model.encoder(pixel_values=pixels.to(self.device, self.dtype)).last_hidden_state
+            return list(out.split(1))
+
+        return torch.cat(self.cache.get_many([content_key(image) for image in images], compute))
+
+    def caption(
+        self,
+        images: Sequence[Image.Image],
+        *,
+        attention: bool = False,
+        generation: GenerationOptions = GenerationOptions(),
+        cancel: CancelCheck = never_cancelled,
+    ) -> list[CaptionResult]:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        torch = self._torch
+        cancel()
+        states = self.encoder_states(images)  # (B, N, D)
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                max_new_tokens=generation.max_new_tokens,
+                num_beams=generation.num_beams,
+                do_sample=False,
+            )  # (B, 1 + new)
+            cancel()
+            cross = None
+            if attention:
+                # Teacher-forced pass: the map of token t is the attention of the query that produced it (t - 1).
+                out = self.model(encoder_outputs=(states,), decoder_input_ids=sequences, output_attentions=True)
+                cross = to_numpy(out.cross_attentions)  # L x (B, H, T, 1 + patches)
+        special = set(self.tokenizer.all_special_ids)
+        results = []
+        for b in range(len(images)):
+            ids = cut_at(sequences[b].tolist()[1:], {self.eos_id, self.pad_id})
+            words = [i for i, t in enumerate(ids) if t not in special]
+            tokens = tuple(self.tokenizer.decode([ids[i]]).strip() or "␣" for i in words)
+            stack = None
+            if cross is not None:
+                try:
+                    stack = stack_from(cross, b, words, tokens, "mean")
+                except ValueError:  # an encoder whose tokens are not [CLS] + a square grid (DeiT, Swin): no map
+                    stack = None
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
+        return results
+
+    def answer(self, image: Image.Image, questions: Sequence[str], **_options) -> list[AnswerResult]:
+        raise UnsupportedTaskError(f"{self.info.name} is a captioning model: it does caption, not vqa")
+
+    def match(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
+        raise UnsupportedTaskError(f"{self.info.name} is a captioning model: it does caption, not itm")
+
+
+def _first(*values):
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else None
+        if value is not None:
+            return int(value)
+    return None
+
+
+FACTORY = AdapterFactory(family="vit-gpt2", accepts=accepts, load=VisionEncoderDecoderAdapter.load,
+                         tasks_of=tasks_of, notes="VisionEncoderDecoderModel (ViT-GPT2): caption")

@@ -1,0 +1,240 @@
+"""Search images by text: an embedding index of image files, kept under the user cache.
+
+One index per model (`<cache>/mmstudio/index/<model id>/`) holds unit-length
+image embeddings keyed by content hash (`imaging.content_key`), and for each
+file seen its size, modification time and hash. Indexing a folder again reads
+only files whose size or time changed, and encodes only pixels never seen
+(a copied or renamed file is not encoded twice). A query is one text encoding
+and one matrix-vector product over the collection.
+
+Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from mmstudio.errors import MMStudioError
+from mmstudio.imaging import content_key, load_image
+from mmstudio.models.base import CancelCheck, Embedder, ModelInfo, never_cancelled
+from mmstudio.models.common import one_torch_thread
+
+INDEX_VERSION = 1
+VECTORS_FILE = "vectors.npy"
+INDEX_FILE = "index.json"
+
+Source = tuple[str, Union[Path, Image.Image]]  # (name to report, a file or pixels already loaded)
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mmstudio"
+
+
+def index_root() -> Path:
+    return cache_root() / "index"
+
+
+def model_id(info: ModelInfo) -> str:
+    """A folder name for a model's index: its family, folder and weight files (retrained weights: a new index)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(f"{info.family}\0{info.architecture}\0{Path(info.path).resolve()}".encode())
+    try:
+        for file in sorted(Path(info.path).iterdir()):
+            if file.suffix in (".safetensors", ".bin"):
+                st = file.stat()
+                digest.update(f"\0{file.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    except OSError:
+        pass
+    return f"{info.family}-{digest.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    image: str
+    score: float  # cosine similarity of the image and the query
+    rank: int  # 1 = best
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    images: int  # images in the collection
+    encoded: int  # images run through the model in this update
+    reused: int  # images whose embedding was already stored
+    failed: tuple[tuple[str, str], ...] = ()  # (name, why) of files that could not be read
+
+
+@dataclass(frozen=True, eq=False)
+class Collection:
+    """The images one search runs over, with their embeddings."""
+
+    names: tuple[str, ...]
+    vectors: np.ndarray  # (N, P) float32, unit length
+    report: IndexReport
+
+    def rank(self, query: np.ndarray, top_k: int = 10) -> list[Hit]:
+        """The top_k images for a (P,) unit query vector, best first."""
+        count = len(self.names)
+        k = max(0, min(int(top_k), count))
+        if k == 0:
+            return []
+        scores = self.vectors @ np.asarray(query, dtype=np.float32)  # (N,)
+        top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
+        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by position: stable results
+        return [Hit(self.names[i], float(scores[i]), rank) for rank, i in enumerate(top, start=1)]
+
+
+class EmbeddingIndex:
+    """One model's image embeddings on disk, keyed by content hash, and the files they came from."""
+
+    def __init__(self, embedder: Embedder, directory: Path | None = None):
+        self.embedder = embedder
+        self.directory = Path(directory) if directory else index_root() / model_id(embedder.info)
+        self.keys: list[str] = []
+        self.vectors = np.zeros((0, 0), dtype=np.float32)
+        self.files: dict[str, tuple[int, int, str]] = {}  # absolute path -> (size, mtime_ns, content key)
+        self._rows: dict[str, int] = {}
+        self._chunks: list[np.ndarray] = []  # vectors added since the last join
+        self._dirty = False
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    # ------------------------------------------------------------------ disk
+
+    def _load(self) -> None:
+        try:
+            meta = json.loads((self.directory / INDEX_FILE).read_text(encoding="utf-8"))
+            vectors = np.load(self.directory / VECTORS_FILE, allow_pickle=False)
+        except (OSError, ValueError):
+            return  # no index yet, or a damaged one: it is rebuilt
+        keys = meta.get("keys") if isinstance(meta, dict) else None
+        if meta.get("version") != INDEX_VERSION or not isinstance(keys, list) or vectors.ndim != 2 \
+                or len(keys) != len(vectors):
+            return
+        self.keys = [str(k) for k in keys]
+        self.vectors = vectors.astype(np.float32, copy=False)
+        self._rows = {key: row for row, key in enumerate(self.keys)}
+        files = meta.get("files") or {}
+        self.files = {path: (int(v[0]), int(v[1]), str(v[2])) for path, v in files.items()
+                      if isinstance(v, list) and len(v) == 3}
+
+    def save(self) -> None:
+        """Write the index if it changed; each file is replaced whole, so a crash leaves the old one."""
+        if not self._dirty:
+            return
+        self._materialize()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp_vectors = self.directory / f".{VECTORS_FILE}.{os.getpid()}.tmp"
+        with open(tmp_vectors, "wb") as fp:
+            np.save(fp, self.vectors, allow_pickle=False)
+        meta = {"version": INDEX_VERSION, "model": self.embedder.info.name, "dim": int(self.vectors.shape[1]),
+                "keys": self.keys, "files": {path: list(v) for path, v in self.files.items()}}
+        tmp_meta = self.directory / f".{INDEX_FILE}.{os.getpid()}.tmp"
+        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+        os.replace(tmp_vectors, self.directory / VECTORS_FILE)
+        os.replace(tmp_meta, self.directory / INDEX_FILE)
+        self._dirty = False
+
+    # ---------------------------------------------------------------- update
+
+    def collect(
+        self,
+        sources: Sequence[Source],
+        *,
+        batch_size: int = 32,
+        cancel: CancelCheck = never_cancelled,
+        progress: Progress | None = None,
+    ) -> Collection:
+        """Embeddings of the sources, encoding only pixels the index has not seen."""
+        names: list[str] = []
+        keys: list[str] = []
+        failed: list[tuple[str, str]] = []
+        waiting: dict[str, Image.Image] = {}  # content key -> pixels to encode
+        encoded = 0
+        total = len(sources)
+
+        def flush() -> None:
+            nonlocal encoded
+            if waiting:
+                cancel()
+                self._add(list(waiting), self.embedder.image_features(list(waiting.values())))
+                encoded += len(waiting)
+                waiting.clear()
+
+        for done, (name, item) in enumerate(sources, start=1):
+            try:
+                key, image = self._key_of(item)
+            except MMStudioError as exc:
+                failed.append((name, str(exc)))
+                continue
+            names.append(name)
+            keys.append(key)
+            if key not in self._rows and key not in waiting:
+                waiting[key] = image  # a key the index lacks was just read from its file
+                if len(waiting) >= max(1, batch_size):
+                    flush()
+            if progress and (done % 256 == 0 or done == total):
+                progress(done, total)
+        flush()
+        self._materialize()
+        vectors = self.vectors[[self._rows[k] for k in keys]] if keys else np.zeros((0, self._dim()), np.float32)
+        report = IndexReport(images=len(keys), encoded=encoded, reused=len(keys) - encoded, failed=tuple(failed))
+        return Collection(tuple(names), np.ascontiguousarray(vectors, dtype=np.float32), report)
+
+    def collect_folder(self, folder: Path, **options) -> Collection:
+        from mmstudio.imaging import iter_image_files
+
+        if not Path(folder).is_dir():
+            raise MMStudioError(f"{folder}: not a folder of images")
+        return self.collect([(str(path), path) for path in iter_image_files([folder])], **options)
+
+    def search(self, collection: Collection, query: str, top_k: int = 10) -> list[Hit]:
+        with one_torch_thread():
+            vector = self.embedder.text_features([query])[0]
+        return collection.rank(vector, top_k)
+
+    def _key_of(self, item) -> tuple[str, Image.Image | None]:
+        """(content key, the image if it had to be read). A file unchanged since it was indexed is not read."""
+        if isinstance(item, Image.Image):
+            return content_key(item), item
+        path = os.path.abspath(os.fspath(item))
+        try:
+            st = os.stat(path)
+        except OSError:
+            image = load_image(path)  # says why, as an ImageLoadError
+            return content_key(image), image
+        known = self.files.get(path)
+        if known is not None and known[:2] == (st.st_size, st.st_mtime_ns) and known[2] in self._rows:
+            return known[2], None
+        image = load_image(path)
+        key = content_key(image)
+        self.files[path] = (st.st_size, st.st_mtime_ns, key)
+        self._dirty = True
+        return key, image
+
+    def _add(self, keys: list[str], vectors: np.ndarray) -> None:
+        self._chunks.append(np.asarray(vectors, dtype=np.float32))  # joined once, not per batch
+        for key in keys:
+            self._rows[key] = len(self.keys)
+            self.keys.append(key)
+        self._dirty = True
+
+    def _materialize(self) -> None:
+        if self._chunks:
+            parts = ([self.vectors] if len(self.vectors) else []) + self._chunks
+            self.vectors = np.concatenate(parts)
+            self._chunks = []
+
+    def _dim(self) -> int:
+        return int(self.vectors.shape[1]) if self.vectors.size else 0

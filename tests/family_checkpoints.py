@@ -1,0 +1,124 @@
+"""Tiny real checkpoints of the ViT-GPT2, ViLT and CLIP families, saved the hub's way.
+
+Random weights, hidden size 32, two layers, small images: built in a second,
+loaded by stock transformers classes and by mmstudio alike. No downloads: the
+tokenizers are written from scratch (a letter-level byte BPE for GPT-2 and
+CLIP, the Shapes World words for ViLT's BERT tokenizer).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+WORDS = ("a", "an", "the", "red", "green", "blue", "yellow", "circle", "square", "star", "triangle", "small",
+         "large", "what", "color", "is", "how", "many", "there", "are", "left", "of", "right", "and", "objects",
+         "photo", "this", "yes", "no", "one", "two", "three", "?")
+
+
+def _spread(model, seed: int, scale: float = 0.3) -> None:
+    """Wide random weights, so that different images give different outputs."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _name, param in model.named_parameters():
+            if param.dim() >= 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+
+
+_LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+
+
+def _write_bpe(folder: Path, vocab: dict[str, int]) -> tuple[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+    return str(vocab_file), str(merges_file)
+
+
+def build_vit_gpt2(folder: Path, seed: int = 0) -> Path:
+    """A VisionEncoderDecoderModel (ViT encoder, GPT-2 decoder) like nlpconnect/vit-gpt2-image-captioning."""
+    import torch
+    from transformers import (
+        GPT2Config,
+        GPT2Tokenizer,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
+
+    # Lower-case letters, "?" and GPT-2's stand-in for a space ("Ġ"): captions read as letters and spaces.
+    vocab = {c: i for i, c in enumerate([*_LETTERS, "?", "Ġ", "<|endoftext|>"])}
+    tokenizer = GPT2Tokenizer(*_write_bpe(folder.parent / f"{folder.name}-bpe", vocab))
+    end = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    encoder = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        image_size=32, patch_size=8)
+    decoder = GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                         bos_token_id=end, eos_token_id=end, add_cross_attention=True, is_decoder=True)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id = end
+    config.pad_token_id = end
+    config.eos_token_id = end
+    torch.manual_seed(seed)
+    model = VisionEncoderDecoderModel(config=config)
+    _spread(model, seed)
+    model.generation_config.decoder_start_token_id = end
+    model.generation_config.pad_token_id = end
+    model.generation_config.eos_token_id = end
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def build_vilt(folder: Path, seed: int = 1) -> Path:
+    """A ViltForQuestionAnswering like dandelin/vilt-b32-finetuned-vqa, with a small answer vocabulary."""
+    import torch
+    from transformers import BertTokenizer, ViltConfig, ViltForQuestionAnswering, ViltImageProcessor, ViltProcessor
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+    answers = ["yes", "no", "red", "green", "blue", "yellow", "one", "two", "three", "circle"]
+    config = ViltConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, image_size=64, patch_size=16, max_position_embeddings=40,
+                        num_labels=len(answers), id2label=dict(enumerate(answers)),
+                        label2id={a: i for i, a in enumerate(answers)})
+    config.architectures = ["ViltForQuestionAnswering"]
+    torch.manual_seed(seed)
+    model = ViltForQuestionAnswering(config)
+    _spread(model, seed, scale=1.0)  # with this seed, answers differ between images and questions
+    model.save_pretrained(folder)
+    image_processor = ViltImageProcessor(size={"shortest_edge": 64}, size_divisor=16)
+    ViltProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def build_clip(folder: Path, seed: int = 0, projection_dim: int = 16) -> Path:
+    """A CLIPModel like openai/clip-vit-base-patch32, 32-pixel images on a 4 x 4 patch grid."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    chars = [*_LETTERS, "?"]
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    tokenizer = CLIPTokenizer(*_write_bpe(folder.parent / f"{folder.name}-bpe", {t: i for i, t in enumerate(tokens)}))
+    text = dict(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=77, projection_dim=projection_dim,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                  patch_size=8, projection_dim=projection_dim)
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+    config.architectures = ["CLIPModel"]
+    torch.manual_seed(seed)
+    model = CLIPModel(config)
+    _spread(model, seed)
+    model.save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip}

@@ -1,0 +1,80 @@
+"""The Search panel in the real window, with the real worker, offscreen."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+
+from mmstudio.gui.main_window import MainWindow  # noqa: E402
+from mmstudio.gui.qt_settings import Settings  # noqa: E402
+from mmstudio.models.base import Task  # noqa: E402
+
+TIMEOUT = 60000
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
+    from mmstudio.jobs import JobStore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    for task, path in tiny_models.items():
+        qsettings.setValue(f"model/{task.value}", str(path))
+    qsettings.setValue(f"model/{Task.ITM.value}", str(family_models["clip"]))  # search with CLIP
+    win = MainWindow(settings=Settings(qsettings), job_store=JobStore(tmp_path / "jobs.json"))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.client.stop()
+
+
+@pytest.fixture()
+def photos(tmp_path, scene_images):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(scene_images):
+        image.save(folder / f"scene{i}.png")
+    return folder
+
+
+def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos):
+    panel = window.search_panel
+    window.tabs.setCurrentWidget(panel)
+    assert window.tabs.tabText(window.tabs.indexOf(panel)) == "Search"
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
+
+    qtbot.keyClicks(panel.query, "a red circle")
+    panel.top_k.setValue(3)
+    qtbot.keyClick(panel.query, Qt.Key.Key_Return)  # the worker indexes and searches; the window stays live
+    assert panel._pending and panel.status.text() == "Searching 5 images…"
+    qtbot.waitUntil(lambda: not panel._pending and panel.results.count() == 3, timeout=TIMEOUT)
+    assert [hit.rank for hit in panel.hits] == [1, 2, 3]
+    assert panel.hits[0].score >= panel.hits[1].score >= panel.hits[2].score
+    assert "5 images" in panel.status.text() and "5 newly indexed" in panel.status.text()
+
+    chosen = panel.hits[1].image.key
+    panel.results.setCurrentRow(1)
+    assert window.gallery.current_ref().key == chosen
+
+    # A second search over the same gallery encodes nothing new.
+    panel.search()
+    qtbot.waitUntil(lambda: not panel._pending, timeout=TIMEOUT)
+    assert "newly indexed" not in panel.status.text()
+    assert panel.results.count() == 3
+
+
+def test_search_needs_images_and_a_query(qtbot, window):
+    panel = window.search_panel
+    messages = []
+    panel.message.connect(messages.append)
+    panel.search()
+    panel.query.setText("a red circle")
+    panel.search()
+    assert messages == ["Type what you are looking for first.",
+                        "Open some images first: search runs over the gallery."]
+    assert not panel._pending

@@ -1,0 +1,141 @@
+"""Search: an embedding index under the user cache, keyed by content hash, updated incrementally."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from mmstudio.engine import Engine
+from mmstudio.errors import UnsupportedTaskError
+from mmstudio.imaging import load_image
+from mmstudio.models.base import Task
+from mmstudio.search import Collection, EmbeddingIndex, IndexReport, index_root, model_id
+
+
+class CountingEmbedder:
+    """The real model, with a count of the images it is asked to encode."""
+
+    def __init__(self, inner):
+        self.inner, self.info, self.encoded = inner, inner.info, 0
+
+    def image_features(self, images):
+        self.encoded += len(images)
+        return self.inner.image_features(images)
+
+    def text_features(self, texts):
+        return self.inner.text_features(texts)
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture()
+def folder(tmp_path, scene_images):
+    images = tmp_path / "photos"
+    (images / "sub").mkdir(parents=True)
+    for i, image in enumerate(scene_images):
+        image.save(images / ("sub" if i % 2 else "") / f"scene{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return images
+
+
+@pytest.fixture()
+def clip(family_models):
+    return Engine().embedder(str(family_models["clip"]))
+
+
+def test_index_lives_under_the_user_cache(cache, clip):
+    index = EmbeddingIndex(clip)
+    assert index.directory == cache / "mmstudio" / "index" / model_id(clip.info)
+    assert index_root() == cache / "mmstudio" / "index"
+
+
+def test_search_ranks_by_cosine_similarity(cache, folder, clip):
+    index = EmbeddingIndex(clip)
+    collection = index.collect_folder(folder)
+    assert collection.report.images == 5 and collection.report.encoded == 5
+    assert [name for name, _ in collection.report.failed] == [str(folder / "broken.png")]
+    hits = index.search(collection, "a red circle", top_k=3)
+    images = [load_image(name) for name in collection.names]
+    expected = clip.image_features(images) @ clip.text_features(["a red circle"])[0]
+    best = np.argsort(-expected)[:3]
+    assert [h.image for h in hits] == [collection.names[i] for i in best]
+    np.testing.assert_allclose([h.score for h in hits], expected[best], atol=1e-5)
+    assert [h.rank for h in hits] == [1, 2, 3]
+
+
+def test_reindexing_an_unchanged_folder_encodes_nothing(cache, folder, clip):
+    counting = CountingEmbedder(clip)
+    first = EmbeddingIndex(counting)
+    before = first.collect_folder(folder)
+    first.save()
+    assert counting.encoded == 5
+    again = EmbeddingIndex(counting)  # a new session reads the index from disk
+    after = again.collect_folder(folder)
+    assert counting.encoded == 5, "an unchanged folder re-encodes nothing"
+    assert after.report == IndexReport(images=5, encoded=0, reused=5, failed=after.report.failed)
+    assert after.names == before.names
+    np.testing.assert_array_equal(after.vectors, before.vectors)
+
+
+def test_only_new_pixels_are_encoded(cache, folder, clip, scene_images):
+    from PIL import ImageOps
+
+    counting = CountingEmbedder(clip)
+    index = EmbeddingIndex(counting)
+    index.collect_folder(folder)
+    index.save()
+    (folder / "copy.png").write_bytes((folder / "scene0.png").read_bytes())  # same pixels, a new file
+    ImageOps.mirror(scene_images[2]).save(folder / "scene2.png")  # new pixels in a known file
+    os.remove(folder / "sub" / "scene1.png")
+    counting.encoded = 0
+    index = EmbeddingIndex(counting)
+    collection = index.collect_folder(folder)
+    assert counting.encoded == 1
+    assert collection.report.images == 5 and collection.report.reused == 4
+    assert str(folder / "sub" / "scene1.png") not in collection.names
+    copy = collection.names.index(str(folder / "copy.png"))
+    original = collection.names.index(str(folder / "scene0.png"))
+    np.testing.assert_array_equal(collection.vectors[copy], collection.vectors[original])
+
+
+def test_a_damaged_index_is_rebuilt(cache, folder, clip):
+    index = EmbeddingIndex(clip)
+    index.collect_folder(folder)
+    index.save()
+    (index.directory / "vectors.npy").write_bytes(b"garbage")
+    counting = CountingEmbedder(clip)
+    assert EmbeddingIndex(counting).collect_folder(folder).report.encoded == 5 == counting.encoded
+
+
+def test_pixels_without_a_file_are_indexed_by_content(cache, clip, scene_images):
+    index = EmbeddingIndex(clip)
+    collection = index.collect([("clipboard:1", scene_images[0]), ("clipboard:2", scene_images[0].copy())])
+    assert collection.report.encoded == 1 and collection.names == ("clipboard:1", "clipboard:2")
+
+
+def test_rank_edges():
+    vectors = np.eye(3, dtype=np.float32)
+    collection = Collection(("a", "b", "c"), vectors, IndexReport(3, 0, 3))
+    assert [h.image for h in collection.rank(np.array([0.0, 1.0, 0.5]), top_k=10)] == ["b", "c", "a"]
+    assert [h.image for h in collection.rank(np.array([1.0, 1.0, 0.0]), top_k=1)] == ["a"]  # ties: first
+    assert collection.rank(np.array([1.0, 0, 0]), top_k=0) == []
+    empty = Collection((), np.zeros((0, 3), np.float32), IndexReport(0, 0, 0))
+    assert empty.rank(np.ones(3), top_k=5) == []
+
+
+def test_engine_search_with_blip_retrieval_and_refusal_of_others(cache, folder, tiny_models, family_models):
+    engine = Engine()
+    name = str(tiny_models[Task.ITM])
+    collection = engine.index([(str(p), p) for p in sorted(folder.glob("*.png"))], model=name)
+    assert collection.report.encoded == 3  # scene0, 2 and 4 (broken.png fails)
+    assert len(engine.search(collection, "a small red circle", model=name, top_k=5)) == 3
+    assert (engine.search_index(name).directory / "index.json").is_file(), "engine.index saves"
+    with pytest.raises(UnsupportedTaskError):
+        engine.embedder(str(family_models["vilt"]))
