@@ -23,6 +23,9 @@ VERSION=$("$VENV/bin/python" -c "import mmstudio; print(mmstudio.__version__)")
 rm -rf dist/mmstudio build/pyinstaller
 "$VENV/bin/pyinstaller" --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller mmstudio.spec
 
+# Prove the bundle works before packing it: every built-in model, the window, a 5-step job.
+QT_QPA_PLATFORM=offscreen dist/mmstudio/mmstudio --self-test
+
 # The Debian package: the app under /opt/mmstudio, `mmstudio` on the PATH, a desktop entry and its icon.
 ROOT=build/deb
 rm -rf "$ROOT"
