@@ -3,7 +3,8 @@
     python docs/make_screenshots.py [--out docs/screenshots]
 
 Starts Xvfb, runs the app on a Shapes World scene with the built-in models,
-drives each panel (caption with an overlay, ask, match) and captures the whole
+drives each panel (caption with an overlay, ask, match, a short
+fine-tuning job in the train panel) and captures the whole
 screen with ImageMagick's `import -window root`. Needs Debian's xvfb and
 imagemagick.
 """
@@ -108,6 +109,24 @@ def drive_app(out: Path) -> int:
     window.match_panel.select_text(truth)
     pump(1)
     grab(out / "match.png")
+
+    # A real short job from the Train panel: fine-tune the built-in caption model, with an eval set.
+    from mmstudio.models.base import Task
+    from mmstudio.world import generate_dataset
+
+    panel = window.train_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.task.setCurrentIndex(panel.task.findData(Task.CAPTION))
+    panel.data.setText(str(generate_dataset(folder / "train", 256, seed=31, workers=2)))
+    panel.eval_data.setText(str(generate_dataset(folder / "eval", 32, seed=32)))
+    panel.eval_every.setValue(20)
+    panel.steps.setValue(100)
+    panel.batch.setValue(16)
+    panel.out.setText(str(folder / "run"))
+    record = panel.launch()
+    pump(900, lambda: record.status != "running" and record.id not in panel.processes)
+    pump(1)
+    grab(out / "train.png")
     window.close()
     return 0
 

@@ -37,7 +37,7 @@ class LossCurve(QWidget):
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt naming
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        area = QRectF(self.rect()).adjusted(44, 8, -8, -22)
+        area = QRectF(self.rect()).adjusted(68, 8, -8, -22)
         painter.fillRect(self.rect(), QColor("#fafafa"))
         painter.setPen(QPen(QColor("#999")))
         painter.drawRect(area)
@@ -68,8 +68,8 @@ class LossCurve(QWidget):
                     painter.drawEllipse(at(*point), 3, 3)
                 painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.setPen(QPen(QColor("#444")))
-        painter.drawText(QRectF(0, area.top() - 6, 42, 14), Qt.AlignmentFlag.AlignRight, f"{y_max:.3g}")
-        painter.drawText(QRectF(0, area.bottom() - 8, 42, 14), Qt.AlignmentFlag.AlignRight, f"{y_min:.3g}")
+        painter.drawText(QRectF(0, area.top() - 6, 64, 14), Qt.AlignmentFlag.AlignRight, f"{y_max:.3g}")
+        painter.drawText(QRectF(0, area.bottom() - 8, 64, 14), Qt.AlignmentFlag.AlignRight, f"{y_min:.3g}")
         last = int(max(p[0] for p in every))
         painter.drawText(QRectF(area.left(), area.bottom() + 4, area.width(), 16), Qt.AlignmentFlag.AlignRight,
                          f"step {last} of {int(x_max)}")
