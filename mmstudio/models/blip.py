@@ -30,8 +30,8 @@ from mmstudio.models.base import (
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import cut_at, from_pretrained, stack_from, to_numpy
-from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
+from mmstudio.models.common import cut_at, load_parts, stack_from, to_numpy
+from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 
 ARCHITECTURES = {
@@ -118,22 +118,12 @@ class BlipAdapter:
     @classmethod
     def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64) -> "BlipAdapter":
         import transformers
-        from transformers import AutoTokenizer
 
         arch = _architecture(resolved.config)
         if arch is None:
             raise ModelLoadError(f"{resolved.path}: not a BLIP caption, VQA or retrieval checkpoint")
-        device = pick_device(options.device)
-        dtype = torch_dtype(options.dtype)
-        try:
-            model = from_pretrained(getattr(transformers, arch), resolved.path, dtype=dtype,
-                                     allow_pickle=options.allow_pickle)
-            tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-            image_processor = load_image_processor(resolved.path)
-        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
-            raise ModelLoadError(f"{resolved.path}: cannot load the {arch} checkpoint: "
-                                 f"{type(exc).__name__}: {exc}") from None
-        model.to(device).eval()
+        model, tokenizer, image_processor = load_parts(getattr(transformers, arch), resolved, options, what=arch,
+                                                       image_processor=load_image_processor)
         return cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path,
                    dtype=options.dtype, hints=read_hints(resolved.path), cache_size=cache_size)
 

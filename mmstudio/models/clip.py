@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack, patches_to_grid
-from mmstudio.errors import ModelLoadError, UnsupportedTaskError
+from mmstudio.errors import UnsupportedTaskError
 from mmstudio.imaging import content_key
 from mmstudio.models.base import (
     AdapterFactory,
@@ -29,8 +29,8 @@ from mmstudio.models.base import (
     ModelInfo,
     Task,
 )
-from mmstudio.models.common import from_pretrained
-from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
+from mmstudio.models.common import load_parts
+from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 
 ARCHITECTURE = "CLIPModel"
@@ -77,19 +77,11 @@ class ClipAdapter:
 
     @classmethod
     def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 256) -> "ClipAdapter":
-        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+        from transformers import CLIPModel
 
-        device = pick_device(options.device)
-        try:
-            # Eager attention: the fused kernels return no attention weights for the maps.
-            model = from_pretrained(CLIPModel, resolved.path, dtype=torch_dtype(options.dtype),
-                                    allow_pickle=options.allow_pickle, attn_implementation="eager")
-            tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-            image_processor = AutoImageProcessor.from_pretrained(resolved.path)
-        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
-            raise ModelLoadError(f"{resolved.path}: cannot load the {ARCHITECTURE} checkpoint: "
-                                 f"{type(exc).__name__}: {exc}") from None
-        model.to(device).eval()
+        # Eager attention: the fused kernels return no attention weights for the maps.
+        model, tokenizer, image_processor = load_parts(CLIPModel, resolved, options, what=ARCHITECTURE,
+                                                       attn_implementation="eager")
         return cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path, dtype=options.dtype,
                    cache_size=cache_size)
 

@@ -20,6 +20,29 @@ def from_pretrained(cls, path, *, dtype, allow_pickle: bool, **kwargs):
     return cls.from_pretrained(path, **kwargs)
 
 
+def load_parts(cls, resolved, options, *, what: str, image_processor=None, **kwargs):
+    """(model on its device in eval mode, tokenizer, image processor) of a checkpoint folder.
+
+    Any failure of safetensors, torch or transformers becomes one ModelLoadError naming the folder.
+    `image_processor` loads the processor from the folder (default: AutoImageProcessor).
+    """
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    from mmstudio.errors import ModelLoadError
+    from mmstudio.models.loading import pick_device, torch_dtype
+
+    device = pick_device(options.device)
+    try:
+        model = from_pretrained(cls, resolved.path, dtype=torch_dtype(options.dtype),
+                                allow_pickle=options.allow_pickle, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        processor = (image_processor or AutoImageProcessor.from_pretrained)(resolved.path)
+    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
+        raise ModelLoadError(f"{resolved.path}: cannot load the {what} checkpoint: "
+                             f"{type(exc).__name__}: {exc}") from None
+    return model.to(device).eval(), tokenizer, processor
+
+
 def cut_at(ids: list[int], stops: set[int]) -> list[int]:
     for i, token in enumerate(ids):
         if token in stops:

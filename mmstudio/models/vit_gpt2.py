@@ -28,8 +28,8 @@ from mmstudio.models.base import (
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import cut_at, from_pretrained, stack_from, to_numpy
-from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
+from mmstudio.models.common import cut_at, load_parts, stack_from, to_numpy
+from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 
 ARCHITECTURE = "VisionEncoderDecoderModel"
@@ -85,19 +85,11 @@ class VisionEncoderDecoderAdapter:
 
     @classmethod
     def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64):
-        from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
+        from transformers import VisionEncoderDecoderModel
 
-        device = pick_device(options.device)
-        try:
-            # Eager attention: the fused kernels return no attention weights.
-            model = from_pretrained(VisionEncoderDecoderModel, resolved.path, dtype=torch_dtype(options.dtype),
-                                    allow_pickle=options.allow_pickle, attn_implementation="eager")
-            tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-            image_processor = AutoImageProcessor.from_pretrained(resolved.path)
-        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
-            raise ModelLoadError(f"{resolved.path}: cannot load the {ARCHITECTURE} checkpoint: "
-                                 f"{type(exc).__name__}: {exc}") from None
-        model.to(device).eval()
+        # Eager attention: the fused kernels return no attention weights.
+        model, tokenizer, image_processor = load_parts(VisionEncoderDecoderModel, resolved, options, what=ARCHITECTURE,
+                                                       attn_implementation="eager")
         return cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path, dtype=options.dtype,
                    cache_size=cache_size)
 
