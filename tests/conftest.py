@@ -49,6 +49,16 @@ def scene_images() -> list[Image.Image]:
     return [render_scene(sample_scene(rng)) for _ in range(5)]
 
 
+@pytest.fixture()
+def photos(tmp_path, scene_images):
+    """A folder of the scene images as PNG files."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(scene_images):
+        image.save(folder / f"scene{i}.png")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def family_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny ViT-GPT2, ViLT and CLIP checkpoints (tests/family_checkpoints.py), built once per session."""

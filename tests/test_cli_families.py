@@ -15,15 +15,6 @@ def run(capsys, *argv) -> tuple[int, list[dict], str]:
     return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
 
 
-@pytest.fixture()
-def photos(tmp_path, scene_images):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, image in enumerate(scene_images):
-        image.save(folder / f"scene{i}.png")
-    return folder
-
-
 def test_caption_and_ask_with_other_families(capsys, family_models, photos):
     code, rows, _ = run(capsys, "caption", "--model", str(family_models["vit-gpt2"]), "--json", "--attention",
                         str(photos / "scene0.png"))

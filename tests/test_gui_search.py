@@ -32,15 +32,6 @@ def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
     win.client.stop()
 
 
-@pytest.fixture()
-def photos(tmp_path, scene_images):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, image in enumerate(scene_images):
-        image.save(folder / f"scene{i}.png")
-    return folder
-
-
 def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos):
     panel = window.search_panel
     window.tabs.setCurrentWidget(panel)

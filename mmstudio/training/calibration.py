@@ -9,7 +9,6 @@ retrieval and the stock `BlipForImageTextRetrieval` format are untouched.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -21,13 +20,13 @@ HEAD_BIAS = "itm_head.bias"
 def _margins(adapter, data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Logit margins (match minus no-match) of true captions and of hard negatives."""
     from mmstudio.imaging import load_image
+    from mmstudio.training.evaluate import read_rows
 
     positives, negatives = [], []
-    for line in (Path(data) / "metadata.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in read_rows(data):
         if not row.get("negatives"):
             continue
-        results = adapter.match(load_image(Path(data) / row["file_name"]), [row["caption"], *row["negatives"]])
+        results = adapter.match(load_image(row["_path"]), [row["caption"], *row["negatives"]])
         margins = [_logit(r.itm) for r in results]
         positives.append(margins[0])
         negatives += margins[1:]
