@@ -30,7 +30,7 @@ from mmstudio.models.base import (
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import cut_at, load_parts, stack_from, to_numpy
+from mmstudio.models.common import Architectures, cut_at, load_parts, stack_from, to_numpy
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 
@@ -39,24 +39,9 @@ ARCHITECTURES = {
     "BlipForQuestionAnswering": Task.VQA,
     "BlipForImageTextRetrieval": Task.ITM,
 }
+FAMILY = Architectures("blip", ARCHITECTURES)
 # Optional per-checkpoint hints written by our trainer: measured best layers for evidence maps.
 HINTS_FILE = "mmstudio.json"
-
-
-def _architecture(config: dict) -> str | None:
-    for name in config.get("architectures") or []:
-        if name in ARCHITECTURES:
-            return name
-    return None
-
-
-def accepts(config: dict) -> bool:
-    return config.get("model_type") == "blip" and _architecture(config) is not None
-
-
-def tasks_of(config: dict) -> frozenset[Task]:
-    arch = _architecture(config)
-    return frozenset({ARCHITECTURES[arch]}) if arch else frozenset()
 
 
 def load_image_processor(path):
@@ -119,7 +104,7 @@ class BlipAdapter:
     def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64) -> "BlipAdapter":
         import transformers
 
-        arch = _architecture(resolved.config)
+        arch = FAMILY.of(resolved.config)
         if arch is None:
             raise ModelLoadError(f"{resolved.path}: not a BLIP caption, VQA or retrieval checkpoint")
         model, tokenizer, image_processor = load_parts(getattr(transformers, arch), resolved, options, what=arch,
@@ -401,5 +386,5 @@ def read_hints(path) -> dict:
         return {}
 
 
-FACTORY = AdapterFactory(family="blip", accepts=accepts, load=BlipAdapter.load, tasks_of=tasks_of,
+FACTORY = AdapterFactory(family="blip", accepts=FAMILY.accepts, load=BlipAdapter.load, tasks_of=FAMILY.tasks_of,
                          notes="Salesforce BLIP: caption, VQA and retrieval heads")

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from mmstudio.attention import AttentionStack, patches_to_grid
+from mmstudio.models.base import Task
+
+
+@dataclass(frozen=True)
+class Architectures:
+    """A family's checkpoints: its config `model_type` and the task of each architecture it runs."""
+
+    model_type: str
+    tasks: Mapping[str, Task]
+
+    def of(self, config: dict) -> str | None:
+        """The first architecture of `config` this family runs, or None."""
+        if config.get("model_type") != self.model_type:
+            return None
+        return next((a for a in config.get("architectures") or [] if a in self.tasks), None)
+
+    def accepts(self, config: dict) -> bool:
+        return self.of(config) is not None
+
+    def tasks_of(self, config: dict) -> frozenset[Task]:
+        arch = self.of(config)
+        return frozenset({self.tasks[arch]}) if arch else frozenset()
 
 
 def from_pretrained(cls, path, *, dtype, allow_pickle: bool, **kwargs):

@@ -28,24 +28,11 @@ from mmstudio.models.base import (
     ModelInfo,
     Task,
 )
-from mmstudio.models.common import from_pretrained
+from mmstudio.models.common import Architectures, from_pretrained
 from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
 
-ARCHITECTURES = {"ViltForQuestionAnswering": Task.VQA}
+FAMILY = Architectures("vilt", {"ViltForQuestionAnswering": Task.VQA})
 SAMPLING_SEED = 0
-
-
-def _architecture(config: dict) -> str | None:
-    return next((a for a in config.get("architectures") or [] if a in ARCHITECTURES), None)
-
-
-def accepts(config: dict) -> bool:
-    return config.get("model_type") == "vilt" and _architecture(config) is not None
-
-
-def tasks_of(config: dict) -> frozenset[Task]:
-    arch = _architecture(config) if config.get("model_type") == "vilt" else None
-    return frozenset({ARCHITECTURES[arch]}) if arch else frozenset()
 
 
 class ViltAdapter:
@@ -80,7 +67,7 @@ class ViltAdapter:
         import transformers
         from transformers import ViltProcessor
 
-        arch = _architecture(resolved.config)
+        arch = FAMILY.of(resolved.config)
         if arch is None:
             raise ModelLoadError(f"{resolved.path}: not a ViLT VQA checkpoint")
         device = pick_device(options.device)
@@ -177,5 +164,5 @@ def _scatter(weights: np.ndarray, positions: np.ndarray, grid: tuple[int, int]) 
     return np.moveaxis(out, 0, -1).reshape(*weights.shape[:-1], rows, cols)
 
 
-FACTORY = AdapterFactory(family="vilt", accepts=accepts, load=ViltAdapter.load, tasks_of=tasks_of,
+FACTORY = AdapterFactory(family="vilt", accepts=FAMILY.accepts, load=ViltAdapter.load, tasks_of=FAMILY.tasks_of,
                          notes="ViLT: visual question answering (answer classes)")
