@@ -288,3 +288,29 @@ def test_match_texts_add_edit_remove_and_gradcam(qtbot, window, scene_file):
     panel.select_text("a small red circle")
     panel.remove_selected()
     assert panel.texts == ["a large blue triangle", "a small green square"]
+
+
+def test_warm_up_loads_the_caption_model_and_the_startup_trace_records_the_first_caption(qtbot, settings, tmp_path,
+                                                                                          scene_file, models):
+    import json
+
+    from mmstudio.gui.qt_startup_trace import StartupTrace
+    from mmstudio.jobs import JobStore
+
+    win = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))
+    qtbot.addWidget(win)
+    trace = tmp_path / "trace.jsonl"
+    StartupTrace(win, trace, quit_after_caption=False)
+    win.show()
+    win.client.warm_up(Task.CAPTION)
+    worker = win.client._worker  # noqa: SLF001 - the test looks inside the worker once it is idle
+    qtbot.waitUntil(lambda: worker.engine is not None and bool(worker.engine.loaded()), timeout=TIMEOUT)
+    assert {a.info.name for a in worker.engine.loaded()} == {models[Task.CAPTION]}
+    drop_files(win.gallery, [scene_file])
+    wait_caption(qtbot, win, str(scene_file.resolve()))
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    names = [e["event"] for e in events]
+    assert names[0] == "window-created" and "window-shown" in names and names[-1] == "first-caption"
+    assert events[-1]["caption"] == win.caption_panel.results[str(scene_file.resolve())].caption
+    assert all(e["peak_rss_mb"] > 0 for e in events)
+    win.client.stop()

@@ -8,11 +8,13 @@ from mmstudio import __version__
 
 
 def run_app(images: list[str] | None = None) -> int:
-    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from mmstudio.gui.main_window import MainWindow
+    from mmstudio.gui.qt_startup_trace import install_from_environment
+    from mmstudio.models.base import Task
     from mmstudio.resources import resources_dir
 
     QCoreApplication.setOrganizationName("mmstudio")
@@ -24,7 +26,11 @@ def run_app(images: list[str] | None = None) -> int:
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow()
+    install_from_environment(window)
     window.show()
+    # torch and transformers take seconds to import: start on the worker thread once the window has painted,
+    # so the first caption is ready sooner and the window is not held up.
+    QTimer.singleShot(0, lambda: window.client.warm_up(Task.CAPTION))
     if images:
         window.add_paths(images)
     return app.exec()

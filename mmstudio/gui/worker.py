@@ -59,6 +59,18 @@ class _Worker(QObject):
             with self._lock:
                 self._tokens.pop(request.id, None)
 
+    @Slot(object)
+    def warm_up(self, task) -> None:
+        """Import torch and transformers and load the task's model before anyone asks.
+
+        A failure here is not reported: the first real request meets it again and reports it."""
+        try:
+            if self.engine is None:
+                self.engine = Engine(self._options)
+            self.engine.adapter(task)
+        except Exception:  # noqa: BLE001,S110 - see the docstring
+            pass
+
     @Slot()
     def shutdown(self) -> None:
         if self.engine is not None:
@@ -82,6 +94,7 @@ class InferenceClient(QObject):
     started = Signal(object, str)
     busy_changed = Signal(bool)
     _submit = Signal(object)
+    _warm_up = Signal(object)
     _shutdown = Signal()
 
     def __init__(self, options: LoadOptions = LoadOptions(), parent: QObject | None = None):
@@ -94,6 +107,7 @@ class InferenceClient(QObject):
         self._worker = _Worker(self._tokens, self._lock, options)
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.run)
+        self._warm_up.connect(self._worker.warm_up)
         self._shutdown.connect(self._worker.shutdown)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
@@ -115,6 +129,10 @@ class InferenceClient(QObject):
             self.busy_changed.emit(True)
         self._submit.emit(request)
         return request.id
+
+    def warm_up(self, task) -> None:
+        """Have the worker get the task's model ready (imports included) while the window is idle."""
+        self._warm_up.emit(task)
 
     def cancel(self, request_id: int) -> None:
         with self._lock:
