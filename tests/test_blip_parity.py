@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from mmstudio.engine import Engine
-from mmstudio.models.base import GenerationOptions, Task
+from mmstudio.models.base import GenerationOptions, LoadOptions, Task
 
 GEN = GenerationOptions(max_new_tokens=12)
+# Plain transformers is the reference in fp32 on the CPU; a run with $MMSTUDIO_DTYPE set must not change that.
+EXACT = LoadOptions(device="cpu", dtype="fp32")
 
 
 def plain(cls_name: str, folder):
@@ -27,7 +29,7 @@ def test_captions_equal_plain_generate(tiny_models, scene_images):
         out = model.generate(**inputs, max_new_tokens=GEN.max_new_tokens, do_sample=False, num_beams=1)
         expected.append(processor.decode(out[0], skip_special_tokens=True))
     assert len(set(expected)) > 1, "the test model must tell images apart"
-    engine = Engine()
+    engine = Engine(EXACT)
     batched = engine.caption(scene_images, model=str(tiny_models[Task.CAPTION]), batch_size=4, generation=GEN)
     assert [r.caption for r in batched] == expected
 
@@ -35,7 +37,7 @@ def test_captions_equal_plain_generate(tiny_models, scene_images):
 def test_answers_equal_plain_generate(tiny_models, scene_images):
     processor, model = plain("BlipForQuestionAnswering", tiny_models[Task.VQA])
     questions = ["what color is the circle?", "how many objects are there?", "is there a red star?"]
-    engine = Engine()
+    engine = Engine(EXACT)
     for image in scene_images[:3]:
         ours = engine.ask(image, questions, model=str(tiny_models[Task.VQA]), generation=GEN)
         for question, result in zip(questions, ours):
@@ -47,7 +49,7 @@ def test_answers_equal_plain_generate(tiny_models, scene_images):
 def test_itm_and_itc_equal_plain_forward(tiny_models, scene_images):
     processor, model = plain("BlipForImageTextRetrieval", tiny_models[Task.ITM])
     texts = ["a small red circle", "a large blue star and a small green square", "a red circle"]
-    engine = Engine()
+    engine = Engine(EXACT)
     for image in scene_images[:2]:
         ours = engine.match(image, texts, model=str(tiny_models[Task.ITM]))
         for text, result in zip(texts, ours):
@@ -60,7 +62,7 @@ def test_itm_and_itc_equal_plain_forward(tiny_models, scene_images):
 
 
 def test_cached_and_uncached_paths_agree(tiny_models, scene_images):
-    engine = Engine()
+    engine = Engine(EXACT)
     name = str(tiny_models[Task.CAPTION])
     first = engine.caption(scene_images, model=name, attention=True, generation=GEN)
     adapter = engine.adapter(Task.CAPTION, name)
@@ -89,15 +91,14 @@ def test_cached_and_uncached_paths_agree(tiny_models, scene_images):
 def test_vision_cache_is_bounded(tiny_models, scene_images):
     from mmstudio.models.loading import resolve
     from mmstudio.models.blip import BlipAdapter
-    from mmstudio.models.base import LoadOptions
 
-    adapter = BlipAdapter.load(resolve(tiny_models[Task.CAPTION]), LoadOptions(device="cpu"), cache_size=2)
+    adapter = BlipAdapter.load(resolve(tiny_models[Task.CAPTION]), EXACT, cache_size=2)
     adapter.caption(scene_images, generation=GEN)
     assert len(adapter.cache) == 2
 
 
 def test_attention_shapes(tiny_models, scene_images):
-    engine = Engine()
+    engine = Engine(EXACT)
     caption = engine.caption(scene_images[:2], model=str(tiny_models[Task.CAPTION]), attention=True,
                              generation=GEN)[0]
     stack = caption.attention
@@ -125,6 +126,6 @@ def test_attention_shapes(tiny_models, scene_images):
 def test_unsupported_task_is_a_clear_error(tiny_models):
     from mmstudio.errors import UnsupportedTaskError
 
-    engine = Engine()
+    engine = Engine(EXACT)
     with pytest.raises(UnsupportedTaskError, match="caption"):
         engine.adapter(Task.VQA, str(tiny_models[Task.CAPTION]))

@@ -8,11 +8,13 @@ import torch
 
 from mmstudio.engine import Engine
 from mmstudio.errors import UnsupportedTaskError
-from mmstudio.models.base import GenerationOptions, Task
+from mmstudio.models.base import GenerationOptions, LoadOptions, Task
 from mmstudio.models.loading import read_config
 from mmstudio.models.registry import factory_for, tasks_of
 
 GEN = GenerationOptions(max_new_tokens=12)
+# Plain transformers is the reference in fp32 on the CPU; a run with $MMSTUDIO_DTYPE set must not change that.
+EXACT = LoadOptions(device="cpu", dtype="fp32")
 QUESTIONS = ["what color is the circle?", "how many objects are there?", "is there a red star?"]
 LABELS = ["red circle", "blue square", "a large yellow star", "two green triangles"]
 
@@ -29,7 +31,7 @@ def test_each_family_is_picked_from_its_config_and_says_its_tasks(family_models)
 
 
 def test_a_family_refuses_the_tasks_it_lacks(family_models):
-    engine = Engine()
+    engine = Engine(EXACT)
     with pytest.raises(UnsupportedTaskError, match="it does caption"):
         engine.adapter(Task.VQA, str(family_models["vit-gpt2"]))
     with pytest.raises(UnsupportedTaskError, match="it does vqa"):
@@ -54,12 +56,12 @@ def test_vit_gpt2_captions_equal_plain_generate(family_models, scene_images):
         output_ids = model.generate(pixel_values, max_new_tokens=GEN.max_new_tokens, do_sample=False, num_beams=1)
         expected.append(tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip())
     assert len(set(expected)) > 1, "the test model must tell images apart"
-    ours = Engine().caption(scene_images, model=str(folder), batch_size=3, generation=GEN)
+    ours = Engine(EXACT).caption(scene_images, model=str(folder), batch_size=3, generation=GEN)
     assert [r.caption for r in ours] == expected
 
 
 def test_vit_gpt2_cross_attention_maps(family_models, scene_images):
-    engine = Engine()
+    engine = Engine(EXACT)
     name = str(family_models["vit-gpt2"])
     plain, mapped = (engine.caption(scene_images[:2], model=name, attention=a, generation=GEN) for a in (False, True))
     assert [r.caption for r in plain] == [r.caption for r in mapped]
@@ -83,7 +85,7 @@ def test_vilt_answers_equal_plain_forward(family_models, scene_images):
     folder = family_models["vilt"]
     processor = ViltProcessor.from_pretrained(folder)
     model = ViltForQuestionAnswering.from_pretrained(folder).eval()
-    engine = Engine()
+    engine = Engine(EXACT)
     seen = set()
     for image in scene_images:
         ours = engine.ask(image, QUESTIONS, model=str(folder))
@@ -98,7 +100,7 @@ def test_vilt_answers_equal_plain_forward(family_models, scene_images):
 
 
 def test_vilt_attention_lands_on_the_patch_grid(family_models, scene_images):
-    engine = Engine()
+    engine = Engine(EXACT)
     name = str(family_models["vilt"])
     image = scene_images[0]
     adapter = engine.adapter(Task.VQA, name)
@@ -119,7 +121,7 @@ def test_vilt_attention_lands_on_the_patch_grid(family_models, scene_images):
 
 def test_vilt_sampled_patches_are_recovered_and_repeatable(family_models, scene_images):
     """With `max_image_length` below the patch count ViLT reads a random subset: maps show only those cells."""
-    engine = Engine()
+    engine = Engine(EXACT)
     name = str(family_models["vilt"])
     adapter = engine.adapter(Task.VQA, name)
     adapter.model.config.max_image_length = 5
@@ -146,7 +148,7 @@ def test_clip_label_probabilities_equal_the_zero_shot_pipeline(family_models, sc
     folder = family_models["clip"]
     classifier = pipeline("zero-shot-image-classification", model=str(folder))
     template = "This is a photo of {}."
-    engine = Engine()
+    engine = Engine(EXACT)
     tops = set()
     for image in scene_images:
         expected = {row["label"]: row["score"] for row in classifier(image, candidate_labels=LABELS)}
@@ -168,15 +170,15 @@ def test_clip_similarity_equals_plain_forward(family_models, scene_images):
     with torch.no_grad():
         out = model(**inputs)
         cosine = (out.logits_per_image[0] / model.logit_scale.exp()).numpy()
-    ours = Engine().match(scene_images[0], LABELS, model=str(folder), attention=True)
+    ours = Engine(EXACT).match(scene_images[0], LABELS, model=str(folder), attention=True)
     np.testing.assert_allclose([r.itc for r in ours], cosine, atol=1e-5)
-    adapter = Engine().embedder(str(folder))
+    adapter = Engine(EXACT).embedder(str(folder))
     np.testing.assert_allclose(adapter.text_features(LABELS) @ adapter.image_features(scene_images[:1])[0], cosine,
                                atol=1e-5)
 
 
 def test_clip_gradcam_map_per_text(family_models, scene_images):
-    results = Engine().match(scene_images[2], LABELS, model=str(family_models["clip"]), attention=True)
+    results = Engine(EXACT).match(scene_images[2], LABELS, model=str(family_models["clip"]), attention=True)
     stacks = [r.attention for r in results]
     assert all(s.weights.shape == (1, 2, 2, 4, 4) and s.default_layer == 1 for s in stacks)
     assert all(np.all(s.weights >= 0) for s in stacks)
@@ -185,7 +187,7 @@ def test_clip_gradcam_map_per_text(family_models, scene_images):
 
 
 def test_blip_retrieval_gives_label_probabilities(tiny_models, scene_images):
-    results = Engine().match(scene_images[0], LABELS, model=str(tiny_models[Task.ITM]))
+    results = Engine(EXACT).match(scene_images[0], LABELS, model=str(tiny_models[Task.ITM]))
     probs = [r.label_probability for r in results]
     assert sum(probs) == pytest.approx(1.0, abs=1e-5)
     order = np.argsort([r.itc for r in results])

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP
+
 
 def register(commands) -> None:
     p = commands.add_parser("eval", help="measure a model on a dataset (exact match, BLEU-4, accuracy, recall, "
@@ -16,8 +18,8 @@ def register(commands) -> None:
     p.add_argument("--limit", type=int, help="only the first N scenes")
     p.add_argument("--no-attention", action="store_true", help="skip pointing accuracy (faster)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(run=run_eval)
 
@@ -27,7 +29,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from mmstudio.models.base import LoadOptions, Task
     from mmstudio.training.evaluate import evaluate_adapter
 
-    engine = Engine(LoadOptions(device=args.device, dtype=args.dtype))
+    engine = Engine(LoadOptions.chosen(args.device, args.dtype))
     adapter = engine.adapter(Task(args.task), args.model)
     report = evaluate_adapter(adapter, args.data, limit=args.limit, attention=not args.no_attention,
                               batch_size=args.batch_size)

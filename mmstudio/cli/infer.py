@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
+from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP
 from mmstudio.errors import MMStudioError
 
 
@@ -19,8 +20,8 @@ def register(commands) -> None:
     common.add_argument("--model", help="model folder, hub id, or builtin:NAME (default: the built-in model)")
     common.add_argument("--json", action="store_true", help="one JSON object per line")
     common.add_argument("--attention", action="store_true", help="include the attention maps")
-    common.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    common.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    common.add_argument("--device", default=None, help=DEVICE_HELP)
+    common.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     common.add_argument("--allow-pickle", action="store_true",
                         help="allow .bin weights (pickle can run code: only for models you trust)")
 
@@ -82,7 +83,7 @@ def _engine(args):
     from mmstudio.engine import Engine
     from mmstudio.models.base import LoadOptions
 
-    return Engine(LoadOptions(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle))
+    return Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle))
 
 
 # ----------------------------------------------------------------- caption

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP
 from mmstudio.errors import MMStudioError
 
 
@@ -19,8 +20,8 @@ def register(commands) -> None:
     p.add_argument("--model", help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
     p.add_argument("--top", type=int, default=10, metavar="K", help="how many images to print (default 10)")
     p.add_argument("--json", action="store_true", help='one JSON object per line: "image", "score", "rank"')
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin weights (pickle can run code: only for models you trust)")
     p.set_defaults(run=run_search)
@@ -38,7 +39,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise MMStudioError("give a text to search for")
     if not args.index.is_dir():
         raise MMStudioError(f"{args.index}: not a folder of images")
-    engine = Engine(LoadOptions(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle))
+    engine = Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle))
     engine.embedder(args.model)  # a model that cannot search fails before any image is read
     files = iter_image_files([args.index])
     collection = engine.index([(str(path), path) for path in files], model=args.model)

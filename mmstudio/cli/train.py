@@ -27,7 +27,8 @@ def register(commands) -> None:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--max-minutes", type=float, help="stop with a checkpoint after this many minutes")
-    p.add_argument("--size", default="small", choices=("small", "small-fine", "tiny"), help="architecture of a scratch model")
+    p.add_argument("--size", default="small", choices=("small", "small-fine", "tiny"),
+                   help="architecture of a scratch model")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (PEFT) instead of all weights")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--threads", type=int, help="CPU threads for torch")

@@ -7,6 +7,7 @@ Results carry numpy arrays only, so nothing above this layer touches torch.
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
@@ -23,11 +24,20 @@ class Task(str, enum.Enum):
     ITM = "itm"
 
 
+DEVICE_ENV, DTYPE_ENV = "MMSTUDIO_DEVICE", "MMSTUDIO_DTYPE"
+
+
 @dataclass(frozen=True)
 class LoadOptions:
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "fp32"  # fp32 | fp16 | bf16
+    # The environment sets the defaults, so a whole run (the CLI, or the test suite on a GPU) can change device.
+    device: str = field(default_factory=lambda: os.environ.get(DEVICE_ENV) or "auto")  # auto|cpu|cuda|cuda:N|mps
+    dtype: str = field(default_factory=lambda: os.environ.get(DTYPE_ENV) or "fp32")  # fp32 | fp16 | bf16
     allow_pickle: bool = False  # .bin weights run pickle code: only when the user says so
+
+    @classmethod
+    def chosen(cls, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False) -> "LoadOptions":
+        """Options from command-line flags, where an unset flag (None) keeps the default."""
+        return cls(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v}, allow_pickle=allow_pickle)
 
 
 @dataclass(frozen=True)
