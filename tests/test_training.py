@@ -141,6 +141,16 @@ def test_lora_training_gives_a_plain_checkpoint(tmp_path, world):
     assert (out / "lora_adapter.safetensors").is_file()
     assert isinstance(Engine().caption([load_image(world / "images" / "000001.png")], model=str(out))[0].caption,
                       str)
+    # The rows of the words the captions use are trained (tied: what the decoder reads is what it writes);
+    # the rows of words that never appear are left alone.
+    from transformers import AutoTokenizer, BlipForConditionalGeneration
+
+    before, after = (BlipForConditionalGeneration.from_pretrained(f).text_decoder for f in (base, out))
+    vocab = AutoTokenizer.from_pretrained(out).get_vocab()
+    changed = (after.bert.embeddings.word_embeddings.weight - before.bert.embeddings.word_embeddings.weight).abs()
+    changed = changed.amax(dim=1)
+    assert changed[vocab["circle"]] > 0 and changed[vocab["[MASK]"]] == 0
+    assert after.cls.predictions.decoder.weight.data_ptr() == after.bert.embeddings.word_embeddings.weight.data_ptr()
 
 
 def test_teach_from_corrections(tmp_path, world):

@@ -17,17 +17,24 @@ ADAPTER_FILE = "lora_adapter.safetensors"
 TARGETS = ["query", "value", "qkv"]
 # Heads that a task needs trained in full (they are small).
 FULLY_TRAINED = {Task.CAPTION: [], Task.VQA: [], Task.ITM: ["itm_head", "vision_proj", "text_proj"]}
+# Tasks that write words: the rows of the words they are taught are trained too.
+WRITES_WORDS = {Task.CAPTION, Task.VQA}
 
 
-def apply_lora(model, task: Task, rank: int = 8):
+def apply_lora(model, task: Task, rank: int = 8, token_ids: list[int] | None = None):
+    """token_ids: the vocabulary rows to train in full (PEFT trainable tokens, tied input/output rows).
+
+    A word the base model never had to write (a new shape or color) sits at the bottom of its output
+    layer; low-rank updates of the attention alone barely lift it, one trained row per word does."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         from mmstudio.errors import MMStudioError
 
         raise MMStudioError("LoRA needs the peft package: pip install peft") from None
+    tokens = {"word_embeddings": sorted(set(token_ids))} if token_ids and Task(task) in WRITES_WORDS else None
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS,
-                        modules_to_save=FULLY_TRAINED[Task(task)] or None)
+                        modules_to_save=FULLY_TRAINED[Task(task)] or None, trainable_token_indices=tokens)
     return get_peft_model(model, config)
 
 

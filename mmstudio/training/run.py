@@ -215,7 +215,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     if config.lora:
         from mmstudio.training.lora import apply_lora
 
-        model = apply_lora(model, config.task, config.lora_rank)
+        words = processor.tokenizer.convert_tokens_to_ids(sorted(job.dataset.words()))
+        model = apply_lora(model, config.task, config.lora_rank, token_ids=[*words, processor.tokenizer.sep_token_id])
     emit({"event": "model", "note": note, "parameters": sum(p.numel() for p in model.parameters()),
           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     pixels = PixelStore(job.dataset, processor.image_processor)
