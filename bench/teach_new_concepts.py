@@ -47,6 +47,14 @@ def merged_dataset(out: Path, parts: list[Path], keep=lambda row: True, limit: i
     return out
 
 
+def dataset(out: Path, count: int, seed: int, **kw) -> Path:
+    """Generate, or reuse what an earlier run generated (the generator is deterministic for a seed)."""
+    meta = out / "metadata.jsonl"
+    if meta.is_file() and len(meta.read_text().splitlines()) == count:
+        return out
+    return generate_dataset(out, count, seed, **kw)
+
+
 def shows_new_concept(row: dict) -> bool:
     return any(o["shape"] in EXTRA_SHAPES or o["color"] in EXTRA_COLORS for o in row["objects"])
 
@@ -55,33 +63,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("runs/new-concepts"))
     parser.add_argument("--minutes", type=float, default=10.0, help="hard limit per fine-tuning run")
-    parser.add_argument("--steps", type=int, default=3000, help="steps per run (batch 32)")
+    parser.add_argument("--steps", type=int, default=1800, help="steps per run")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-4, help="learning rate of the full fine-tune")
+    parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--base", default=None, help="the caption model to teach (default: the built-in one)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about a minute)")
     args = parser.parse_args()
     quick = args.quick
     work = args.work
     shapes, colors = SHAPES + EXTRA_SHAPES, COLORS + EXTRA_COLORS
-    n_new, n_old, n_eval = (64, 32, 32) if quick else (8000, 4000, 400)
-    new_train = generate_dataset(work / "new-train", n_new, seed=501, shapes=shapes, colors=colors, workers=2)
-    old_train = generate_dataset(work / "old-train", n_old, seed=502, workers=2)
+    # Fresh scenes rather than epochs over few: 1,800 steps of 64 see each training scene about 4 times.
+    n_new, n_old, n_eval = (64, 32, 32) if quick else (20000, 10000, 400)
+    new_train = dataset(work / "new-train", n_new, seed=501, shapes=shapes, colors=colors, workers=2)
+    old_train = dataset(work / "old-train", n_old, seed=502, workers=2)
     train_data = merged_dataset(work / "train", [new_train, old_train])
     # "Such scenes": every evaluation scene shows a hexagon or something pink (about 6 in 10 drawn scenes do).
-    drawn = generate_dataset(work / "new-drawn", 3 * n_eval, seed=503, shapes=shapes, colors=colors)
+    drawn = dataset(work / "new-drawn", 3 * n_eval, seed=503, shapes=shapes, colors=colors)
     new_eval = merged_dataset(work / "new-eval", [drawn], keep=shows_new_concept, limit=n_eval)
-    old_eval = generate_dataset(work / "old-eval", n_eval, seed=2000)
+    old_eval = dataset(work / "old-eval", n_eval, seed=2000)
     minutes = 0.5 if quick else args.minutes
 
     from mmstudio.training.run import TrainConfig, train
 
-    rows = [("built-in (before)", "builtin:caption")]
+    rows = [("built-in (before)" if args.base is None else "base (before)", args.base or "builtin:caption")]
     timings = {}
     for label, lora in (("full fine-tune", False), ("LoRA r=16", True)):
         out = work / ("lora" if lora else "full")
         shutil.rmtree(out, ignore_errors=True)
         # A step count that fits the time on this 2-core CPU, so the cosine schedule runs to its end;
         # --minutes stays a hard limit (the run then stops with a checkpoint).
-        config = TrainConfig(task=Task.CAPTION, data=train_data, out=out, steps=args.steps if not quick else 4,
-                             batch_size=32, learning_rate=1e-3 if lora else 2e-4, max_minutes=minutes, lora=lora,
+        config = TrainConfig(task=Task.CAPTION, data=train_data, out=out, base=args.base,
+                             steps=args.steps if not quick else 4, batch_size=args.batch_size,
+                             learning_rate=args.lora_lr if lora else args.lr, max_minutes=minutes, lora=lora,
                              lora_rank=16, save_every=1000, log_every=100)
         started = time.monotonic()
         train(config, lambda event: print(json.dumps(event)) if event["event"] in ("start", "done") else None)
