@@ -43,8 +43,13 @@ IMAGE_EXTENSIONS = frozenset(
 _FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 # Signatures of the formats above, to tell "not an image" from "a broken one"
-# when Pillow cannot identify the file.
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
+# when Pillow cannot identify the file. TIFF has six: Pillow's TIFF opener
+# takes BigTIFF ("II+", "MM\0+") and two odd byte orders besides the classic
+# pair, so a damaged file with any of them is a broken image, not "not an image".
+_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8",
+    b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+", b"II\x00*", b"MM*\x00",
+)
 
 NOT_AN_IMAGE = "not an image file (or a format mmstudio cannot read)"
 CORRUPT = "the file is truncated or corrupt"
