@@ -38,6 +38,11 @@ _LOADING = threading.Lock()
 
 def load_adapter(name: str | os.PathLike, options: LoadOptions = LoadOptions()) -> ModelAdapter:
     resolved = resolve(name, allow_pickle=options.allow_pickle)
+    try:
+        factory = factory_for(resolved.config)
+    except ModelLoadError as exc:
+        # factory_for judges a config alone; the user must also learn which folder held it.
+        raise ModelLoadError(f"{resolved.path}: {exc}") from None
     quiet_transformers()
     with _LOADING:
-        return factory_for(resolved.config).load(resolved, options)
+        return factory.load(resolved, options)
