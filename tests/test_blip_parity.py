@@ -88,6 +88,39 @@ def test_cached_and_uncached_paths_agree(tiny_models, scene_images):
     assert solo.itc == pytest.approx(many.itc, abs=1e-5)
 
 
+def test_follow_ups_reuse_the_images_cross_attention_keys(tiny_models, scene_images):
+    engine = Engine(EXACT)
+    name = str(tiny_models[Task.VQA])
+    adapter = engine.adapter(Task.VQA, name)
+    assert adapter.cross_memo.installed == 2 * adapter.text_layers
+    image = scene_images[0]
+    first = engine.ask(image, ["what color is the circle?"], model=name, generation=GEN)[0].answer
+    (stored,) = adapter.cross_memo._entries.values()
+    kept = dict(stored)
+    assert len(kept) == 2 * adapter.text_layers
+    both = engine.ask(image, ["how many objects are there?", "what color is the circle?"], model=name,
+                      generation=GEN)
+    assert all(stored[slot] is value for slot, value in kept.items())  # not projected again
+    assert both[1].answer == first
+    adapter.clear_caches()
+    assert len(adapter.cross_memo) == 0 and len(adapter.cache) == 0
+    assert engine.ask(image, ["how many objects are there?"], model=name, generation=GEN)[0].answer == both[0].answer
+
+    itm = str(tiny_models[Task.ITM])
+    texts = ["a small red circle", "a large blue star", "two green squares"]
+    once = engine.match(image, texts, model=itm)
+    again = engine.match(image, texts[::-1], model=itm)
+    assert [r.itm for r in once] == pytest.approx([r.itm for r in again[::-1]], abs=1e-6)
+    # More texts than one chunk: they run in chunks of similar length, with the same scores as alone.
+    words = ["small red circle", "large blue star", "small green square", "large yellow triangle"]
+    many = [" and a ".join(["a " + words[(i + j) % 4] for j in range(1 + i % 4)]) for i in range(21)]
+    together = engine.match(image, many, model=itm)
+    alone = [engine.match(image, [text], model=itm)[0] for text in many]
+    assert [r.itm for r in together] == pytest.approx([r.itm for r in alone], abs=1e-5)
+    assert [r.itc for r in together] == pytest.approx([r.itc for r in alone], abs=1e-5)
+    assert [r.text for r in together] == many
+
+
 def test_vision_cache_is_bounded(tiny_models, scene_images):
     from mmstudio.models.loading import resolve
     from mmstudio.models.blip import BlipAdapter

@@ -1,0 +1,141 @@
+"""Scoring many texts against one image: mmstudio's Engine.match against a naive loop of full forwards.
+
+    python bench/match_texts.py [--quick] [--device cpu|cuda] [--dtype fp32|fp16|bf16]
+                                [--threads 1] [--repeats R] [--texts 50] [--models builtin,base]
+
+Two models: the built-in retrieval model (builtin:retrieval) and a base-size
+BLIP retrieval checkpoint with random weights (bench/base_size.py builds it
+once). For each run, a new Shapes World scene and 50 texts (its caption, hard
+negatives, other scenes' captions). mmstudio's side is `Engine().match(image,
+texts)` with the adapter's vision cache cleared first: one vision pass, the
+texts batched (and it computes the ITC similarity too). The plain side is the
+transformers documentation's example in a loop, one full forward per text:
+`processor(images=image, text=text, return_tensors="pt")`, `model(**inputs,
+use_itm_head=True)` under torch.no_grad(), softmax of `itm_score`. "same
+output" says whether both sides give the same ITM probabilities (to 1e-4;
+the largest difference is printed) and so the same ranking.
+
+Prints the median seconds per image (all texts) on each side and the ratio;
+the issue's goal is >= 5x. --quick scores fewer texts with the base-size model
+(the plain side's cost grows with the number of texts, so its ratio is lower).
+"""
+
+from __future__ import annotations
+
+import side_by_side as sbs
+
+GOAL = 5.0
+GOAL_TEXTS = 50  # the goal is set for 50 texts; fewer (--quick at base size) give a lower ratio
+TOLERANCE = 1e-4
+
+
+def scenes_with_texts(count: int, texts: int, seed: int = 2):
+    import numpy as np
+
+    from mmstudio.world import caption, hard_negatives, render_scene, sample_scene
+
+    rng = np.random.default_rng(seed)
+    pool = [caption(sample_scene(rng)) for _ in range(4 * texts)]
+    out = []
+    for _ in range(count):
+        scene = sample_scene(rng)
+        chosen = [caption(scene)]
+        for text in [*hard_negatives(scene, rng, k=min(10, texts)), *rng.permutation(pool).tolist()]:
+            if len(chosen) >= texts:
+                break
+            if text not in chosen:
+                chosen.append(text)
+        out.append((render_scene(scene), chosen))
+    return out
+
+
+def measure(label: str, name: str, args, texts: int, repeats: int) -> dict:
+    import numpy as np
+    import torch
+
+    from mmstudio.models.base import Task
+
+    engine = sbs.engine(args)
+    adapter = engine.adapter(Task.ITM, name)
+    processor, model = sbs.plain("BlipForImageTextRetrieval", adapter.info.path, args)
+
+    def ours(image, batch):
+        return np.array([r.itm for r in engine.match(image, batch, model=name)])
+
+    def plain(image, batch):
+        probs = []
+        for text in batch:
+            inputs = sbs.to_device(processor(images=image, text=text, return_tensors="pt"), args)
+            with torch.no_grad():
+                itm = model(**inputs, use_itm_head=True).itm_score
+            probs.append(torch.softmax(itm.float(), dim=-1)[0, 1].item())
+        return np.array(probs)
+
+    sides = {"plain": plain, "mmstudio": ours}
+    work = scenes_with_texts(repeats + 1, texts)
+    warm_image, warm_texts = work.pop()
+    for side in sides.values():  # warm-up: first-call allocations, lazy inits
+        side(warm_image, warm_texts[:2])
+    walls = {n: [] for n in sides}
+    cpus = {n: [] for n in sides}
+    worst = 0.0
+    same_top = True
+    for r, (image, batch) in enumerate(work):
+        got = {}
+        for side in list(sides) if r % 2 == 0 else list(sides)[::-1]:
+            sbs.forget(adapter)  # the image is new to mmstudio's side too
+            wall, cpu, got[side] = sbs.timed(lambda: sides[side](image, batch), args.device)
+            walls[side].append(wall)
+            cpus[side].append(cpu)
+        worst = max(worst, float(np.abs(got["plain"] - got["mmstudio"]).max()))
+        same_top &= int(np.argmax(got["plain"])) == int(np.argmax(got["mmstudio"]))
+    sbs.forget(adapter)
+    median = {n: float(np.median(walls[n])) for n in sides}
+    median_cpu = {n: float(np.median(cpus[n])) for n in sides}
+    return dict(label=label, name=name, params=adapter.info.parameters, texts=texts, repeats=repeats,
+                wall=median, cpu=median_cpu, same=worst <= TOLERANCE and same_top, worst=worst)
+
+
+def main() -> None:
+    parser = sbs.parser(__doc__)
+    parser.add_argument("--texts", type=int, default=50, help="texts per image (default 50)")
+    parser.add_argument("--models", default="builtin,base", help="which of builtin,base to run (default both)")
+    args = parser.parse_args()
+    sbs.setup(args)
+
+    from base_size import checkpoint
+
+    wanted = args.models.split(",")
+    cases = []
+    if "builtin" in wanted:
+        cases.append(("builtin", "builtin:retrieval", args.texts, args.repeats or (2 if args.quick else 5)))
+    if "base" in wanted:
+        cases.append(("base", str(checkpoint("retrieval")), min(args.texts, 6) if args.quick else args.texts,
+                      args.repeats or (1 if args.quick else 3)))
+    sbs.header(args, "matching texts against one image")
+    rows = [measure(label, name, args, texts, repeats) for label, name, texts, repeats in cases]
+
+    on_cpu = args.device == "cpu"
+    columns = ["model", "params", "texts", "runs", "plain s/image", "mmstudio s/image", "ratio"]
+    columns += ["ratio (CPU time)"] if on_cpu else []
+    columns += ["goal", "same output", "max ITM diff"]
+    lines = []
+    for r in rows:
+        line = [f"{r['label']} ({r['name'] if r['label'] == 'builtin' else 'random weights'})",
+                f"{r['params'] / 1e6:.1f}M", str(r["texts"]), str(r["repeats"]), f"{r['wall']['plain']:.3f}",
+                f"{r['wall']['mmstudio']:.3f}", f"{r['wall']['plain'] / r['wall']['mmstudio']:.2f}x"]
+        line += [f"{r['cpu']['plain'] / r['cpu']['mmstudio']:.2f}x"] if on_cpu else []
+        line += [f">= {GOAL}x" if r["texts"] >= GOAL_TEXTS else f"(at {GOAL_TEXTS})", sbs.yes_no(r["same"]),
+                 f"{r['worst']:.1e}"]
+        lines.append(line)
+    sbs.table(columns, lines)
+    parts = []
+    for r in rows:
+        ratio = r["wall"]["plain"] / r["wall"]["mmstudio"]
+        verdict = ("met" if ratio >= GOAL else "NOT met") if r["texts"] >= GOAL_TEXTS else f"set for {GOAL_TEXTS} texts"
+        parts.append(f"{ratio:.2f}x on {r['label']} with {r['texts']} texts (goal {GOAL}x, {verdict})")
+    print("summary: mmstudio Engine.match vs a loop of full transformers forwards: " + "; ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
