@@ -58,7 +58,7 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
     lines += [
         "",
         "## Data and recipe",
-        "Trained by the project on Shapes World (`shared/specs/shapes-world.md`): 90,000 generated scenes "
+        "Trained by the project on Shapes World (`shared/specs/shapes-world.md`): 30,000 generated scenes "
         "(seed 1) with the full rendering variation. The caption model learns to see from scratch (caption "
         "loss plus an auxiliary patch-label loss from the scenes' boxes); the VQA model starts from its vision "
         "encoder, and the retrieval model from the VQA model's vision encoder and fusion text encoder "
