@@ -130,3 +130,14 @@ def test_models_from_the_hf_cache(tiny_models, tmp_path, monkeypatch, scene_imag
 
     names = {entry.name: entry for entry in cached_models()}
     assert Task.CAPTION in names["someone/tiny-blip-caption"].tasks
+
+
+@pytest.mark.parametrize("task", [Task.CAPTION, Task.VQA, Task.ITM])
+def test_the_speedups_install_on_the_built_in_models(task):
+    """The fused ViT attention and the cross-attention memo patch transformers' modules by name: a
+    transformers release that renames them must fail here, not silently lose the speed."""
+    adapter = Engine(LoadOptions(device="cpu", dtype="fp32")).adapter(task)
+    fused = [m for m in adapter.model.vision_model.modules() if type(m).__name__ == "FusedBlipAttention"]
+    assert len(fused) == adapter.model.config.vision_config.num_hidden_layers
+    if task != Task.CAPTION:
+        assert adapter.cross_memo.installed == 2 * adapter.model.config.text_config.num_hidden_layers
