@@ -30,6 +30,7 @@ import side_by_side as sbs
 
 MAX_NEW_TOKENS = 20
 GOALS = {"builtin": 3.0, "base": 1.3}
+IMAGES = {"builtin": (8, 32), "base": (2, 8)}  # per run: (with --quick, without)
 
 
 def scenes(count: int, seed: int = 0):
@@ -41,16 +42,16 @@ def scenes(count: int, seed: int = 0):
     return [render_scene(sample_scene(rng)) for _ in range(count)]
 
 
-def measure(label: str, name: str, args, images, batch_size: int, repeats: int) -> dict:
+def measure(case: sbs.Case, args, images, batch_size: int) -> dict:
     from mmstudio.models.base import GenerationOptions, Task
 
     engine = sbs.engine(args)
-    adapter = engine.adapter(Task.CAPTION, name)
+    adapter = engine.adapter(Task.CAPTION, case.name)
     processor, model = sbs.plain("BlipForConditionalGeneration", adapter.info.path, args)
     generation = GenerationOptions(max_new_tokens=MAX_NEW_TOKENS)
 
     def ours(batch=images):
-        results = engine.caption(batch, model=name, batch_size=batch_size, generation=generation)
+        results = engine.caption(batch, model=case.name, batch_size=batch_size, generation=generation)
         return [r.caption for r in results]
 
     def plain(batch=images):
@@ -62,14 +63,13 @@ def measure(label: str, name: str, args, images, batch_size: int, repeats: int) 
         return captions
 
     ours(images[:1]), plain(images[:1])  # warm-up: first-call allocations, lazy inits
-    timing, results = sbs.interleaved({"plain": plain, "mmstudio": ours}, repeats, args.device,
+    timing, results = sbs.interleaved({"plain": plain, "mmstudio": ours}, case.repeats, args.device,
                                       before=lambda side: sbs.forget(adapter))
     sbs.forget(adapter)
-    lengths = sorted({len(processor.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in results["plain"]})
-    return dict(label=label, name=name, params=adapter.info.parameters, images=len(images), batch=batch_size,
+    return dict(params=adapter.info.parameters, images=len(images), batch=batch_size,
                 plain=len(images) / timing["plain"].wall, ours=len(images) / timing["mmstudio"].wall,
-                cpu_ratio=timing["plain"].cpu / timing["mmstudio"].cpu,
-                same=results["plain"] == results["mmstudio"], lengths=lengths, example=results["mmstudio"][0])
+                cpu_ratio=timing["plain"].cpu / timing["mmstudio"].cpu, same=results["plain"] == results["mmstudio"],
+                tokens=sbs.token_range(processor.tokenizer, results["plain"]), example=results["mmstudio"][0])
 
 
 def main() -> None:
@@ -77,45 +77,26 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="images per run (default 32 built-in, 8 base)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="Engine.caption batch size (default: all images of a run in one batch, at most 16)")
-    parser.add_argument("--models", default="builtin,base", help="which of builtin,base to run (default both)")
+    sbs.add_models(parser)
     args = parser.parse_args()
     sbs.setup(args)
 
-    from base_size import checkpoint
-
-    wanted = args.models.split(",")
-    cases = []
-    if "builtin" in wanted:
-        cases.append(("builtin", "builtin:caption", args.images or (8 if args.quick else 32),
-                      args.repeats or (2 if args.quick else 5)))
-    if "base" in wanted:
-        cases.append(("base", str(checkpoint("caption")), args.images or (2 if args.quick else 8),
-                      args.repeats or (1 if args.quick else 3)))
+    cases = sbs.cases(args, "caption", repeats={"builtin": (2, 5), "base": (1, 3)})
     sbs.header(args, "caption throughput")
-    rows = []
-    for label, name, count, repeats in cases:
-        images = scenes(count)
-        batch = args.batch_size or min(16, count)
-        rows.append(measure(label, name, args, images, batch, repeats) | {"repeats": repeats})
+    rows, examples = [], []
+    for case in cases:
+        count = sbs.sized(args, args.images, *IMAGES[case.label])
+        r = measure(case, args, scenes(count), args.batch_size or min(16, count))
+        rows.append(sbs.Row(case, r["params"], [str(r["images"]), str(r["batch"]), str(case.repeats)],
+                            f"{r['plain']:.2f}", f"{r['ours']:.2f}", r["ours"] / r["plain"], r["cpu_ratio"],
+                            f">= {GOALS[case.label]}x", r["same"], r["tokens"]))
+        examples.append(r["example"])
 
-    on_cpu = args.device == "cpu"
-    columns = ["model", "params", "images", "batch", "runs", "plain img/s", "mmstudio img/s", "ratio"]
-    columns += ["ratio (CPU time)"] if on_cpu else []
-    columns += ["goal", "same output", "caption tokens"]
-    lines = []
-    for r in rows:
-        line = [f"{r['label']} ({r['name'] if r['label'] == 'builtin' else 'random weights'})",
-                f"{r['params'] / 1e6:.1f}M", str(r["images"]), str(r["batch"]), str(r["repeats"]),
-                f"{r['plain']:.2f}", f"{r['ours']:.2f}", f"{r['ours'] / r['plain']:.2f}x"]
-        line += [f"{r['cpu_ratio']:.2f}x"] if on_cpu else []
-        line += [f">= {GOALS[r['label']]}x", sbs.yes_no(r["same"]),
-                 f"{r['lengths'][0]}-{r['lengths'][-1]}" if r["lengths"] else "0"]
-        lines.append(line)
-    sbs.table(columns, lines)
-    for r in rows:
-        print(f"  {r['label']} example caption: {r['example']!r}")
-    parts = [f"{r['ours'] / r['plain']:.2f}x on {r['label']} (goal {GOALS[r['label']]}x, "
-             f"{'met' if r['ours'] / r['plain'] >= GOALS[r['label']] else 'NOT met'})" for r in rows]
+    sbs.comparison(args.device, ["images", "batch", "runs"], "img/s", "caption tokens", rows)
+    for row, example in zip(rows, examples):
+        print(f"  {row.case.label} example caption: {example!r}")
+    parts = [f"{r.ratio:.2f}x on {r.case.label} (goal {GOALS[r.case.label]}x, "
+             f"{'met' if r.ratio >= GOALS[r.case.label] else 'NOT met'})" for r in rows]
     print("summary: mmstudio batched captions vs plain transformers image by image: " + "; ".join(parts))
 
 

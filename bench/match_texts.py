@@ -49,18 +49,18 @@ def scenes_with_texts(count: int, texts: int, seed: int = 2):
     return out
 
 
-def measure(label: str, name: str, args, texts: int, repeats: int) -> dict:
+def measure(case: sbs.Case, args, texts: int) -> dict:
     import numpy as np
     import torch
 
     from mmstudio.models.base import Task
 
     engine = sbs.engine(args)
-    adapter = engine.adapter(Task.ITM, name)
+    adapter = engine.adapter(Task.ITM, case.name)
     processor, model = sbs.plain("BlipForImageTextRetrieval", adapter.info.path, args)
 
     def ours(image, batch):
-        return np.array([r.itm for r in engine.match(image, batch, model=name)])
+        return np.array([r.itm for r in engine.match(image, batch, model=case.name)])
 
     def plain(image, batch):
         probs = []
@@ -72,7 +72,7 @@ def measure(label: str, name: str, args, texts: int, repeats: int) -> dict:
         return np.array(probs)
 
     sides = {"plain": plain, "mmstudio": ours}
-    work = scenes_with_texts(repeats + 1, texts)
+    work = scenes_with_texts(case.repeats + 1, texts)
     warm_image, warm_texts = work.pop()
     for side in sides.values():  # warm-up: first-call allocations, lazy inits
         side(warm_image, warm_texts[:2])
@@ -92,48 +92,32 @@ def measure(label: str, name: str, args, texts: int, repeats: int) -> dict:
     sbs.forget(adapter)
     median = {n: float(np.median(walls[n])) for n in sides}
     median_cpu = {n: float(np.median(cpus[n])) for n in sides}
-    return dict(label=label, name=name, params=adapter.info.parameters, texts=texts, repeats=repeats,
-                wall=median, cpu=median_cpu, same=worst <= TOLERANCE and same_top, worst=worst)
+    return dict(params=adapter.info.parameters, wall=median, cpu=median_cpu, same=worst <= TOLERANCE and same_top,
+                worst=worst)
 
 
 def main() -> None:
     parser = sbs.parser(__doc__)
     parser.add_argument("--texts", type=int, default=50, help="texts per image (default 50)")
-    parser.add_argument("--models", default="builtin,base", help="which of builtin,base to run (default both)")
+    sbs.add_models(parser)
     args = parser.parse_args()
     sbs.setup(args)
 
-    from base_size import checkpoint
-
-    wanted = args.models.split(",")
-    cases = []
-    if "builtin" in wanted:
-        cases.append(("builtin", "builtin:retrieval", args.texts, args.repeats or (2 if args.quick else 5)))
-    if "base" in wanted:
-        cases.append(("base", str(checkpoint("retrieval")), min(args.texts, 6) if args.quick else args.texts,
-                      args.repeats or (1 if args.quick else 3)))
+    cases = sbs.cases(args, "retrieval", repeats={"builtin": (2, 5), "base": (1, 3)})
     sbs.header(args, "matching texts against one image")
-    rows = [measure(label, name, args, texts, repeats) for label, name, texts, repeats in cases]
+    rows, parts = [], []
+    for case in cases:
+        texts = min(args.texts, 6) if args.quick and case.label == "base" else args.texts
+        r = measure(case, args, texts)
+        row = sbs.Row(case, r["params"], [str(texts), str(case.repeats)], f"{r['wall']['plain']:.3f}",
+                      f"{r['wall']['mmstudio']:.3f}", r["wall"]["plain"] / r["wall"]["mmstudio"],
+                      r["cpu"]["plain"] / r["cpu"]["mmstudio"],
+                      f">= {GOAL}x" if texts >= GOAL_TEXTS else f"(at {GOAL_TEXTS})", r["same"], f"{r['worst']:.1e}")
+        verdict = ("met" if row.ratio >= GOAL else "NOT met") if texts >= GOAL_TEXTS else f"set for {GOAL_TEXTS} texts"
+        parts.append(f"{row.ratio:.2f}x on {case.label} with {texts} texts (goal {GOAL}x, {verdict})")
+        rows.append(row)
 
-    on_cpu = args.device == "cpu"
-    columns = ["model", "params", "texts", "runs", "plain s/image", "mmstudio s/image", "ratio"]
-    columns += ["ratio (CPU time)"] if on_cpu else []
-    columns += ["goal", "same output", "max ITM diff"]
-    lines = []
-    for r in rows:
-        line = [f"{r['label']} ({r['name'] if r['label'] == 'builtin' else 'random weights'})",
-                f"{r['params'] / 1e6:.1f}M", str(r["texts"]), str(r["repeats"]), f"{r['wall']['plain']:.3f}",
-                f"{r['wall']['mmstudio']:.3f}", f"{r['wall']['plain'] / r['wall']['mmstudio']:.2f}x"]
-        line += [f"{r['cpu']['plain'] / r['cpu']['mmstudio']:.2f}x"] if on_cpu else []
-        line += [f">= {GOAL}x" if r["texts"] >= GOAL_TEXTS else f"(at {GOAL_TEXTS})", sbs.yes_no(r["same"]),
-                 f"{r['worst']:.1e}"]
-        lines.append(line)
-    sbs.table(columns, lines)
-    parts = []
-    for r in rows:
-        ratio = r["wall"]["plain"] / r["wall"]["mmstudio"]
-        verdict = ("met" if ratio >= GOAL else "NOT met") if r["texts"] >= GOAL_TEXTS else f"set for {GOAL_TEXTS} texts"
-        parts.append(f"{ratio:.2f}x on {r['label']} with {r['texts']} texts (goal {GOAL}x, {verdict})")
+    sbs.comparison(args.device, ["texts", "runs"], "s/image", "max ITM diff", rows)
     print("summary: mmstudio Engine.match vs a loop of full transformers forwards: " + "; ".join(parts))
 
 

@@ -1,4 +1,5 @@
-"""What the mmstudio-vs-plain-transformers benchmarks share: options, loading the plain side, interleaved timing.
+"""What the mmstudio-vs-plain-transformers benchmarks share: options, the models to run, loading the plain
+side, interleaved timing, the result table.
 
 The two sides run in one process with the same torch thread count, the same
 device and dtype, and are timed alternately (A B, B A, A B, ...) so that a
@@ -28,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+MODELS = ("builtin", "base")  # the order the models run and are listed in, whatever the order in --models
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
@@ -40,6 +42,47 @@ def parser(doc: str) -> argparse.ArgumentParser:
                         "more threads make every small op wait for a descheduled thread)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per side (median reported)")
     return p
+
+
+def add_models(p: argparse.ArgumentParser, default: str = "builtin,base") -> None:
+    """--models: which of the built-in model and the base-size checkpoint (random weights) to run."""
+    named = default.split(",")
+    listed = ",".join(named + [m for m in MODELS if m not in named])
+    p.add_argument("--models", default=default,
+                   help=f"which of {listed} to run (default {'both' if set(named) == set(MODELS) else default})")
+
+
+def sized(args: argparse.Namespace, given: int | None, quick: int, full: int) -> int:
+    """`given` where the command line set it, else the --quick or the full default."""
+    return given or (quick if args.quick else full)
+
+
+@dataclass
+class Case:
+    """One model to measure: `label` builtin or base, `name` what the Engine takes as model=, `repeats` runs a side."""
+
+    label: str
+    name: str
+    repeats: int
+
+    @property
+    def title(self) -> str:
+        # the base-size checkpoint's cache path tells a reader nothing; that its weights are random does
+        return f"{self.label} ({self.name if self.label == 'builtin' else 'random weights'})"
+
+
+def cases(args: argparse.Namespace, task: str, repeats: dict[str, tuple[int, int]]) -> list[Case]:
+    """The models --models names, for `task` (caption, vqa, retrieval): builtin:<task> and the base-size checkpoint.
+
+    The base-size checkpoint is built if missing, and only when asked for. Each model runs --repeats times, else
+    repeats[label] = (with --quick, without).
+    """
+    from base_size import checkpoint
+
+    wanted = args.models.split(",")
+    return [Case(label, f"builtin:{task}" if label == "builtin" else str(checkpoint(task)),
+                 sized(args, args.repeats, *repeats[label]))
+            for label in MODELS if label in wanted]
 
 
 def setup(args: argparse.Namespace) -> None:
@@ -160,3 +203,43 @@ def table(columns: list[str], rows: list[list[str]]) -> None:
 
 def yes_no(same: bool) -> str:
     return "yes" if same else "no"
+
+
+def token_range(tokenizer, texts: list[str]) -> str:
+    """The fewest to the most tokens in `texts`, e.g. "4-19" ("0" for no texts)."""
+    lengths = sorted({len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts})
+    return f"{lengths[0]}-{lengths[-1]}" if lengths else "0"
+
+
+@dataclass
+class Row:
+    """One line of a comparison table; `plain` and `ours` are formatted in the table's unit, the ratios are floats."""
+
+    case: Case
+    params: int
+    details: list[str]  # what was measured (images, texts, runs, ...): the columns between params and the timings
+    plain: str
+    ours: str
+    ratio: float  # how many times faster mmstudio's side is on the wall clock
+    cpu_ratio: float
+    goal: str
+    same: bool
+    last: str
+
+
+def comparison(device: str, details: list[str], unit: str, last: str, rows: list[Row]) -> None:
+    """The result table: model, params, `details` columns, both sides in `unit`, ratios, goal, same output, `last`.
+
+    The CPU-time ratio is shown on a CPU only, where it is what the work itself cost (see Timing).
+    """
+    on_cpu = device == "cpu"
+    columns = ["model", "params", *details, f"plain {unit}", f"mmstudio {unit}", "ratio"]
+    columns += ["ratio (CPU time)"] if on_cpu else []
+    columns += ["goal", "same output", last]
+    lines = []
+    for r in rows:
+        line = [r.case.title, f"{r.params / 1e6:.1f}M", *r.details, r.plain, r.ours, f"{r.ratio:.2f}x"]
+        line += [f"{r.cpu_ratio:.2f}x"] if on_cpu else []
+        line += [r.goal, yes_no(r.same), r.last]
+        lines.append(line)
+    table(columns, lines)

@@ -46,16 +46,16 @@ def scenes_with_questions(count: int, seed: int = 1):
     return out
 
 
-def measure(label: str, name: str, args, repeats: int) -> dict:
+def measure(case: sbs.Case, args) -> dict:
     from mmstudio.models.base import GenerationOptions, Task
 
     engine = sbs.engine(args)
-    adapter = engine.adapter(Task.VQA, name)
+    adapter = engine.adapter(Task.VQA, case.name)
     processor, model = sbs.plain("BlipForQuestionAnswering", adapter.info.path, args)
     generation = GenerationOptions(max_new_tokens=MAX_NEW_TOKENS)
 
     def ours(image, question):
-        return engine.ask(image, [question], model=name, generation=generation)[0].answer
+        return engine.ask(image, [question], model=case.name, generation=generation)[0].answer
 
     def plain(image, question):
         inputs = sbs.to_device(processor(images=image, text=question, return_tensors="pt"), args)
@@ -63,7 +63,7 @@ def measure(label: str, name: str, args, repeats: int) -> dict:
         return processor.decode(out[0], skip_special_tokens=True)
 
     sides = {"plain": plain, "mmstudio": ours}
-    work = scenes_with_questions(repeats + 1)
+    work = scenes_with_questions(case.repeats + 1)
     warm_image, warm_questions = work.pop()
     for side in sides.values():  # warm-up: first-call allocations, lazy inits
         side(warm_image, warm_questions[0]), side(warm_image, warm_questions[1])
@@ -82,56 +82,38 @@ def measure(label: str, name: str, args, repeats: int) -> dict:
     def median(samples, i):
         return statistics.median(s[i] for s in samples)
 
-    lengths = sorted({len(processor.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers["plain"]})
-    return dict(label=label, name=name, params=adapter.info.parameters, repeats=repeats,
+    return dict(params=adapter.info.parameters,
                 first={n: median(first[n], 0) for n in sides}, first_cpu={n: median(first[n], 1) for n in sides},
                 follow={n: median(followup[n], 0) for n in sides},
                 follow_cpu={n: median(followup[n], 1) for n in sides},
-                same=answers["plain"] == answers["mmstudio"], lengths=lengths, example=answers["mmstudio"][:3],
-                questions=work[0][1])
+                same=answers["plain"] == answers["mmstudio"], example=answers["mmstudio"][:3], questions=work[0][1],
+                tokens=sbs.token_range(processor.tokenizer, answers["plain"]))
 
 
 def main() -> None:
     parser = sbs.parser(__doc__)
-    parser.add_argument("--models", default="base", help="which of base,builtin to run (default base)")
+    sbs.add_models(parser, default="base")
     args = parser.parse_args()
     sbs.setup(args)
 
-    from base_size import checkpoint
+    cases = sbs.cases(args, "vqa", repeats={"builtin": (3, 10), "base": (2, 5)})
+    sbs.header(args, "VQA follow-up questions")
+    results = [(case, measure(case, args)) for case in cases]
 
     rows = []
-    wanted = args.models.split(",")
-    cases = []
-    if "builtin" in wanted:
-        cases.append(("builtin", "builtin:vqa", args.repeats or (3 if args.quick else 10)))
-    if "base" in wanted:
-        cases.append(("base", str(checkpoint("vqa")), args.repeats or (2 if args.quick else 5)))
-    sbs.header(args, "VQA follow-up questions")
-    for label, name, repeats in cases:
-        rows.append(measure(label, name, args, repeats))
-
-    on_cpu = args.device == "cpu"
-    columns = ["model", "params", "images", "question", "plain ms", "mmstudio ms", "ratio"]
-    columns += ["ratio (CPU time)"] if on_cpu else []
-    columns += ["goal", "same output", "answer tokens"]
-    lines = []
-    for r in rows:
-        model = f"{r['label']} ({r['name'] if r['label'] == 'builtin' else 'random weights'})"
-        tokens = f"{r['lengths'][0]}-{r['lengths'][-1]}" if r["lengths"] else "0"
+    for case, r in results:
         for kind, wall, cpu, goal in (("first", r["first"], r["first_cpu"], "-"),
                                       ("follow-up", r["follow"], r["follow_cpu"], f">= {GOAL}x")):
-            line = [model, f"{r['params'] / 1e6:.1f}M", str(r["repeats"]), kind, f"{wall['plain'] * 1e3:.1f}",
-                    f"{wall['mmstudio'] * 1e3:.1f}", f"{wall['plain'] / wall['mmstudio']:.2f}x"]
-            line += [f"{cpu['plain'] / cpu['mmstudio']:.2f}x"] if on_cpu else []
-            line += [goal, sbs.yes_no(r["same"]), tokens]
-            lines.append(line)
-    sbs.table(columns, lines)
-    for r in rows:
-        print(f"  {r['label']} example: {r['questions']} -> {r['example']}")
+            rows.append(sbs.Row(case, r["params"], [str(case.repeats), kind], f"{wall['plain'] * 1e3:.1f}",
+                                f"{wall['mmstudio'] * 1e3:.1f}", wall["plain"] / wall["mmstudio"],
+                                cpu["plain"] / cpu["mmstudio"], goal, r["same"], r["tokens"]))
+    sbs.comparison(args.device, ["images", "question"], "ms", "answer tokens", rows)
+    for case, r in results:
+        print(f"  {case.label} example: {r['questions']} -> {r['example']}")
     parts = []
-    for r in rows:
+    for case, r in results:
         ratio = r["follow"]["plain"] / r["follow"]["mmstudio"]
-        parts.append(f"{ratio:.2f}x per follow-up question on {r['label']} (goal {GOAL}x, "
+        parts.append(f"{ratio:.2f}x per follow-up question on {case.label} (goal {GOAL}x, "
                      f"{'met' if ratio >= GOAL else 'NOT met'}), first question "
                      f"{r['first']['plain'] / r['first']['mmstudio']:.2f}x")
     print("summary: mmstudio Engine.ask vs plain transformers processor + generate: " + "; ".join(parts))
