@@ -187,3 +187,45 @@ def test_calibrated_itm_head_puts_the_best_cut_at_one_half(tmp_path, world):
     accuracy_at_half = ((positives > 0).sum() + (negatives < 0).sum()) / (len(positives) + len(negatives))
     assert accuracy_at_half == pytest.approx(report["selection_accuracy_after"], abs=1e-3)
     assert abs(best_threshold(positives, negatives)[0]) < 0.05
+
+
+def test_itm_batches_carry_several_distinct_hard_negatives_per_image(tmp_path, world):
+    from transformers import BlipProcessor
+
+    from mmstudio.training.data import PixelStore
+    from mmstudio.training.objectives import Collator
+
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", negatives_per_image=3))
+    assert read_run_record(out)["finished"]
+    dataset = read_dataset(world, Task.ITM)
+    processor = BlipProcessor.from_pretrained(out)
+    collator = Collator(Task.ITM, dataset, PixelStore(dataset, processor.image_processor), processor.tokenizer,
+                        negatives_per_image=3)
+    batch = collator([0, 1])
+    assert batch["neg_input_ids"].shape[0] == batch["neg_valid"].shape[0] == 6
+    for image in range(2):
+        texts = processor.tokenizer.batch_decode(batch["neg_input_ids"][3 * image:3 * image + 3],
+                                                 skip_special_tokens=True)
+        assert len(set(texts)) == 3 and set(texts) <= set(dataset.examples[image].negatives)
+
+
+def test_pixel_cache_serves_the_same_pixels_and_notices_a_changed_image(tmp_path, world):
+    from transformers import BlipImageProcessor
+
+    from mmstudio.training.data import PixelStore
+
+    data = tmp_path / "data"
+    shutil.copytree(world, data)
+    dataset = read_dataset(data, Task.CAPTION)
+    processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    fresh = PixelStore(dataset, processor, cache=tmp_path / "cache")
+    (stored,) = (tmp_path / "cache").glob("pixels-*.npy")
+    cached = PixelStore(dataset, processor, cache=tmp_path / "cache")
+    assert cached.pixels.shape == fresh.pixels.shape and (cached.pixels == fresh.pixels).all()
+    assert (cached.batch([3, 1]) == fresh.batch([3, 1])).all()
+
+    first = dataset.images[0]
+    load_image(dataset.images[1]).save(first)  # same name, other picture
+    changed = PixelStore(read_dataset(data, Task.CAPTION), processor, cache=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("pixels-*.npy"))) == 2
+    assert (changed.pixels[0] == fresh.pixels[1]).all() and stored.is_file()

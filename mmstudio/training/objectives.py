@@ -92,7 +92,9 @@ class ItmObjective(_Objective):
             weights_t = torch.where(has_other_t[:, None], weights_t, torch.zeros_like(weights_t))
             image_for_text = torch.multinomial(torch.softmax(weights_t, dim=1), 1).squeeze(1)
 
-        pair_embeds = torch.cat([embeds, embeds[neg_valid], embeds[has_other], embeds[image_for_text[has_other_t]]])
+        per_image = neg_input_ids.shape[0] // embeds.shape[0]  # hard negatives written per image
+        neg_embeds = embeds.repeat_interleave(per_image, dim=0)[neg_valid]
+        pair_embeds = torch.cat([embeds, neg_embeds, embeds[has_other], embeds[image_for_text[has_other_t]]])
         pair_ids = torch.cat([input_ids, neg_input_ids[neg_valid], input_ids[text_for_image[has_other]],
                               input_ids[has_other_t]])
         pair_mask = torch.cat([attention_mask, neg_attention_mask[neg_valid],
@@ -115,8 +117,10 @@ class Collator:
     """Turns a list of item indices into the objective's tensors."""
 
     def __init__(self, task: Task, dataset: Dataset, pixels: PixelStore, tokenizer, *,
-                 questions_per_image: int = 4, seed: int = 0, max_length: int = 48, grid_side: int = 0):
+                 questions_per_image: int = 4, negatives_per_image: int = 1, seed: int = 0, max_length: int = 48,
+                 grid_side: int = 0):
         self.task = task
+        self.negatives_per_image = negatives_per_image
         self.dataset = dataset
         self.pixels = pixels
         self.tokenizer = tokenizer
@@ -180,7 +184,7 @@ class Collator:
         examples = [self.dataset.examples[i] for i in items]
         texts = [e.text for e in examples]
         # Rows without a written hard negative still learn from the in-batch ones.
-        negatives = [self.rng.choice(e.negatives) if e.negatives else e.text for e in examples]
+        negatives = [text for e in examples for text in self._hard_negatives(e)]
         ids, mask = self._tokens(texts, decoder=False)
         neg_ids, neg_mask = self._tokens(negatives, decoder=False)
         width = max(ids.shape[1], neg_ids.shape[1])
@@ -188,7 +192,20 @@ class Collator:
         same = torch.tensor([[a == b for b in texts] for a in texts])
         return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": ids,
                 "attention_mask": mask, "neg_input_ids": neg_ids, "neg_attention_mask": neg_mask,
-                "neg_valid": torch.tensor([bool(e.negatives) for e in examples]), "same_text": same}
+                "neg_valid": torch.tensor([bool(e.negatives) for e in examples
+                                           for _ in range(self.negatives_per_image)]),
+                "same_text": same}
+
+    def _hard_negatives(self, example: Example) -> list[str]:
+        """`negatives_per_image` distinct written negatives where there are enough (placeholders where none)."""
+        k = self.negatives_per_image
+        if not example.negatives:
+            return [example.text] * k
+        if k == 1:  # the draw of runs made before there was a choice, so their seeds still reproduce them
+            return [self.rng.choice(example.negatives)]
+        if len(example.negatives) >= k:
+            return self.rng.sample(example.negatives, k)
+        return [self.rng.choice(example.negatives) for _ in range(k)]
 
 
 def _pad_to(tensor, width: int):

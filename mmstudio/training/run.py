@@ -53,6 +53,8 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
     size: str = "small"  # architecture of a scratch model
     questions_per_image: int = 4
+    negatives_per_image: int = 1  # ITM: written hard negatives per image in each batch
+    pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files
     lora: bool = False
     lora_rank: int = 8
     threads: int | None = None
@@ -219,11 +221,12 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
         model = apply_lora(model, config.task, config.lora_rank, token_ids=[*words, processor.tokenizer.sep_token_id])
     emit({"event": "model", "note": note, "parameters": sum(p.numel() for p in model.parameters()),
           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
-    pixels = PixelStore(job.dataset, processor.image_processor)
+    pixels = PixelStore(job.dataset, processor.image_processor, cache=config.pixel_cache)
     grounding = _use_grounding(config, job.dataset)
     vision = model.config.vision_config
     collator = Collator(config.task, job.dataset, pixels, processor.tokenizer,
-                        questions_per_image=config.questions_per_image, seed=config.seed,
+                        questions_per_image=config.questions_per_image,
+                        negatives_per_image=config.negatives_per_image, seed=config.seed,
                         grid_side=vision.image_size // vision.patch_size if grounding else 0)
     items = collator.items()
     objective = OBJECTIVES[config.task](model, grounding=grounding)
@@ -426,7 +429,8 @@ class _Evaluator:
 
         # A fresh collator with the run's seed each time: every evaluation sees the very same batches.
         collator = Collator(self.config.task, self.dataset, self.pixels, self.processor.tokenizer,
-                            questions_per_image=self.config.questions_per_image, seed=self.config.seed,
+                            questions_per_image=self.config.questions_per_image,
+                            negatives_per_image=self.config.negatives_per_image, seed=self.config.seed,
                             grid_side=self.grid_side)
         items = collator.items()[:self.config.eval_samples]
         device = next(self.objective.parameters()).device
