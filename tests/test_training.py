@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -63,6 +64,13 @@ def test_csv_metadata(tmp_path, world):
     (data / "metadata.csv").write_text('file_name,caption\nimages/a.png,"a small red circle"\n')
     dataset = read_dataset(data, Task.CAPTION)
     assert dataset.examples[0].text == "a small red circle"
+
+
+def test_rows_takes_the_first_rows_only(world):
+    whole = read_dataset(world, Task.VQA)
+    first = read_dataset(world, Task.VQA, rows=5)
+    assert first.rows == 5 and first.images == whole.images[:5]
+    assert first.examples == [e for e in whole.examples if e.image < 5]
 
 
 def test_train_each_task_and_load_the_result(tmp_path, world):
@@ -229,3 +237,14 @@ def test_pixel_cache_serves_the_same_pixels_and_notices_a_changed_image(tmp_path
     changed = PixelStore(read_dataset(data, Task.CAPTION), processor, cache=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("pixels-*.npy"))) == 2
     assert (changed.pixels[0] == fresh.pixels[1]).all() and stored.is_file()
+
+
+def test_reuse_matches_records_written_before_a_setting_existed(tmp_path):
+    from mmstudio.training.recipe import same_training
+    from mmstudio.training.run import _jsonable
+
+    config = TrainConfig(task=Task.VQA, data=tmp_path / "train", out=tmp_path / "vqa", base="caption", steps=40)
+    old = {k: v for k, v in _jsonable(dataclasses.asdict(config)).items() if k not in ("rows", "negatives_per_image")}
+    assert same_training({"finished": True, "config": old}, config)
+    assert not same_training({"finished": True, "config": old}, dataclasses.replace(config, rows=30000))
+    assert not same_training({"finished": False, "config": old}, config)

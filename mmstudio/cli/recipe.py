@@ -13,7 +13,7 @@ def register(commands) -> None:
     p.add_argument("--out", type=Path, required=True, help="where the three model folders go (resources/models)")
     p.add_argument("--work", type=Path, required=True, help="scratch folder for data and training runs")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every step count (smoke tests: 0.001)")
-    p.add_argument("--train-scenes", type=int, help="training scenes (default 30000)")
+    p.add_argument("--train-scenes", type=int, help="training scenes (default 90000)")
     p.add_argument("--heldout", type=Path, help="also measure on this dataset (e.g. from bench/heldout_world.py)")
     p.add_argument("--finish-only", action="store_true",
                    help="skip training: measure the models already trained in --work and publish them")

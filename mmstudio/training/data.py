@@ -143,8 +143,8 @@ def _examples_of(row: dict, task: Task, image: int) -> tuple[list[Example], str 
     return examples, None
 
 
-def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -> Dataset:
-    """Parse and validate; raises DatasetError listing every bad row."""
+def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True, rows: int | None = None) -> Dataset:
+    """Parse and validate; raises DatasetError listing every bad row. rows: only the first N rows."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such dataset folder")
@@ -155,9 +155,11 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True) -
     sizes: list[tuple[int, int] | None] = []
     examples: list[Example] = []
     problems: list[str] = []
-    rows = 0
+    limit, rows = rows, 0
     root = folder.resolve()
     for source, number, row in _rows(folder):
+        if limit is not None and rows >= limit:
+            break
         rows += 1
         where = f"{folder / source}:{number}"
         if isinstance(row, str):

@@ -34,7 +34,7 @@ def _table(report: dict) -> list[str]:
 
 
 def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: str,
-                     heldout: dict | None = None, extra: str = "") -> Path:
+                     heldout: dict | None = None, extra: str = "", train_scenes: int | None = None) -> Path:
     name, arch, purpose = WHAT[Task(task)]
     parameters = record.get("parameters")
     config = json.loads((folder / "config.json").read_text())
@@ -58,7 +58,8 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
     lines += [
         "",
         "## Data and recipe",
-        "Trained by the project on Shapes World (`shared/specs/shapes-world.md`): 30,000 generated scenes "
+        "Trained by the project on Shapes World (`shared/specs/shapes-world.md`): "
+        f"{f'{train_scenes:,} ' if train_scenes else ''}generated scenes "
         "(seed 1) with the full rendering variation. The caption model learns to see from scratch (caption "
         "loss plus an auxiliary patch-label loss from the scenes' boxes); the VQA model starts from its vision "
         "encoder, and the retrieval model from the VQA model's vision encoder and fusion text encoder "
@@ -66,8 +67,9 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
         "",
         f"    {recipe_command}",
         "",
-        f"Training of this model: {record.get('steps', '?')} steps; the whole recipe's times are in "
-        "`resources/models/README.md`.",
+        f"Training of this model: {record.get('steps', '?')} steps"
+        + (f" on the first {rows:,} of those scenes" if (rows := (record.get("config") or {}).get("rows")) else "")
+        + "; the whole recipe's times are in `resources/models/README.md`.",
         "",
         f"## Measured on {validation.get('count', '?')} fresh validation scenes (seed 2000, never used in training)",
         "",

@@ -54,6 +54,7 @@ class TrainConfig:
     size: str = "small"  # architecture of a scratch model
     questions_per_image: int = 4
     negatives_per_image: int = 1  # ITM: written hard negatives per image in each batch
+    rows: int | None = None  # train on the first N rows of the data only
     pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files
     lora: bool = False
     lora_rank: int = 8
@@ -78,7 +79,7 @@ class PreparedJob:
 def prepare(config: TrainConfig) -> PreparedJob:
     """Validate everything a run needs before anything starts. Raises MMStudioError subclasses."""
     config = replace(config, task=Task(config.task), data=Path(config.data), out=Path(config.out))
-    dataset = read_dataset(config.data, config.task)
+    dataset = read_dataset(config.data, config.task, rows=config.rows)
     if config.eval_data is not None:
         read_dataset(config.eval_data, config.task)
     resume_from = None
