@@ -217,6 +217,26 @@ def test_itm_batches_carry_several_distinct_hard_negatives_per_image(tmp_path, w
         assert len(set(texts)) == 3 and set(texts) <= set(dataset.examples[image].negatives)
 
 
+def test_order_share_draws_reordered_captions_as_negatives(tmp_path, world):
+    from transformers import BlipProcessor
+
+    from mmstudio.training.data import PixelStore
+    from mmstudio.training.objectives import Collator
+
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", steps=1, order_share=1.0))
+    dataset = read_dataset(world, Task.ITM)
+    processor = BlipProcessor.from_pretrained(out)
+    collator = Collator(Task.ITM, dataset, PixelStore(dataset, processor.image_processor), processor.tokenizer,
+                        order_share=1.0)
+    rows = [i for i, e in enumerate(dataset.examples)
+            if any(sorted(n.split()) == sorted(e.text.split()) for n in e.negatives)]
+    assert rows, "the fixture world has scenes with two or more objects"
+    for _ in range(3):
+        batch = collator(rows)
+        for i, text in zip(rows, processor.tokenizer.batch_decode(batch["neg_input_ids"], skip_special_tokens=True)):
+            assert text != dataset.examples[i].text and sorted(text.split()) == sorted(dataset.examples[i].text.split())
+
+
 def test_pixel_cache_serves_the_same_pixels_and_notices_a_changed_image(tmp_path, world):
     from transformers import BlipImageProcessor
 

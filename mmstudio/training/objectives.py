@@ -117,10 +117,11 @@ class Collator:
     """Turns a list of item indices into the objective's tensors."""
 
     def __init__(self, task: Task, dataset: Dataset, pixels: PixelStore, tokenizer, *,
-                 questions_per_image: int = 4, negatives_per_image: int = 1, seed: int = 0, max_length: int = 48,
-                 grid_side: int = 0):
+                 questions_per_image: int = 4, negatives_per_image: int = 1, order_share: float = 0.0, seed: int = 0,
+                 max_length: int = 48, grid_side: int = 0):
         self.task = task
         self.negatives_per_image = negatives_per_image
+        self.order_share = order_share
         self.dataset = dataset
         self.pixels = pixels
         self.tokenizer = tokenizer
@@ -197,15 +198,27 @@ class Collator:
                 "same_text": same}
 
     def _hard_negatives(self, example: Example) -> list[str]:
-        """`negatives_per_image` distinct written negatives where there are enough (placeholders where none)."""
-        k = self.negatives_per_image
-        if not example.negatives:
+        """`negatives_per_image` distinct written negatives where there are enough (placeholders where none).
+
+        With `order_share`, one of them is a reordering of the caption's own words (the same objects named
+        in another order) that often, where the row has one: only those teach the model to check order.
+        """
+        k, negatives = self.negatives_per_image, example.negatives
+        if not negatives:
             return [example.text] * k
-        if k == 1:  # the draw of runs made before there was a choice, so their seeds still reproduce them
-            return [self.rng.choice(example.negatives)]
-        if len(example.negatives) >= k:
-            return self.rng.sample(example.negatives, k)
-        return [self.rng.choice(example.negatives) for _ in range(k)]
+        picked: list[str] = []
+        if self.order_share:
+            words = sorted(example.text.split())
+            reordered = [n for n in negatives if sorted(n.split()) == words]
+            if reordered and self.rng.random() < self.order_share:
+                picked.append(self.rng.choice(reordered))
+                negatives = [n for n in negatives if n != picked[0]] or negatives
+        need = k - len(picked)
+        if need == 1:  # the draw of runs made before there was a choice, so their seeds still reproduce them
+            return picked + [self.rng.choice(negatives)]
+        if len(negatives) >= need:
+            return picked + self.rng.sample(negatives, need)
+        return picked + [self.rng.choice(negatives) for _ in range(need)]
 
 
 def _pad_to(tensor, width: int):

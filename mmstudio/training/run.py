@@ -54,6 +54,7 @@ class TrainConfig:
     size: str = "small"  # architecture of a scratch model
     questions_per_image: int = 4
     negatives_per_image: int = 1  # ITM: written hard negatives per image in each batch
+    order_share: float = 0.0  # ITM: how often one of them is the caption's words in another order, where any is
     rows: int | None = None  # train on the first N rows of the data only
     pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files
     lora: bool = False
@@ -227,7 +228,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     vision = model.config.vision_config
     collator = Collator(config.task, job.dataset, pixels, processor.tokenizer,
                         questions_per_image=config.questions_per_image,
-                        negatives_per_image=config.negatives_per_image, seed=config.seed,
+                        negatives_per_image=config.negatives_per_image, order_share=config.order_share,
+                        seed=config.seed,
                         grid_side=vision.image_size // vision.patch_size if grounding else 0)
     items = collator.items()
     objective = OBJECTIVES[config.task](model, grounding=grounding)
@@ -431,7 +433,8 @@ class _Evaluator:
         # A fresh collator with the run's seed each time: every evaluation sees the very same batches.
         collator = Collator(self.config.task, self.dataset, self.pixels, self.processor.tokenizer,
                             questions_per_image=self.config.questions_per_image,
-                            negatives_per_image=self.config.negatives_per_image, seed=self.config.seed,
+                            negatives_per_image=self.config.negatives_per_image,
+                            order_share=self.config.order_share, seed=self.config.seed,
                             grid_side=self.grid_side)
         items = collator.items()[:self.config.eval_samples]
         device = next(self.objective.parameters()).device
