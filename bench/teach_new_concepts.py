@@ -29,8 +29,19 @@ def exact_match(model: str, data: Path, limit: int) -> float:
     return evaluate_adapter(adapter, data, limit=limit, attention=False).metrics["exact_match"]
 
 
-def merged_dataset(out: Path, parts: list[Path], keep=lambda row: True, limit: int | None = None) -> Path:
-    """One imagefolder from several (file names prefixed by their part), optionally only rows that `keep`."""
+def every_row(row: dict) -> bool:
+    return True
+
+
+def merged_dataset(out: Path, parts: list[Path], keep=every_row, limit: int | None = None) -> Path:
+    """One imagefolder from several (file names prefixed by their part), optionally only rows that `keep`.
+
+    A merge of these very parts from an earlier run is reused (the parts are generated deterministically)."""
+    record = out / "parts.json"
+    wanted = json.dumps({"parts": [str(p) for p in parts], "limit": limit, "keep": keep.__name__,
+                         "rows": [len((p / "metadata.jsonl").read_text().splitlines()) for p in parts]})
+    if record.is_file() and record.read_text() == wanted and (out / "metadata.jsonl").is_file():
+        return out
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
     lines = []
@@ -44,6 +55,7 @@ def merged_dataset(out: Path, parts: list[Path], keep=lambda row: True, limit: i
             row["file_name"] = name
             lines.append(json.dumps(row))
     (out / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    record.write_text(wanted)
     return out
 
 
@@ -68,13 +80,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4, help="learning rate of the full fine-tune")
     parser.add_argument("--lora-lr", type=float, default=1e-3)
     parser.add_argument("--base", default=None, help="the caption model to teach (default: the built-in one)")
+    parser.add_argument("--new-scenes", type=int, default=20000, help="generated scenes with hexagon and pink")
+    parser.add_argument("--old-scenes", type=int, default=10000, help="generated scenes of the original world")
+    parser.add_argument("--grounding", action="store_true",
+                        help="also train the patch-label head on the scenes' boxes (tried: no better, slower)")
+    parser.add_argument("--methods", default="full,lora", help="which runs: full, lora or both (comma-separated)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about a minute)")
     args = parser.parse_args()
     quick = args.quick
     work = args.work
     shapes, colors = SHAPES + EXTRA_SHAPES, COLORS + EXTRA_COLORS
-    # Fresh scenes rather than epochs over few: 1,800 steps of 64 see each training scene about 4 times.
-    n_new, n_old, n_eval = (64, 32, 32) if quick else (20000, 10000, 400)
+    # At 20,000 + 10,000 scenes (each seen about 4 times) the model wrote 90 % of its training scenes right
+    # and 81 % of new ones; 60,000 + 20,000 with the patch-label head gave 79 % (fewer steps in 10 minutes).
+    n_new, n_old, n_eval = (64, 32, 32) if quick else (args.new_scenes, args.old_scenes, 400)
     new_train = dataset(work / "new-train", n_new, seed=501, shapes=shapes, colors=colors, workers=2)
     old_train = dataset(work / "old-train", n_old, seed=502, workers=2)
     train_data = merged_dataset(work / "train", [new_train, old_train])
@@ -88,7 +106,10 @@ def main() -> None:
 
     rows = [("built-in (before)" if args.base is None else "base (before)", args.base or "builtin:caption")]
     timings = {}
+    methods = {m.strip() for m in args.methods.split(",")}
     for label, lora in (("full fine-tune", False), ("LoRA r=16", True)):
+        if ("lora" if lora else "full") not in methods:
+            continue
         out = work / ("lora" if lora else "full")
         shutil.rmtree(out, ignore_errors=True)
         # A step count that fits the time on this 2-core CPU, so the cosine schedule runs to its end;
@@ -96,7 +117,8 @@ def main() -> None:
         config = TrainConfig(task=Task.CAPTION, data=train_data, out=out, base=args.base,
                              steps=args.steps if not quick else 4, batch_size=args.batch_size,
                              learning_rate=args.lora_lr if lora else args.lr, max_minutes=minutes, lora=lora,
-                             lora_rank=16, save_every=1000, log_every=100)
+                             lora_rank=16, save_every=1000, log_every=100, pixel_cache=work / "pixels",
+                             grounding=args.grounding)
         started = time.monotonic()
         train(config, lambda event: print(json.dumps(event)) if event["event"] in ("start", "done") else None)
         timings[label] = (time.monotonic() - started) / 60
