@@ -8,6 +8,9 @@ from mmstudio import __version__
 
 
 def run_app(images: list[str] | None = None) -> int:
+    from mmstudio import preload
+
+    preload.start()  # torch and transformers import while Qt starts and the window paints
     from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication

@@ -13,6 +13,7 @@ import traceback
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from mmstudio import preload
 from mmstudio.engine import Engine
 from mmstudio.errors import CancelledError, MMStudioError
 from mmstudio.models.base import LoadOptions
@@ -42,8 +43,7 @@ class _Worker(QObject):
         try:
             if token.cancelled:
                 raise CancelledError("cancelled before it started")
-            if self.engine is None:
-                self.engine = Engine(self._options)
+            self._ensure_engine()
             self.started.emit(request, _describe(request, self.engine))
             outcome = execute(self.engine, request, token,
                               progress=lambda done, total: self.progress.emit(request.id, done, total))
@@ -65,11 +65,15 @@ class _Worker(QObject):
 
         A failure here is not reported: the first real request meets it again and reports it."""
         try:
-            if self.engine is None:
-                self.engine = Engine(self._options)
+            self._ensure_engine()
             self.engine.adapter(task)
         except Exception:  # noqa: BLE001,S110 - see the docstring
             pass
+
+    def _ensure_engine(self) -> None:
+        if self.engine is None:
+            preload.wait()  # the app's launch may still be importing torch on another thread
+            self.engine = Engine(self._options)
 
     @Slot()
     def shutdown(self) -> None:
