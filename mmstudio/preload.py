@@ -43,7 +43,5 @@ def _run(modules: tuple[str, ...]) -> None:
 
 def wait() -> None:
     """Block until a started preload has finished; return at once if none was started."""
-    with _lock:
-        started = _thread is not None
-    if started:
+    if _thread is not None:  # set once, under the lock in start(); reading it needs no lock
         _done.wait()

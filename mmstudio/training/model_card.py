@@ -55,6 +55,8 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
     ]
     if parameters:
         lines.append(f"- {parameters / 1e6:.2f}M parameters")
+    rows = (record.get("config") or {}).get("rows")
+    subset = f" on the first {rows:,} of those scenes" if rows else ""
     lines += [
         "",
         "## Data and recipe",
@@ -67,9 +69,8 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
         "",
         f"    {recipe_command}",
         "",
-        f"Training of this model: {record.get('steps', '?')} steps"
-        + (f" on the first {rows:,} of those scenes" if (rows := (record.get("config") or {}).get("rows")) else "")
-        + "; the whole recipe's times are in `resources/models/README.md`.",
+        f"Training of this model: {record.get('steps', '?')} steps{subset}; the whole recipe's times are in "
+        "`resources/models/README.md`.",
         "",
         f"## Measured on {validation.get('count', '?')} fresh validation scenes (seed 2000, never used in training)",
         "",
