@@ -39,7 +39,7 @@ def merged_dataset(out: Path, parts: list[Path], keep=every_row, limit: int | No
     A merge of these very parts from an earlier run is reused (the parts are generated deterministically)."""
     record = out / "parts.json"
     wanted = json.dumps({"parts": [str(p) for p in parts], "limit": limit, "keep": keep.__name__,
-                         "rows": [len((p / "metadata.jsonl").read_text().splitlines()) for p in parts]})
+                         "metadata": [_stamp(p / "metadata.jsonl") for p in parts]})
     if record.is_file() and record.read_text() == wanted and (out / "metadata.jsonl").is_file():
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -57,6 +57,12 @@ def merged_dataset(out: Path, parts: list[Path], keep=every_row, limit: int | No
     (out / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     record.write_text(wanted)
     return out
+
+
+def _stamp(file: Path) -> list[int]:
+    """Size and modification time: tells a regenerated part apart without reading its rows."""
+    stat = file.stat()
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def dataset(out: Path, count: int, seed: int, **kw) -> Path:
