@@ -142,7 +142,7 @@ def build_start_model(job: PreparedJob):
             model = getattr(transformers, target).from_pretrained(resolved.path, use_safetensors=True)
             note = f"fine-tuning {resolved.path}"
         else:
-            model, copied = _warm_start(getattr(transformers, target), resolved.path)
+            model, copied = _warm_start(getattr(transformers, target), resolved.path, tokenizer.cls_token_id)
             note = f"new {target} head, {copied} weight tensors taken from {resolved.path}"
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{resolved.path}: cannot load as a training base: {exc}") from None
@@ -151,8 +151,14 @@ def build_start_model(job: PreparedJob):
     return model, processor, note
 
 
-def _warm_start(cls, path: Path):
-    """A fresh head of `cls` with every same-named, same-shaped tensor of another BLIP checkpoint."""
+def _warm_start(cls, path: Path, cls_token_id: int | None = None):
+    """A fresh head of `cls` with every same-named, same-shaped tensor of another BLIP checkpoint.
+
+    A retrieval head taken from a caption model gets its text encoder from the caption decoder's BERT,
+    as BLIP shares those weights between its encoder and decoder: that decoder already ties each word
+    to its object in left-to-right order (a fresh encoder, or a VQA question encoder, learns word order
+    slowly). The encoder's [CLS] row starts as the decoder's [DEC] row, the token both read first.
+    """
     from safetensors.torch import load_file
     from transformers import BlipConfig
 
@@ -163,10 +169,26 @@ def _warm_start(cls, path: Path):
     for file in sorted(Path(path).glob("*.safetensors")):
         source.update(load_file(str(file)))
     own = model.state_dict()
+    if _encoder_from_decoder(own, source):
+        prefix = "text_decoder.bert."
+        source.update({"text_encoder." + k[len(prefix):]: v for k, v in source.items() if k.startswith(prefix)})
+        rows = "text_encoder.embeddings.word_embeddings.weight"
+        if cls_token_id is not None and rows in source:
+            source[rows] = source[rows].clone()
+            source[rows][cls_token_id] = source[rows][config.text_config.bos_token_id]
     usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
     model.tie_weights()
     return model, len(usable)
+
+
+def _encoder_from_decoder(own: dict, source: dict) -> bool:
+    """True for a retrieval head (a text encoder, no decoder) warm-started from a caption model."""
+    def has(keys, prefix):
+        return any(k.startswith(prefix) for k in keys)
+
+    return (has(own, "text_encoder.") and not has(own, "text_decoder.")
+            and has(source, "text_decoder.bert.") and not has(source, "text_encoder."))
 
 
 # ------------------------------------------------------------------ the run
