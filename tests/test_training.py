@@ -268,3 +268,39 @@ def test_reuse_matches_records_written_before_a_setting_existed(tmp_path):
     assert same_training({"finished": True, "config": old}, config)
     assert not same_training({"finished": True, "config": old}, dataclasses.replace(config, rows=30000))
     assert not same_training({"finished": False, "config": old}, config)
+
+
+def test_retrieval_from_a_caption_model_takes_the_decoders_text_weights(tmp_path):
+    import torch
+    from transformers import BlipForImageTextRetrieval
+
+    from mmstudio.training.blank import build_model
+    from mmstudio.training.run import PreparedJob, build_start_model
+    from mmstudio.world.vocab import all_words
+
+    caption, processor = build_model(Task.CAPTION, sorted(all_words()), "tiny", seed=1)
+    caption.save_pretrained(tmp_path / "caption")
+    processor.save_pretrained(tmp_path / "caption")
+    decoder = {k: v for k, v in caption.state_dict().items() if k.startswith("text_decoder.bert.")}
+    vqa_job = PreparedJob(TrainConfig(task=Task.VQA, data=tmp_path, out=tmp_path / "v", base=str(tmp_path / "caption")),
+                          dataset=None, base_description="")
+    itm_job = dataclasses.replace(vqa_job, config=dataclasses.replace(vqa_job.config, task=Task.ITM))
+
+    retrieval, tokenizer_processor, note = build_start_model(itm_job)
+    assert isinstance(retrieval, BlipForImageTextRetrieval) and "from" in note
+    own = retrieval.state_dict()
+    for key, value in decoder.items():
+        name = "text_encoder." + key[len("text_decoder.bert."):]
+        if name.endswith("word_embeddings.weight"):
+            tok = tokenizer_processor.tokenizer
+            rows = own[name]
+            # [CLS] starts as [DEC], the first token each reads; every other row is the decoder's own
+            assert torch.equal(rows[tok.cls_token_id], value[tok.bos_token_id])
+            keep = [i for i in range(rows.shape[0]) if i != tok.cls_token_id]
+            assert torch.equal(rows[keep], value[keep])
+        else:
+            assert torch.equal(own[name], value), name
+    # A VQA head has a decoder of its own to take those weights; its question encoder starts fresh.
+    vqa, _, _ = build_start_model(vqa_job)
+    fresh = vqa.state_dict()["text_encoder.encoder.layer.0.attention.self.query.weight"]
+    assert not torch.equal(fresh, decoder["text_decoder.bert.encoder.layer.0.attention.self.query.weight"])
