@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image
@@ -15,6 +16,9 @@ from mmstudio.imaging import iter_image_files
 from mmstudio.requests import ImageRef
 
 THUMB = 96
+# Decoded photos are big (a 12-megapixel one is 36 MB): keep the ones used last within this budget and
+# decode the others again from their files when they are selected.
+CACHE_BYTES = 512 * 2**20
 _REF_ROLE = Qt.ItemDataRole.UserRole
 _clipboard_numbers = itertools.count(1)
 
@@ -60,7 +64,8 @@ class Gallery(QListWidget):
         self.setAcceptDrops(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
         self.setToolTip("Drop image files or folders here, or paste an image (Ctrl+V)")
-        self._images: dict[str, Image.Image] = {}
+        self._images: OrderedDict[str, Image.Image] = OrderedDict()  # least recently used first
+        self._loaded: set[str] = set()  # keys whose image decoded once: usable, even when not in memory now
         self._items: dict[str, QListWidgetItem] = {}  # by key: folders of thousands stay fast
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(2)
@@ -100,14 +105,30 @@ class Gallery(QListWidget):
         item = self._item(key)
         if item is None:
             return
-        self._images[key] = image
+        self._loaded.add(key)
+        self._remember(key, image)
         item.setIcon(QIcon(QPixmap.fromImage(thumb)))
         if self.currentItem() is None:
             self.setCurrentItem(item)
         elif self.currentItem() is item:
             self._on_current(item, None)
 
+    def _remember(self, key: str, image: Image.Image) -> None:
+        self._images[key] = image
+        self._images.move_to_end(key)
+        size = sum(_bytes(i) for i in self._images.values())
+        while size > CACHE_BYTES and len(self._images) > 1:
+            _, dropped = self._images.popitem(last=False)
+            size -= _bytes(dropped)
+
+    def _recall(self, ref: ImageRef) -> Image.Image | None:
+        image = self._images.get(ref.key)
+        if image is not None:
+            self._images.move_to_end(ref.key)
+        return image
+
     def _on_failed(self, key: str, message: str) -> None:
+        self._loaded.discard(key)
         item = self._items.pop(key, None)
         if item is not None:
             self.takeItem(self.row(item))
@@ -121,10 +142,20 @@ class Gallery(QListWidget):
 
     def refs(self, loaded_only: bool = True) -> list[ImageRef]:
         refs = [self.item(r).data(_REF_ROLE) for r in range(self.count())]
-        return [r for r in refs if r.key in self._images] if loaded_only else refs
+        return [r for r in refs if r.key in self._loaded] if loaded_only else refs
 
     def image_of(self, ref: ImageRef) -> Image.Image | None:
-        return self._images.get(ref.key)
+        """The decoded image; one no longer in memory is decoded again here (the selected one always is)."""
+        if ref.key not in self._loaded:
+            return None
+        image = self._recall(ref)
+        if image is None:
+            try:
+                image = ref.load()
+            except MMStudioError:
+                return None
+            self._remember(ref.key, image)
+        return image
 
     def current_ref(self) -> ImageRef | None:
         item = self.currentItem()
@@ -140,14 +171,17 @@ class Gallery(QListWidget):
             self.image_selected.emit(None, None)
             return
         ref = item.data(_REF_ROLE)
-        image = self._images.get(ref.key)
+        image = self._recall(ref)
         if image is not None:
             self.image_selected.emit(ref, image)
+        elif ref.key in self._loaded:  # let go to save memory: decode it again off the GUI thread
+            self._pool.start(_ThumbJob(ref, self._signals))
 
     def remove_selected(self) -> None:
         for item in self.selectedItems():
             key = item.data(_REF_ROLE).key
             self._images.pop(key, None)
+            self._loaded.discard(key)
             self._items.pop(key, None)
             self.takeItem(self.row(item))
         self.count_changed.emit(self.count())
@@ -181,3 +215,7 @@ class Gallery(QListWidget):
 
             self.add_pixels(qimage_to_pil(mime.imageData()), "Dropped image")
         event.acceptProposedAction()
+
+
+def _bytes(image: Image.Image) -> int:
+    return image.width * image.height * len(image.getbands())

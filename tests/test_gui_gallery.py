@@ -1,0 +1,43 @@
+"""The gallery keeps decoded photos within a memory budget and decodes the others again when needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from mmstudio.gui import qt_gallery  # noqa: E402
+from mmstudio.imaging import load_image  # noqa: E402
+
+TIMEOUT = 30000
+
+
+def test_decoded_images_stay_within_the_budget_and_come_back_when_selected(qtbot, tmp_path, scene_images,
+                                                                           monkeypatch):
+    monkeypatch.setattr(qt_gallery, "CACHE_BYTES", 2 * 128 * 128 * 3)  # room for two 128 px scenes
+    gallery = qt_gallery.Gallery()
+    qtbot.addWidget(gallery)
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"scene{i}.png"
+        scene_images[i % len(scene_images)].resize((128, 128)).rotate(10 * i).save(path)
+        paths.append(path)
+    gallery.add_paths(paths)
+    qtbot.waitUntil(lambda: len(gallery.refs()) == 5, timeout=TIMEOUT)
+    gallery.wait_idle()
+    assert len(gallery._images) <= 2  # every image still listed, at most two decoded in memory
+
+    current = gallery.current_ref().key
+    evicted = next(r for r in gallery.refs() if r.key not in gallery._images and r.key != current)
+    expected = np.asarray(load_image(evicted.path))
+    with qtbot.waitSignal(gallery.image_selected, timeout=TIMEOUT) as shown:
+        gallery.select_key(evicted.key)
+    ref, image = shown.args
+    assert ref.key == evicted.key and np.array_equal(np.asarray(image), expected)
+    assert len(gallery._images) <= 2
+
+    other = next(r for r in gallery.refs() if r.key not in gallery._images)
+    assert np.array_equal(np.asarray(gallery.image_of(other)), np.asarray(load_image(other.path)))
+    assert len(gallery._images) <= 2
