@@ -5,7 +5,9 @@ image embeddings keyed by content hash (`imaging.content_key`), and for each
 file seen its size, modification time and hash. Indexing a folder again reads
 only files whose size or time changed, and encodes only pixels never seen
 (a copied or renamed file is not encoded twice). A query is one text encoding
-and one matrix-vector product over the collection.
+and one matrix-vector product over the collection. Saving drops files that are
+gone and embeddings nothing refers to any more, and merges what another process
+(a second window, the CLI) saved meanwhile, under a lock file.
 
 Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
@@ -30,6 +33,7 @@ from mmstudio.models.common import one_torch_thread
 INDEX_VERSION = 1
 VECTORS_FILE = "vectors.npy"
 INDEX_FILE = "index.json"
+LOCK_FILE = ".lock"
 
 Source = tuple[str, Union[Path, Image.Image]]  # (name to report, a file or pixels already loaded)
 Progress = Callable[[int, int], None]  # (done, total)
@@ -104,30 +108,44 @@ class EmbeddingIndex:
         self.files: dict[str, tuple[int, int, str]] = {}  # absolute path -> (size, mtime_ns, content key)
         self._rows: dict[str, int] = {}
         self._chunks: list[np.ndarray] = []  # vectors added since the last join
+        self._used: set[str] = set()  # keys collected by this process: kept even with no file behind them
         self._dirty = False
-        self._load()
+        if (self.directory / INDEX_FILE).is_file():
+            try:
+                with _locked(self.directory):
+                    self._adopt(_read(self.directory))
+            except OSError:  # a read-only cache: read it without the lock
+                self._adopt(_read(self.directory))
+            self._dirty = False
 
     def __len__(self) -> int:
         return len(self.keys)
 
     # ------------------------------------------------------------------ disk
 
-    def _load(self) -> None:
-        try:
-            meta = json.loads((self.directory / INDEX_FILE).read_text(encoding="utf-8"))
-            vectors = np.load(self.directory / VECTORS_FILE, allow_pickle=False)
-        except (OSError, ValueError):
-            return  # no index yet, or a damaged one: it is rebuilt
-        keys = meta.get("keys") if isinstance(meta, dict) else None
-        if meta.get("version") != INDEX_VERSION or not isinstance(keys, list) or vectors.ndim != 2 \
-                or len(keys) != len(vectors):
+    def _adopt(self, stored) -> None:
+        """Take the keys, vectors and files of a stored index this one lacks (a newer file record wins)."""
+        if stored is None:
             return
-        self.keys = [str(k) for k in keys]
-        self.vectors = vectors.astype(np.float32, copy=False)
-        self._rows = {key: row for row, key in enumerate(self.keys)}
-        files = meta.get("files") or {}
-        self.files = {path: (int(v[0]), int(v[1]), str(v[2])) for path, v in files.items()
-                      if isinstance(v, list) and len(v) == 3}
+        keys, vectors, files = stored
+        self._materialize()
+        new = [row for row, key in enumerate(keys) if key not in self._rows]
+        if new and self._dim() in (0, vectors.shape[1]):
+            self._add([keys[row] for row in new], vectors[new])
+            self._materialize()
+        for path, record in files.items():
+            if path not in self.files or record[1] > self.files[path][1]:
+                self.files[path] = record
+
+    def _prune(self) -> None:
+        """Forget files that are gone, then embeddings that no file and no collection of ours refers to."""
+        self.files = {path: v for path, v in self.files.items() if os.path.exists(path)}
+        live = {v[2] for v in self.files.values()} | self._used
+        rows = [row for row, key in enumerate(self.keys) if key in live]
+        if len(rows) < len(self.keys):
+            self.keys = [self.keys[row] for row in rows]
+            self.vectors = self.vectors[rows]
+            self._rows = {key: row for row, key in enumerate(self.keys)}
 
     def save(self) -> None:
         """Write the index if it changed; each file is replaced whole, so a crash leaves the old one."""
@@ -135,6 +153,13 @@ class EmbeddingIndex:
             return
         self._materialize()
         self.directory.mkdir(parents=True, exist_ok=True)
+        with _locked(self.directory):
+            self._adopt(_read(self.directory))  # another process may have saved since we read it
+            self._prune()
+            self._write()
+        self._dirty = False
+
+    def _write(self) -> None:
         tmp_vectors = self.directory / f".{VECTORS_FILE}.{os.getpid()}.tmp"
         with open(tmp_vectors, "wb") as fp:
             np.save(fp, self.vectors, allow_pickle=False)
@@ -144,7 +169,6 @@ class EmbeddingIndex:
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp_vectors, self.directory / VECTORS_FILE)
         os.replace(tmp_meta, self.directory / INDEX_FILE)
-        self._dirty = False
 
     # ---------------------------------------------------------------- update
 
@@ -180,6 +204,7 @@ class EmbeddingIndex:
                 continue
             names.append(name)
             keys.append(key)
+            self._used.add(key)
             if key not in self._rows and key not in waiting:
                 waiting[key] = image  # a key the index lacks was just read from its file
                 if len(waiting) >= max(1, batch_size):
@@ -238,3 +263,47 @@ class EmbeddingIndex:
 
     def _dim(self) -> int:
         return int(self.vectors.shape[1]) if self.vectors.size else 0
+
+
+def _read(directory: Path):
+    """(keys, vectors, files) of the index saved in `directory`, or None if there is none or it is damaged."""
+    try:
+        meta = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8"))
+        vectors = np.load(directory / VECTORS_FILE, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # no index yet, or a damaged one: it is rebuilt
+    if not isinstance(meta, dict):
+        return None
+    keys = meta.get("keys")
+    if meta.get("version") != INDEX_VERSION or not isinstance(keys, list) or vectors.ndim != 2 \
+            or len(keys) != len(vectors):
+        return None
+    files = meta.get("files") or {}
+    files = {path: (int(v[0]), int(v[1]), str(v[2])) for path, v in files.items()
+             if isinstance(v, list) and len(v) == 3}
+    return [str(k) for k in keys], vectors.astype(np.float32, copy=False), files
+
+
+@contextmanager
+def _locked(directory: Path):
+    """Hold the index's lock file: its two files are read and replaced as a pair, one process at a time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "a+b") as fp:
+        if os.name == "nt":
+            import msvcrt
+
+            fp.seek(0)
+            msvcrt.locking(fp.fileno(), msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises OSError
+            try:
+                yield
+            finally:
+                fp.seek(0)
+                msvcrt.locking(fp.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fp.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fp.fileno(), fcntl.LOCK_UN)

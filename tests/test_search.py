@@ -139,3 +139,40 @@ def test_engine_search_with_blip_retrieval_and_refusal_of_others(cache, folder, 
     assert (engine.search_index(name).directory / "index.json").is_file(), "engine.index saves"
     with pytest.raises(UnsupportedTaskError):
         engine.embedder(str(family_models["vilt"]))
+
+
+def test_two_writers_keep_each_others_work(cache, tmp_path, clip, scene_images):
+    """Two sessions (two windows, or the app and the CLI) index different folders into one index."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for i, image in enumerate(scene_images):
+        (first if i < 3 else second).mkdir(exist_ok=True)
+        image.save((first if i < 3 else second) / f"scene{i}.png")
+    counting = CountingEmbedder(clip)
+    one, two = EmbeddingIndex(counting), EmbeddingIndex(counting)  # both opened before either saved
+    one.collect_folder(first)
+    two.collect_folder(second)
+    one.save()
+    two.save()  # merges what `one` saved instead of replacing it
+    counting.encoded = 0
+    both = EmbeddingIndex(counting)
+    assert both.collect_folder(first).report.encoded == 0
+    assert both.collect_folder(second).report.encoded == 0 == counting.encoded
+    assert len(both) == 5
+    assert not list(both.directory.glob("*.tmp"))
+
+
+def test_the_index_forgets_deleted_files(cache, folder, clip):
+    from PIL import ImageOps
+
+    index = EmbeddingIndex(clip)
+    index.collect_folder(folder)
+    index.save()
+    assert len(EmbeddingIndex(clip)) == 5
+    os.remove(folder / "sub" / "scene1.png")
+    later = EmbeddingIndex(clip)  # a later session that indexes only a pasted image
+    later.collect([("clipboard:1", ImageOps.mirror(load_image(folder / "scene0.png")))])
+    later.save()
+    reopened = EmbeddingIndex(clip)
+    assert len(reopened) == 5 and str(folder / "sub" / "scene1.png") not in reopened.files
+    counting = CountingEmbedder(clip)
+    assert EmbeddingIndex(counting).collect_folder(folder).report.encoded == 0 == counting.encoded
