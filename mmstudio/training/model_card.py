@@ -64,8 +64,9 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
         f"{f'{train_scenes:,} ' if train_scenes else ''}generated scenes "
         "(seed 1) with the full rendering variation. The caption model learns to see from scratch (caption "
         "loss plus an auxiliary patch-label loss from the scenes' boxes); the VQA model starts from its vision "
-        "encoder, and the retrieval model from the VQA model's vision encoder and fusion text encoder "
-        "(which already binds words to the image through cross-attention). Retrain all three with one command:",
+        "encoder and text decoder, and the retrieval model from its vision encoder with the caption decoder's "
+        "text layers as its fusion text encoder (they already bind each word to its object through "
+        "cross-attention, in left-to-right order). Retrain all three with one command:",
         "",
         f"    {recipe_command}",
         "",
