@@ -100,8 +100,8 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
         return folder
 
     caption = run(Task.CAPTION, SCRATCH, recipe.caption_steps, recipe.caption_lr, recipe.batch_size)
-    vqa = run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch,
-              rows=recipe.finetune_scenes)
+    run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch,
+        rows=recipe.finetune_scenes)
     # Retrieval starts from the caption model, its text encoder from the caption decoder (see _warm_start):
     # from the VQA model's question encoder it ranked order-swapped captions right 90 % of the time, from
     # the decoder 98.6 % (1,000 validation scenes).
