@@ -65,6 +65,7 @@ class Gallery(QListWidget):
         self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
         self.setToolTip("Drop image files or folders here, or paste an image (Ctrl+V)")
         self._images: OrderedDict[str, Image.Image] = OrderedDict()  # least recently used first
+        self._image_bytes = 0  # of the images in _images
         self._loaded: set[str] = set()  # keys whose image decoded once: usable, even when not in memory now
         self._items: dict[str, QListWidgetItem] = {}  # by key: folders of thousands stay fast
         self._pool = QThreadPool(self)
@@ -114,12 +115,16 @@ class Gallery(QListWidget):
             self._on_current(item, None)
 
     def _remember(self, key: str, image: Image.Image) -> None:
+        self._forget(key)
         self._images[key] = image
-        self._images.move_to_end(key)
-        size = sum(_bytes(i) for i in self._images.values())
-        while size > CACHE_BYTES and len(self._images) > 1:
-            _, dropped = self._images.popitem(last=False)
-            size -= _bytes(dropped)
+        self._image_bytes += _bytes(image)
+        while self._image_bytes > CACHE_BYTES and len(self._images) > 1:
+            self._forget(next(iter(self._images)))
+
+    def _forget(self, key: str) -> None:
+        image = self._images.pop(key, None)
+        if image is not None:
+            self._image_bytes -= _bytes(image)
 
     def _recall(self, ref: ImageRef) -> Image.Image | None:
         image = self._images.get(ref.key)
@@ -180,7 +185,7 @@ class Gallery(QListWidget):
     def remove_selected(self) -> None:
         for item in self.selectedItems():
             key = item.data(_REF_ROLE).key
-            self._images.pop(key, None)
+            self._forget(key)
             self._loaded.discard(key)
             self._items.pop(key, None)
             self.takeItem(self.row(item))
