@@ -110,18 +110,23 @@ class EmbeddingIndex:
         self._chunks: list[np.ndarray] = []  # vectors added since the last join
         self._used: set[str] = set()  # keys collected by this process: kept even with no file behind them
         self._dirty = False
+        self._seen = None  # (size, mtime) of the index file as last read or written by us
         if (self.directory / INDEX_FILE).is_file():
             try:
                 with _locked(self.directory):
-                    self._adopt(_read(self.directory))
+                    self._adopt_saved()
             except OSError:  # a read-only cache: read it without the lock
-                self._adopt(_read(self.directory))
+                self._adopt_saved()
             self._dirty = False
 
     def __len__(self) -> int:
         return len(self.keys)
 
     # ------------------------------------------------------------------ disk
+
+    def _adopt_saved(self) -> None:
+        self._seen = _stamp(self.directory)
+        self._adopt(_read(self.directory))
 
     def _adopt(self, stored) -> None:
         """Take the keys, vectors and files of a stored index this one lacks (a newer file record wins)."""
@@ -154,7 +159,8 @@ class EmbeddingIndex:
         self._materialize()
         self.directory.mkdir(parents=True, exist_ok=True)
         with _locked(self.directory):
-            self._adopt(_read(self.directory))  # another process may have saved since we read it
+            if _stamp(self.directory) != self._seen:  # another process saved since we read or wrote it
+                self._adopt_saved()
             self._prune()
             self._write()
         self._dirty = False
@@ -169,6 +175,7 @@ class EmbeddingIndex:
         tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
         os.replace(tmp_vectors, self.directory / VECTORS_FILE)
         os.replace(tmp_meta, self.directory / INDEX_FILE)
+        self._seen = _stamp(self.directory)
 
     # ---------------------------------------------------------------- update
 
@@ -263,6 +270,14 @@ class EmbeddingIndex:
 
     def _dim(self) -> int:
         return int(self.vectors.shape[1]) if self.vectors.size else 0
+
+
+def _stamp(directory: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(directory / INDEX_FILE)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _read(directory: Path):
