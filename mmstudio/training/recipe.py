@@ -55,6 +55,7 @@ class Recipe:
     finetune_lr: float = 3e-4
     refine_lr: float = 1e-4
     workers: int = 2
+    model_size: str = "small"  # architecture of the caption model trained from scratch (blank.py)
 
 
 def command(out: Path, work: Path) -> str:
@@ -99,7 +100,8 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
             raise CancelledError(f"{task.value} training was stopped before its last step; recipe ended")
         return folder
 
-    caption = run(Task.CAPTION, SCRATCH, recipe.caption_steps, recipe.caption_lr, recipe.batch_size)
+    caption = run(Task.CAPTION, SCRATCH, recipe.caption_steps, recipe.caption_lr, recipe.batch_size,
+                  size=recipe.model_size)
     run(Task.VQA, str(caption), recipe.vqa_steps, recipe.finetune_lr, recipe.vqa_images_per_batch,
         rows=recipe.finetune_scenes)
     # Retrieval starts from the caption model, its text encoder from the caption decoder (see _warm_start):
