@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from mmstudio.models.base import Task
+from mmstudio.resources import builtin_models_dir
 from mmstudio.world import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, generate_dataset
 
 
@@ -73,6 +74,30 @@ def dataset(out: Path, count: int, seed: int, **kw) -> Path:
     return generate_dataset(out, count, seed, **kw)
 
 
+def larger_input(base: Path, out: Path, size: int) -> Path:
+    """A copy of a BLIP caption model that reads `size`-pixel images: its patch grid's position embeddings
+    interpolated bicubically (the class token's kept), its processor resizing to `size`."""
+    import torch
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    model = BlipForConditionalGeneration.from_pretrained(base)
+    processor = BlipProcessor.from_pretrained(base)
+    vision = model.config.vision_config
+    table = model.vision_model.embeddings.position_embedding.data
+    old, new = vision.image_size // vision.patch_size, size // vision.patch_size
+    grid = table[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    grid = torch.nn.functional.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new * new, -1)
+    model.vision_model.embeddings.position_embedding = torch.nn.Parameter(torch.cat([table[:, :1], grid], 1))
+    embeddings = model.vision_model.embeddings
+    embeddings.image_size, embeddings.num_patches, embeddings.num_positions = size, new * new, new * new + 1
+    vision.image_size = size
+    processor.image_processor.size = {"height": size, "width": size}
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def shows_new_concept(row: dict) -> bool:
     return any(o["shape"] in EXTRA_SHAPES or o["color"] in EXTRA_COLORS for o in row["objects"])
 
@@ -93,6 +118,8 @@ def main() -> None:
     parser.add_argument("--methods", default="full,lora", help="which runs: full, lora or both (comma-separated)")
     parser.add_argument("--eval-scenes", type=int, default=1000,
                         help="scenes in each evaluation set (1,000: the built-in model's validation set)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="fine-tune at this input size (position embeddings interpolated; 160: see the docs)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about a minute)")
     args = parser.parse_args()
     quick = args.quick
@@ -114,6 +141,11 @@ def main() -> None:
     from mmstudio.training.run import TrainConfig, train
 
     rows = [("built-in (before)" if args.base is None else "base (before)", args.base or "builtin:caption")]
+    base = args.base
+    if args.image_size:
+        source = Path(base) if base else builtin_models_dir() / "caption"
+        base = str(larger_input(source, work / f"base-{args.image_size}px", args.image_size))
+        rows.append((f"at {args.image_size} px (before)", base))
     timings = {}
     methods = {m.strip() for m in args.methods.split(",")}
     for label, lora in (("full fine-tune", False), ("LoRA r=16", True)):
@@ -123,7 +155,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         # A step count that fits the time on this 2-core CPU, so the cosine schedule runs to its end;
         # --minutes stays a hard limit (the run then stops with a checkpoint).
-        config = TrainConfig(task=Task.CAPTION, data=train_data, out=out, base=args.base,
+        config = TrainConfig(task=Task.CAPTION, data=train_data, out=out, base=base,
                              steps=args.steps if not quick else 4, batch_size=args.batch_size,
                              learning_rate=args.lora_lr if lora else args.lr, max_minutes=minutes, lora=lora,
                              lora_rank=16, save_every=1000, log_every=100, pixel_cache=work / "pixels",
