@@ -76,22 +76,19 @@ def dataset(out: Path, count: int, seed: int, **kw) -> Path:
 
 def larger_input(base: Path, out: Path, size: int) -> Path:
     """A copy of a BLIP caption model that reads `size`-pixel images: its patch grid's position embeddings
-    interpolated bicubically (the class token's kept), its processor resizing to `size`."""
+    interpolated as BLIP does for `interpolate_pos_encoding`, its processor resizing to `size`."""
     import torch
     from transformers import BlipForConditionalGeneration, BlipProcessor
 
     model = BlipForConditionalGeneration.from_pretrained(base)
     processor = BlipProcessor.from_pretrained(base)
-    vision = model.config.vision_config
-    table = model.vision_model.embeddings.position_embedding.data
-    old, new = vision.image_size // vision.patch_size, size // vision.patch_size
-    grid = table[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    grid = torch.nn.functional.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new * new, -1)
-    model.vision_model.embeddings.position_embedding = torch.nn.Parameter(torch.cat([table[:, :1], grid], 1))
     embeddings = model.vision_model.embeddings
-    embeddings.image_size, embeddings.num_patches, embeddings.num_positions = size, new * new, new * new + 1
-    vision.image_size = size
+    patches = (size // embeddings.patch_size) ** 2
+    with torch.no_grad():
+        table = embeddings.interpolate_pos_encoding(torch.empty(1, patches + 1, embeddings.embed_dim), size, size)
+    embeddings.position_embedding = torch.nn.Parameter(table.clone())
+    embeddings.image_size, embeddings.num_patches, embeddings.num_positions = size, patches, patches + 1
+    model.config.vision_config.image_size = size
     processor.image_processor.size = {"height": size, "width": size}
     model.save_pretrained(out)
     processor.save_pretrained(out)
