@@ -16,7 +16,7 @@ import collections
 import json
 from pathlib import Path
 
-SHAPES = ("circle", "hexagon")
+CONFUSED = ("circle", "hexagon")  # the pair the fine-tuned model mixes up
 
 
 def word_accuracy(model: str, folders: list[Path], limit: int) -> None:
@@ -39,7 +39,7 @@ def word_accuracy(model: str, folders: list[Path], limit: int) -> None:
                 if len(phrases) != count:
                     continue
                 for obj, phrase in zip(row["objects"], phrases):
-                    if obj["shape"] in SHAPES:
+                    if obj["shape"] in CONFUSED:
                         key = f"{obj['size']} {obj['shape']}"
                         total[key] += 1
                         right[key] += phrase.split()[-1] == obj["shape"]
@@ -60,7 +60,7 @@ def probe(model: str, folder: Path, limit: int) -> None:
     side, patch = blip.config.vision_config.image_size, blip.config.vision_config.patch_size
     grid = side // patch
     lines = (folder / "metadata.jsonl").read_text().splitlines()[:limit]
-    rows = [r for r in map(json.loads, lines) if any(o["shape"] in SHAPES for o in r["objects"])]
+    rows = [r for r in map(json.loads, lines) if any(o["shape"] in CONFUSED for o in r["objects"])]
     features, labels, sizes = [], [], []
     with torch.no_grad():
         for i in range(0, len(rows), 64):
@@ -68,7 +68,7 @@ def probe(model: str, folder: Path, limit: int) -> None:
             images = [Image.open(folder / r["file_name"]).convert("RGB") for r in chunk]
             hidden = blip.vision_model(**processor.image_processor(images, return_tensors="pt")).last_hidden_state
             for b, row in enumerate(chunk):
-                for obj in (o for o in row["objects"] if o["shape"] in SHAPES):
+                for obj in (o for o in row["objects"] if o["shape"] in CONFUSED):
                     x0, y0, x1, y1 = (v / row["width"] * side for v in obj["bbox"])
                     tokens = [1 + r * grid + c for r in range(max(0, int(y0 // patch)), min(grid, int(y1 // patch) + 1))
                               for c in range(max(0, int(x0 // patch)), min(grid, int(x1 // patch) + 1))]
