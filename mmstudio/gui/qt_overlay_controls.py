@@ -38,6 +38,9 @@ class OverlayControls(QWidget):
                               "or one layer")
         self.head = QComboBox()
         self.head.setToolTip("How attention heads are combined: mean, max, or one head")
+        for combo in (self.layer, self.head):
+            # Their items arrive with the first map, after the first show: size to them then, not to empty.
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.save = QPushButton("Save PNG…")
         self.save.setToolTip("Save the image with this overlay as a PNG (Ctrl+Shift+S)")
         # Two rows, so the controls fit beside a narrow image view.
