@@ -98,7 +98,8 @@ def larger_input(base: Path, out: Path, size: int) -> Path:
 def adapted(base: str, data: Path, out: Path, steps: int, pixel_cache: Path) -> Path:
     """The larger-input copy trained on original-world scenes first (with the patch-label head, as the recipe
     trains the built-in model), so the teaching minutes are not spent winning the old world back.
-    Reused when `out` holds a finished run of these very settings."""
+    Reused when `out` holds a finished run of these very settings (after retraining the built-in models, use a
+    fresh --work: the settings name the copy's folder, not its weights)."""
     from mmstudio.training.checkpoints import read_run_record
     from mmstudio.training.recipe import same_training
     from mmstudio.training.run import TrainConfig, train
