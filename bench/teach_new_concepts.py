@@ -95,6 +95,12 @@ def larger_input(base: Path, out: Path, size: int) -> Path:
     return out
 
 
+def print_milestones(event: dict) -> None:
+    """A training run's start and end only: the step logs of two runs would bury the table."""
+    if event["event"] in ("start", "done"):
+        print(json.dumps(event))
+
+
 def adapted(base: str, data: Path, out: Path, steps: int, pixel_cache: Path) -> Path:
     """The larger-input copy trained on original-world scenes first (with the patch-label head, as the recipe
     trains the built-in model), so the teaching minutes are not spent winning the old world back.
@@ -109,7 +115,7 @@ def adapted(base: str, data: Path, out: Path, steps: int, pixel_cache: Path) -> 
                          grounding=True)
     if not same_training(read_run_record(out), config):
         shutil.rmtree(out, ignore_errors=True)
-        train(config, lambda event: print(json.dumps(event)) if event["event"] in ("start", "done") else None)
+        train(config, print_milestones)
     return out
 
 
@@ -184,7 +190,7 @@ def main() -> None:
                              lora_rank=16, save_every=1000, log_every=100, pixel_cache=work / "pixels",
                              grounding=args.grounding)
         started = time.monotonic()
-        train(config, lambda event: print(json.dumps(event)) if event["event"] in ("start", "done") else None)
+        train(config, print_milestones)
         timings[label] = (time.monotonic() - started) / 60
         rows.append((f"{label} ({timings[label]:.1f} min)", str(out)))
     print(f"\n{'model':<28}{'new concepts':>14}{'original world':>16}")
