@@ -94,10 +94,10 @@ def run_app() -> dict:
                     MatchRequest(image=ref, texts=TEXTS)]
         outcomes: list = []
         loop = QEventLoop()
-        window.client.finished.connect(lambda outcome: (outcomes.append(outcome), len(outcomes) == 3 and loop.quit()))
-        window.client.failed.connect(lambda request, exc: (outcomes.append(exc), loop.quit()))
         for request in requests:
-            window.client.submit(request)
+            ticket = window.client.submit(request)
+            ticket.finished.connect(lambda outcome: (outcomes.append(outcome), len(outcomes) == 3 and loop.quit()))
+            ticket.failed.connect(lambda exc: (outcomes.append(exc), loop.quit()))
         QTimer.singleShot(300_000, loop.quit)
         loop.exec()
         failures = [o for o in outcomes if isinstance(o, Exception)]

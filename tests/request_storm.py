@@ -46,6 +46,7 @@ class Track:
     started: bool = False
     ends: list[str] = field(default_factory=list)  # "finished", "failed:<Error>", "cancelled before start", ...
     ticks_left: int = 0  # for "later": loop turns until the cancel
+    ticket: object = None  # the client's Ticket for this request
 
 
 @dataclass
@@ -82,11 +83,6 @@ class Storm(QObject):
         self._tick.setSingleShot(True)
         self._tick.setInterval(20)
         self._tick.timeout.connect(self._loop.quit)
-        client.started.connect(self._on_started)
-        client.progress.connect(self._on_progress)
-        client.finished.connect(lambda outcome: self._on_end(outcome.request, "finished", outcome))
-        client.failed.connect(lambda request, error: self._on_end(request, f"failed:{type(error).__name__}", error))
-        client.cancelled.connect(lambda request: self._on_end(request, "cancelled", None))
         client.busy_changed.connect(self.busy_flags.append)
 
     # ------------------------------------------------------------ driving
@@ -121,9 +117,16 @@ class Storm(QObject):
 
     def submit(self, plan: Plan, cancel: str | None = None) -> int:
         """Submit one planned request (outside the random flow), tracked like the others."""
-        request_id = self.client.submit(plan.request)
-        self.tracks[request_id] = Track(plan, cancel)
-        return request_id
+        # Each request's own ticket carries its signals: the storm checks that none reaches another's.
+        request = plan.request
+        ticket = self.client.submit(request)
+        self.tracks[request.id] = Track(plan, cancel, ticket=ticket)
+        ticket.started.connect(lambda _text: self._on_started(request))
+        ticket.progress.connect(lambda done, total: self._on_progress(request.id, done, total))
+        ticket.finished.connect(lambda outcome: self._on_end(request, "finished", outcome, outcome.request))
+        ticket.failed.connect(lambda error: self._on_end(request, f"failed:{type(error).__name__}", error))
+        ticket.cancelled.connect(lambda: self._on_end(request, "cancelled", None))
+        return request.id
 
     def wait_for(self, request_id: int) -> None:
         while not self.tracks[request_id].ends:
@@ -143,14 +146,15 @@ class Storm(QObject):
             for other in self._open().values():
                 other.cancelled_by = other.cancelled_by or "all"
             self.client.cancel_all()
-        elif roll < 0.05:  # a request long over, or an id never given out: nothing may happen
-            over = [rid for rid, t in self.tracks.items() if t.ends]
-            self.client.cancel(self.plans.choice([*over[-20:], -1, 10**9]))
+        elif roll < 0.05:  # cancelling a request long over: nothing may happen
+            over = [t for t in self.tracks.values() if t.ends]
+            if over:
+                self.plans.choice(over[-20:]).ticket.cancel()
 
     def _cancel(self, request_id: int, how: str) -> None:
         track = self.tracks[request_id]
         track.cancelled_by = track.cancelled_by or how
-        self.client.cancel(request_id)
+        track.ticket.cancel()
 
     def _cancel_later_ones(self) -> None:
         for request_id, track in self._open().items():
@@ -178,7 +182,7 @@ class Storm(QObject):
 
     # ------------------------------------------------------------ signals
 
-    def _on_started(self, request, _status: str) -> None:
+    def _on_started(self, request) -> None:
         self._last_signal = time.monotonic()
         track = self.tracks.get(request.id)
         if track is None:
@@ -195,7 +199,7 @@ class Storm(QObject):
         if track is None or not track.started or track.ends or not 0 <= done <= total:
             self.problems.append(f"progress ({done}/{total}) out of place for request {request_id}")
 
-    def _on_end(self, request, end: str, payload) -> None:
+    def _on_end(self, request, end: str, payload, answered=None) -> None:
         self._last_signal = time.monotonic()
         self._loop.quit()
         track = self.tracks.get(request.id)
@@ -206,6 +210,8 @@ class Storm(QObject):
             end += " while running" if track.started else " before start"
         track.ends.append(end)
         self.ended += 1
+        if answered is not None and answered is not request:
+            self.problems.append(f"request {request.id}'s ticket delivered another request's outcome")
         problem = self._judge(track, end, payload)
         if problem:
             self.problems.append(f"request {request.id} {request!r}: {problem}")

@@ -159,10 +159,11 @@ def test_bad_drops_show_errors_and_the_app_stays_up(qtbot, window, tmp_path, sce
 def test_failed_model_load_keeps_the_previous_model(qtbot, window, tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
-    qtbot.waitUntil(lambda: not window._pending_models, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not window.model_loads, timeout=TIMEOUT)
     before = window.models[Task.CAPTION]
-    with qtbot.waitSignal(window.client.failed, timeout=TIMEOUT):
-        window.load_model(Task.CAPTION, str(broken))
+    ticket = window.load_model(Task.CAPTION, str(broken))
+    qtbot.waitUntil(lambda: ticket.done, timeout=TIMEOUT)
+    assert ticket.error is not None
     assert window.models[Task.CAPTION] == before
     assert "Still using" in window.message_bar.label.text()
 
@@ -207,9 +208,8 @@ def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
     assert record.evals and record.evals[-1]["eval_loss"] > 0  # evaluated on the way out
     assert panel.curve.eval_points and len(panel.curve.points) >= 3
     assert panel.use_button.isEnabled() and panel.resume_button.isEnabled()
-    with qtbot.waitSignal(window.client.finished, timeout=TIMEOUT):
-        panel.use_button.click()
-    assert window.models[Task.CAPTION] == str(tmp_path / "run")
+    panel.use_button.click()
+    qtbot.waitUntil(lambda: window.models[Task.CAPTION] == str(tmp_path / "run"), timeout=TIMEOUT)
     panel.base.setCurrentIndex(panel.base.findData("loaded"))  # the next job can start from the new model
     assert panel.config().base == str(tmp_path / "run")
     assert "run" in panel.base.currentText()
@@ -303,9 +303,8 @@ def test_warm_up_loads_the_caption_model_and_the_startup_trace_records_the_first
     StartupTrace(win, trace, quit_after_caption=False)
     win.show()
     win.client.warm_up(Task.CAPTION)
-    worker = win.client._worker  # noqa: SLF001 - the test looks inside the worker once it is idle
-    qtbot.waitUntil(lambda: worker.engine is not None and bool(worker.engine.loaded()), timeout=TIMEOUT)
-    assert {a.info.name for a in worker.engine.loaded()} == {models[Task.CAPTION]}
+    qtbot.waitUntil(lambda: bool(win.client.loaded_models()), timeout=TIMEOUT)
+    assert set(win.client.loaded_models()) == {models[Task.CAPTION]}
     drop_files(win.gallery, [scene_file])
     wait_caption(qtbot, win, str(scene_file.resolve()))
     events = [json.loads(line) for line in trace.read_text().splitlines()]

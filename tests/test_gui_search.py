@@ -42,8 +42,8 @@ def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos
     qtbot.keyClicks(panel.query, "a red circle")
     panel.top_k.setValue(3)
     qtbot.keyClick(panel.query, Qt.Key.Key_Return)  # the worker indexes and searches; the window stays live
-    assert panel._pending and panel.status.text() == "Searching 5 images…"
-    qtbot.waitUntil(lambda: not panel._pending and panel.results.count() == 3, timeout=TIMEOUT)
+    assert panel.pending and panel.status.text() == "Searching 5 images…"
+    qtbot.waitUntil(lambda: not panel.pending and panel.results.count() == 3, timeout=TIMEOUT)
     assert [hit.rank for hit in panel.hits] == [1, 2, 3]
     assert panel.hits[0].score >= panel.hits[1].score >= panel.hits[2].score
     assert "5 images" in panel.status.text() and "5 newly indexed" in panel.status.text()
@@ -54,7 +54,7 @@ def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos
 
     # A second search over the same gallery encodes nothing new.
     panel.search()
-    qtbot.waitUntil(lambda: not panel._pending, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not panel.pending, timeout=TIMEOUT)
     assert "newly indexed" not in panel.status.text()
     assert panel.results.count() == 3
 
@@ -68,4 +68,4 @@ def test_search_needs_images_and_a_query(qtbot, window):
     panel.search()
     assert messages == ["Type what you are looking for first.",
                         "Open some images first: search runs over the gallery."]
-    assert not panel._pending
+    assert not panel.pending

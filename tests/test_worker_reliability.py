@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from mmstudio.errors import ModelLoadError  # noqa: E402
+from mmstudio.errors import ModelLoadError, ModelNotFoundError  # noqa: E402
 from mmstudio.models.base import Task  # noqa: E402
 from mmstudio.requests import CaptionRequest, ImageRef, LoadModelRequest  # noqa: E402
 from tests.request_storm import Storm  # noqa: E402
@@ -76,14 +76,10 @@ def broken_models(tiny_models, tmp_path_factory):
 @pytest.mark.parametrize("kind", ["missing-config", "truncated-weights", "pickle-only", "wrong-architecture"])
 def test_a_broken_folder_is_reported_and_the_previous_model_keeps_working(
         qtbot, client, tiny_models, broken_models, photos, kind):
-    ends = {}
-    client.finished.connect(lambda outcome: ends.setdefault(outcome.request.id, outcome))
-    client.failed.connect(lambda request, error: ends.setdefault(request.id, error))
-
     def run(request):
-        client.submit(request)
-        qtbot.waitUntil(lambda: request.id in ends, timeout=120_000)
-        return ends[request.id]
+        ticket = client.submit(request)
+        qtbot.waitUntil(lambda: ticket.done, timeout=120_000)
+        return ticket.outcome if ticket.error is None else ticket.error
 
     image = ImageRef(str(photos / "scene0.png"), photos / "scene0.png")
     assert run(LoadModelRequest(Task.CAPTION, str(tiny_models[Task.CAPTION]))).info.tasks == {Task.CAPTION}
@@ -118,3 +114,43 @@ def test_over_long_texts_are_cut_to_the_model_not_a_crash(tiny_models, scene_ima
     matches = engine.match(image, [long_text, "a red circle"], attention=True)
     assert [m.text for m in matches] == [long_text, "a red circle"]
     assert engine.embedder().text_features([long_text]).shape[0] == 1
+
+
+# ---------------------------------------------------------------- tickets
+
+
+def test_each_ticket_hears_only_its_own_request(qtbot, client, tiny_models, photos):
+    import threading
+
+    image = ImageRef(str(photos / "scene0.png"), photos / "scene0.png")
+    good = client.submit(CaptionRequest((image,), model=str(tiny_models[Task.CAPTION])))
+    bad = client.submit(LoadModelRequest(Task.CAPTION, str(photos / "no-such-model")))
+    heard = {"good": [], "bad": []}
+    good.finished.connect(lambda outcome: heard["good"].append(outcome.request))
+    good.failed.connect(lambda exc: heard["good"].append(exc))
+    bad.finished.connect(lambda outcome: heard["bad"].append(outcome.request))
+    bad.failed.connect(lambda exc: heard["bad"].append(exc))
+    qtbot.waitUntil(lambda: good.done and bad.done, timeout=120_000)
+    assert heard["good"] == [good.request]
+    assert len(heard["bad"]) == 1 and isinstance(heard["bad"][0], ModelNotFoundError)
+    assert not client.busy
+
+    # Work that needs no model runs off the GUI thread, with the same kind of ticket.
+    gui_thread = threading.get_ident()
+    call = client.run("checking", lambda x: (x * 2, threading.get_ident()), 21)
+    qtbot.waitUntil(lambda: call.done, timeout=10_000)
+    value, thread = call.outcome
+    assert value == 42 and thread != gui_thread
+
+
+def test_a_ticket_cancelled_before_it_starts_ends_cancelled(qtbot, client, tiny_models, photos):
+    image = ImageRef(str(photos / "scene0.png"), photos / "scene0.png")
+    first = client.submit(CaptionRequest((image,) * 3, model=str(tiny_models[Task.CAPTION])))
+    second = client.submit(CaptionRequest((image,), model=str(tiny_models[Task.CAPTION])))
+    second.cancel()
+    ends = []
+    second.cancelled.connect(lambda: ends.append("cancelled"))
+    second.ended.connect(lambda: ends.append("ended"))
+    qtbot.waitUntil(lambda: first.done and second.done, timeout=120_000)
+    assert first.outcome is not None and ends == ["cancelled", "ended"]
+    second.cancel()  # long over: nothing happens

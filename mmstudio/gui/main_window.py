@@ -26,12 +26,11 @@ from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
 from mmstudio.gui.panels.search_panel import SearchPanel
 from mmstudio.gui.panels.train_panel import TrainPanel
-from mmstudio.gui.qt_errors import describe
 from mmstudio.gui.qt_gallery import Gallery
 from mmstudio.gui.qt_image_view import ImageView
 from mmstudio.gui.qt_overlay_controls import OverlayControls
 from mmstudio.gui.qt_settings import Settings
-from mmstudio.gui.worker import InferenceClient
+from mmstudio.gui.worker import InferenceClient, OpenTickets, Ticket
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.loading import builtin_name
 from mmstudio.requests import LoadModelRequest, ModelOutcome
@@ -94,16 +93,16 @@ class MainWindow(QMainWindow):
         self.client = client or InferenceClient(options, self)
         self.models = {task: builtin_name(task) for task in Task}
         self._overlay: tuple | None = None  # (stack, index, label)
-        self._pending_models: dict[int, LoadModelRequest] = {}
+        self.model_loads = OpenTickets()
 
         self.gallery = Gallery()
         self.view = ImageView()
         self.controls = OverlayControls()
-        self.caption_panel = CaptionPanel()
-        self.ask_panel = AskPanel()
-        self.match_panel = MatchPanel()
+        self.caption_panel = CaptionPanel(self.client)
+        self.ask_panel = AskPanel(self.client)
+        self.match_panel = MatchPanel(self.client)
         self.train_panel = TrainPanel(job_store)
-        self.search_panel = SearchPanel()
+        self.search_panel = SearchPanel(self.client)
         self.message_bar = MessageBar()
         self.welcome = QLabel(WELCOME)
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -197,16 +196,14 @@ class MainWindow(QMainWindow):
         self.gallery.load_failed.connect(lambda what, why: self.show_error(why))
         self.gallery.count_changed.connect(lambda n: self.stack.setCurrentIndex(1 if n else 0))
         self.caption_panel.set_gallery_source(self.gallery.refs)
-        for panel in (self.caption_panel, self.ask_panel, self.match_panel):
-            panel.submit.connect(self.client.submit)
-            panel.overlay_requested.connect(self.show_overlay)
+        for panel in (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel):
             panel.message.connect(self.show_info)
-        self.caption_panel.cancel.connect(self.client.cancel)
+            panel.error.connect(self.show_error)
+        for panel in (self.caption_panel, self.ask_panel, self.match_panel):
+            panel.overlay_requested.connect(self.show_overlay)
+        self.caption_panel.captioned.connect(self._on_captioned)
         self.search_panel.set_gallery_source(self.gallery.refs)
-        self.search_panel.submit.connect(self.client.submit)
-        self.search_panel.message.connect(self.show_info)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
-        self.client.progress.connect(self.search_panel.on_progress)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
         for task, name in self.models.items():
             self.train_panel.set_loaded_model(task, name)
@@ -215,11 +212,7 @@ class MainWindow(QMainWindow):
         self.ask_panel.teach_requested.connect(self.teach)
         self.train_panel.message.connect(self.show_info)
         self.train_panel.error.connect(self.show_error)
-        self.client.finished.connect(self._on_finished)
-        self.client.failed.connect(self._on_failed)
-        self.client.cancelled.connect(self._on_cancelled)
-        self.client.progress.connect(self.caption_panel.on_progress)
-        self.client.started.connect(lambda _req, text: self.statusBar().showMessage(text, 4000))
+        self.client.started.connect(lambda _ticket, text: self.statusBar().showMessage(text, 4000))
         self.client.busy_changed.connect(self._on_busy)
         self.controls.changed.connect(self._redraw_overlay)
         self.controls.opacity_changed.connect(self.view.set_opacity)
@@ -331,57 +324,29 @@ class MainWindow(QMainWindow):
 
     # ----------------------------------------------------------------- work
 
-    def _panel_for(self, request):
-        panels = (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel)
-        return next((p for p in panels if p.owns(request)), None)
-
-    def _on_finished(self, outcome) -> None:
-        if isinstance(outcome, ModelOutcome):
-            self._model_loaded(outcome)
-            return
-        panel = self._panel_for(outcome.request)
-        if panel is not None:
-            panel.on_finished(outcome)
-            if panel is self.caption_panel and self.caption_panel.current_result() is not None \
-                    and self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
-                self.caption_panel.select_token(_first_content_token(self.caption_panel.current_result().tokens))
-        for item in getattr(outcome, "items", ()):
-            if item.error:
-                self.show_error(item.error)
-
-    def _on_failed(self, request, exc) -> None:
-        title, message = describe(exc)
-        if isinstance(request, LoadModelRequest):
-            self._pending_models.pop(request.id, None)
-            self.show_error(f"{title}: {message}. Still using {self.models[request.task]}.")
-            self._update_status()
-            return
-        panel = self._panel_for(request)
-        if panel is not None:
-            panel.on_ended(request, message)
-        self.show_error(f"{title}: {message}")
-
-    def _on_cancelled(self, request) -> None:
-        panel = self._panel_for(request)
-        if panel is not None:
-            panel.on_ended(request, "Cancelled.")
-        self.statusBar().showMessage("Cancelled", 3000)
+    def _on_captioned(self, _outcome) -> None:
+        """A caption arrived: show the selected image's first word's evidence, unless another map is shown."""
+        result = self.caption_panel.current_result()
+        if result is not None and self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
+            self.caption_panel.select_token(_first_content_token(result.tokens))
 
     def cancel_all(self) -> None:
         self.client.cancel_all()
+        self.statusBar().showMessage("Cancelled", 3000)
 
     # ---------------------------------------------------------------- models
 
-    def load_model(self, task: Task, name: str, options: LoadOptions | None = None) -> int:
+    def load_model(self, task: Task, name: str, options: LoadOptions | None = None) -> Ticket:
         request = LoadModelRequest(task=task, name=name, options=options or self.options)
-        self._pending_models[request.id] = request
-        self.client.submit(request)
+        ticket = self.model_loads.submit(
+            self.client, request, on_finished=self._model_loaded, on_ended=lambda _request, _reason: None,
+            on_error=lambda text: self.show_error(f"{text.rstrip('.')}. Still using {self.models[task]}."))
+        ticket.ended.connect(self._update_status)
         self._update_status()
-        return request.id
+        return ticket
 
     def _model_loaded(self, outcome: ModelOutcome) -> None:
         request = outcome.request
-        self._pending_models.pop(request.id, None)
         self.models[request.task] = request.name
         self.train_panel.set_loaded_model(request.task, request.name)
         self.options = request.options
@@ -450,7 +415,7 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         busy = "busy" if self.client.busy else "idle"
-        loading = " · loading a model…" if self._pending_models else ""
+        loading = " · loading a model…" if len(self.model_loads) else ""
         self.busy_label.setText(f"caption: {self.models[Task.CAPTION]} · vqa: {self.models[Task.VQA]} · "
                                 f"match: {self.models[Task.ITM]} · {self.options.device} {self.options.dtype} · "
                                 f"{busy}{loading}")

@@ -10,6 +10,7 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDialog, QGridLayout, QLabel
 
 from mmstudio.gui.qt_image_view import pil_to_qimage
+from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import Task
 from mmstudio.overlay import blend
 from mmstudio.requests import AskRequest, CaptionRequest, ImageRef, MatchRequest
@@ -25,6 +26,7 @@ class CompareDialog(QDialog):
         self.client, self.image = client, image
         self.slots: dict[int, tuple[QLabel, QLabel]] = {}
         self.requests = []
+        self.tickets = OpenTickets()
         self.question, self.task = question, task
         grid = QGridLayout(self)
         for column, (title, name) in enumerate(zip(("Before (base)", "After (fine-tuned)"), models)):
@@ -45,12 +47,15 @@ class CompareDialog(QDialog):
             self.slots[request.id] = (picture, text)
             self.requests.append(request)
             self._show(picture, None)
-        client.finished.connect(self._on_finished)
-        client.failed.connect(self._on_failed)
 
     def start(self) -> None:
+        # Each ticket is this dialog's own: its results and failures show here, nowhere else.
         for request in self.requests:
-            self.client.submit(request)
+            self.tickets.submit(self.client, request, on_finished=self._on_finished, on_ended=self._on_ended)
+
+    def done(self, result: int) -> None:
+        self.tickets.cancel_all()  # closing the dialog drops what it still waited for
+        super().done(result)
 
     def _show(self, picture: QLabel, amap) -> None:
         image = self.image if amap is None else blend(self.image, amap, opacity=0.6)
@@ -86,7 +91,7 @@ class CompareDialog(QDialog):
             text.setText("<br>".join(f"{r.itm:6.1%} {html.escape(r.text)}"
                                      for r in sorted(outcome.results, key=lambda r: -r.itm)))
 
-    def _on_failed(self, request, exc) -> None:
+    def _on_ended(self, request, reason: str) -> None:
         slot = self.slots.get(request.id)
         if slot is not None:
-            slot[1].setText(f"<span style='color:#b00'>{html.escape(str(exc))}</span>")
+            slot[1].setText(f"<span style='color:#b00'>{html.escape(reason)}</span>")

@@ -36,7 +36,7 @@ class StartupTrace(QObject):
         self._painted = False
         self._captioned = False
         window.installEventFilter(self)
-        window.client.finished.connect(self._on_finished)
+        window.caption_panel.captioned.connect(self._on_finished)
         self._write("window-created")
 
     def _write(self, event: str, **extra) -> None:

@@ -1,17 +1,25 @@
 """The inference worker: one long-lived QThread that owns the engine and its models.
 
-The GUI thread never touches a model. It submits typed requests (mmstudio.requests);
-they queue in the worker thread's event loop and run one at a time; each has a
-cancel token the GUI can set at any moment (Esc), checked between steps.
-Outcomes, progress and errors come back as signals.
+The GUI thread never touches a model. It submits typed requests (mmstudio.requests)
+and gets back a `Ticket`: that request's own started, progress, finished, failed
+and cancelled signals (superqt's `thread_worker` shape), so whoever asked is the
+only one who listens. Requests queue in the worker thread's event loop and run
+one at a time; a ticket's cancel token can be set at any moment (Esc) and is
+checked between steps.
+
+Core work that needs no model (checking a dataset, preparing a training job,
+saving files) runs through `InferenceClient.run` on a pool thread instead, with
+the same kind of ticket, so it never waits behind a long captioning batch and
+never runs on the GUI thread.
 """
 
 from __future__ import annotations
 
 import threading
 import traceback
+from typing import Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
 from mmstudio import preload
 from mmstudio.engine import Engine
@@ -20,14 +28,55 @@ from mmstudio.models.base import LoadOptions
 from mmstudio.requests import CancelToken, LoadModelRequest, Request, execute
 
 
+class Ticket(QObject):
+    """One piece of submitted work. Exactly one of finished, failed or cancelled is emitted, then ended.
+
+    Signals are emitted on the GUI thread, in the order the work produced them.
+    """
+
+    started = Signal(str)  # what is happening, for a status line
+    progress = Signal(int, int)  # (done, total)
+    finished = Signal(object)  # the Outcome (or a background call's return value)
+    failed = Signal(object)  # the exception; a bug (not an MMStudioError) carries `details`
+    cancelled = Signal()
+    ended = Signal()  # after any of the three above
+
+    def __init__(self, request, token: CancelToken, parent: QObject | None = None):
+        super().__init__(parent)
+        self.request = request
+        self._token = token
+        self.done = False
+        self.outcome = None
+        self.error: BaseException | None = None
+
+    @property
+    def id(self) -> int:
+        return self.request.id
+
+    def cancel(self) -> None:
+        """Ask the work to stop; harmless once it has ended."""
+        self._token.cancel()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._token.cancelled
+
+    def _end(self, signal, *payload) -> None:
+        if self.done:  # the worker reports each request once; a second report would be a bug upstream
+            return
+        self.done = True
+        signal.emit(*payload)
+        self.ended.emit()
+
+
 class _Worker(QObject):
     """Lives in the worker thread; its slots run there, in submission order."""
 
-    finished = Signal(object)  # an Outcome
-    failed = Signal(object, object)  # (request, exception)
-    cancelled = Signal(object)  # request
+    finished = Signal(int, object)  # (request id, Outcome)
+    failed = Signal(int, object)  # (request id, exception)
+    cancelled = Signal(int)
     progress = Signal(int, int, int)  # (request id, done, total)
-    started = Signal(object, str)  # (request, what is happening, for the status bar)
+    started = Signal(int, str)  # (request id, what is happening)
 
     def __init__(self, tokens: dict[int, CancelToken], lock: threading.Lock, options: LoadOptions):
         super().__init__()
@@ -44,17 +93,17 @@ class _Worker(QObject):
             if token.cancelled:
                 raise CancelledError("cancelled before it started")
             self._ensure_engine()
-            self.started.emit(request, _describe(request, self.engine))
+            self.started.emit(request.id, _describe(request))
             outcome = execute(self.engine, request, token,
                               progress=lambda done, total: self.progress.emit(request.id, done, total))
-            self.finished.emit(outcome)
+            self.finished.emit(request.id, outcome)
         except CancelledError:
-            self.cancelled.emit(request)
+            self.cancelled.emit(request.id)
         except MMStudioError as exc:
-            self.failed.emit(request, exc)
+            self.failed.emit(request.id, exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the worker: report it and go on
             exc.details = traceback.format_exc()
-            self.failed.emit(request, exc)
+            self.failed.emit(request.id, exc)
         finally:
             with self._lock:
                 self._tokens.pop(request.id, None)
@@ -80,23 +129,69 @@ class _Worker(QObject):
         if self.engine is not None:
             self.engine.unload_all()
 
+    def loaded_models(self) -> list[str]:
+        """Names of the models the engine holds (none before the first request)."""
+        engine = self.engine
+        return [adapter.info.name for adapter in engine.loaded()] if engine is not None else []
 
-def _describe(request: Request, engine: Engine) -> str:
+
+def _describe(request: Request) -> str:
     if isinstance(request, LoadModelRequest):
         return f"Loading {request.name} on {request.options.device} ({request.options.dtype})…"
     kind = type(request).__name__.replace("Request", "").lower()
     return f"Working: {kind}…"
 
 
-class InferenceClient(QObject):
-    """The GUI side: submit, cancel, and relay the worker's signals."""
+class BackgroundCall:
+    """A plain core function to run off the GUI thread (no model involved): the 'request' of its ticket."""
 
-    finished = Signal(object)
-    failed = Signal(object, object)
-    cancelled = Signal(object)
+    def __init__(self, what: str, function: Callable, args: tuple, kwargs: dict):
+        from mmstudio.requests import next_id
+
+        self.id = next_id()
+        self.what = what
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        return f"BackgroundCall({self.what!r})"
+
+
+class _CallSignals(QObject):
+    finished = Signal(int, object)
+    failed = Signal(int, object)
+    cancelled = Signal(int)
     progress = Signal(int, int, int)
-    started = Signal(object, str)
+    started = Signal(int, str)
+
+
+class _CallRunnable(QRunnable):
+    def __init__(self, call: BackgroundCall, token: CancelToken, signals: _CallSignals):
+        super().__init__()
+        self.call, self.token, self.signals = call, token, signals
+
+    def run(self) -> None:
+        call, signals = self.call, self.signals
+        try:
+            self.token.check()
+            signals.started.emit(call.id, call.what)
+            result = call.function(*call.args, **call.kwargs)
+            signals.finished.emit(call.id, result)
+        except CancelledError:
+            signals.cancelled.emit(call.id)
+        except MMStudioError as exc:
+            signals.failed.emit(call.id, exc)
+        except Exception as exc:  # noqa: BLE001 - reported to whoever asked, like the worker's
+            exc.details = traceback.format_exc()
+            signals.failed.emit(call.id, exc)
+
+
+class InferenceClient(QObject):
+    """The GUI side: submit work and get a ticket back; cancel everything at once (Esc)."""
+
     busy_changed = Signal(bool)
+    started = Signal(object, str)  # (ticket, what is happening): for the window's status bar only
     _submit = Signal(object)
     _warm_up = Signal(object)
     _shutdown = Signal()
@@ -105,7 +200,7 @@ class InferenceClient(QObject):
         super().__init__(parent)
         self._tokens: dict[int, CancelToken] = {}
         self._lock = threading.Lock()
-        self._pending: set[int] = set()
+        self._tickets: dict[int, Ticket] = {}  # open tickets by request id: the client's own plumbing
         self._thread = QThread()
         self._thread.setObjectName("mmstudio-inference")
         self._worker = _Worker(self._tokens, self._lock, options)
@@ -113,36 +208,56 @@ class InferenceClient(QObject):
         self._submit.connect(self._worker.run)
         self._warm_up.connect(self._worker.warm_up)
         self._shutdown.connect(self._worker.shutdown)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.failed.connect(self._on_failed)
-        self._worker.cancelled.connect(self._on_cancelled)
-        self._worker.progress.connect(self.progress)
-        self._worker.started.connect(self.started)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)  # background calls take turns: they share the disk and the GIL
+        self._calls = _CallSignals(self)
+        for source in (self._worker, self._calls):
+            source.finished.connect(self._on_finished)
+            source.failed.connect(self._on_failed)
+            source.cancelled.connect(self._on_cancelled)
+            source.progress.connect(self._on_progress)
+            source.started.connect(self._on_started)
         self._thread.start()
 
     @property
     def busy(self) -> bool:
-        return bool(self._pending)
+        return bool(self._tickets)
 
-    def submit(self, request: Request) -> int:
+    @property
+    def open_tickets(self) -> list[Ticket]:
+        return list(self._tickets.values())
+
+    def loaded_models(self) -> list[str]:
+        """Names of the models the worker holds: a snapshot, meant for when it is idle."""
+        return self._worker.loaded_models()
+
+    def submit(self, request: Request) -> Ticket:
+        """Queue a request for the model thread."""
+        ticket = self._open(request)
+        self._submit.emit(request)
+        return ticket
+
+    def run(self, what: str, function: Callable, *args, **kwargs) -> Ticket:
+        """Run `function(*args, **kwargs)` on a background thread; its return value is the ticket's outcome."""
+        call = BackgroundCall(what, function, args, kwargs)
+        ticket = self._open(call)
+        self._pool.start(_CallRunnable(call, self._tokens[call.id], self._calls))
+        return ticket
+
+    def _open(self, request) -> Ticket:
+        token = CancelToken()
         with self._lock:
-            self._tokens[request.id] = CancelToken()
+            self._tokens[request.id] = token
+        ticket = Ticket(request, token, self)
         was_busy = self.busy
-        self._pending.add(request.id)
+        self._tickets[request.id] = ticket
         if not was_busy:
             self.busy_changed.emit(True)
-        self._submit.emit(request)
-        return request.id
+        return ticket
 
     def warm_up(self, task) -> None:
         """Have the worker get the task's model ready (imports included) while the window is idle."""
         self._warm_up.emit(task)
-
-    def cancel(self, request_id: int) -> None:
-        with self._lock:
-            token = self._tokens.get(request_id)
-        if token is not None:
-            token.cancel()
 
     def cancel_all(self) -> None:
         with self._lock:
@@ -150,26 +265,92 @@ class InferenceClient(QObject):
         for token in tokens:
             token.cancel()
 
-    def _done(self, request) -> None:
-        self._pending.discard(request.id)
-        if not self._pending:
+    def _on_started(self, request_id: int, text: str) -> None:
+        ticket = self._tickets.get(request_id)
+        if ticket is not None:
+            ticket.started.emit(text)
+            self.started.emit(ticket, text)
+
+    def _on_progress(self, request_id: int, done: int, total: int) -> None:
+        ticket = self._tickets.get(request_id)
+        if ticket is not None:
+            ticket.progress.emit(done, total)
+
+    def _close(self, request_id: int) -> Ticket | None:
+        ticket = self._tickets.pop(request_id, None)
+        with self._lock:
+            self._tokens.pop(request_id, None)
+        if ticket is not None:
+            ticket.setParent(None)  # whoever holds it keeps it; otherwise it goes with its last reference
+        if not self._tickets:
             self.busy_changed.emit(False)
+        return ticket
 
-    def _on_finished(self, outcome) -> None:
-        self._done(outcome.request)
-        self.finished.emit(outcome)
+    def _on_finished(self, request_id: int, outcome) -> None:
+        ticket = self._close(request_id)
+        if ticket is not None:
+            ticket.outcome = outcome
+            ticket._end(ticket.finished, outcome)  # noqa: SLF001 - the client is the ticket's only driver
 
-    def _on_failed(self, request, exc) -> None:
-        self._done(request)
-        self.failed.emit(request, exc)
+    def _on_failed(self, request_id: int, exc) -> None:
+        ticket = self._close(request_id)
+        if ticket is not None:
+            ticket.error = exc
+            ticket._end(ticket.failed, exc)  # noqa: SLF001
 
-    def _on_cancelled(self, request) -> None:
-        self._done(request)
-        self.cancelled.emit(request)
+    def _on_cancelled(self, request_id: int) -> None:
+        ticket = self._close(request_id)
+        if ticket is not None:
+            ticket._end(ticket.cancelled)  # noqa: SLF001
 
     def stop(self, timeout_ms: int = 10000) -> None:
-        """Cancel what is queued, free the models and end the thread."""
+        """Cancel what is queued, free the models and end the threads."""
         self.cancel_all()
+        self._pool.waitForDone(timeout_ms)
         self._shutdown.emit()
         self._thread.quit()
         self._thread.wait(timeout_ms)
+
+
+class OpenTickets:
+    """The tickets one panel or dialog has in flight: what it owns, and nothing else."""
+
+    def __init__(self):
+        self._open: dict[int, Ticket] = {}
+
+    def add(self, ticket: Ticket) -> Ticket:
+        self._open[ticket.id] = ticket
+        ticket.ended.connect(lambda: self._open.pop(ticket.id, None))
+        return ticket
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self):
+        return iter(list(self._open.values()))
+
+    def submit(self, client: "InferenceClient", request, *, on_finished: Callable, on_ended: Callable,
+               on_error: Callable | None = None) -> Ticket:
+        """Submit `request` and wire its ticket: on_finished(outcome); on_ended(request, reason) when it
+        fails or is cancelled; on_error(text) also gets a failure, for the window's message bar."""
+        from mmstudio.gui.qt_errors import describe
+
+        ticket = self.add(client.submit(request))
+        ticket.finished.connect(on_finished)
+
+        def failed(exc) -> None:
+            title, message = describe(exc)
+            on_ended(ticket.request, message)
+            if on_error is not None:
+                on_error(f"{title}: {message}")
+
+        ticket.failed.connect(failed)
+        ticket.cancelled.connect(lambda: on_ended(ticket.request, "Cancelled."))
+        return ticket
+
+    def requests(self) -> list:
+        return [ticket.request for ticket in self._open.values()]
+
+    def cancel_all(self) -> None:
+        for ticket in list(self._open.values()):
+            ticket.cancel()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
+from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import AnswerResult
 from mmstudio.requests import AskOutcome, AskRequest, ImageRef
 
@@ -34,16 +35,18 @@ class ChatInput(QPlainTextEdit):
 
 
 class AskPanel(QWidget):
-    submit = Signal(object)
     overlay_requested = Signal(object, int, str)
     message = Signal(str)
+    error = Signal(str)
     teach_requested = Signal(object, dict)  # ImageRef, {"question": ..., "answer": ...}
 
-    def __init__(self, parent=None):
+    def __init__(self, client, parent=None):
         super().__init__(parent)
+        self.client = client  # submit(request) -> Ticket
         self.history: dict[str, list[Turn]] = {}  # per image, kept while the app runs
         self._current: ImageRef | None = None
-        self._pending: dict[int, tuple[str, Turn]] = {}
+        self.pending = OpenTickets()
+        self._turns: dict[int, tuple[str, Turn]] = {}  # request id -> (image key, its turn)
 
         self.chat = QTextBrowser()
         self.chat.setOpenLinks(False)
@@ -81,16 +84,14 @@ class AskPanel(QWidget):
         request = AskRequest(image=ref, question=question, attention=True)
         turn = Turn(question, request_id=request.id)
         self.history.setdefault(ref.key, []).append(turn)
-        self._pending[request.id] = (ref.key, turn)
+        self._turns[request.id] = (ref.key, turn)
         self._show()
-        self.submit.emit(request)
+        self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
+                            on_error=self.error.emit)
         return request.id
 
-    def owns(self, request) -> bool:
-        return request.id in self._pending
-
     def on_finished(self, outcome: AskOutcome) -> None:
-        key, turn = self._pending.pop(outcome.request.id)
+        key, turn = self._turns.pop(outcome.request.id)
         turn.result = outcome.result
         if self._current is not None and self._current.key == key:
             self._show()
@@ -98,7 +99,7 @@ class AskPanel(QWidget):
                              else self.history[key].index(turn))
 
     def on_ended(self, request, reason: str) -> None:
-        key, turn = self._pending.pop(request.id, (None, None))
+        key, turn = self._turns.pop(request.id, (None, None))
         if turn is not None:
             turn.error = reason
             self._show()

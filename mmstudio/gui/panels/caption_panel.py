@@ -19,25 +19,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.gui.worker import OpenTickets, Ticket
 from mmstudio.models.base import CaptionResult
 from mmstudio.requests import CaptionOutcome, CaptionRequest, ImageRef
 
 
 class CaptionPanel(QWidget):
-    submit = Signal(object)  # a request for the worker
-    cancel = Signal(int)  # request id
     overlay_requested = Signal(object, int, str)  # stack, token index, label
     message = Signal(str)
+    error = Signal(str)
+    captioned = Signal(object)  # a CaptionOutcome, after the panel has taken it in
     teach_requested = Signal(object, dict)  # ImageRef, {"caption": ...}
 
-    def __init__(self, parent=None):
+    def __init__(self, client, parent=None):
         super().__init__(parent)
+        self.client = client  # submit(request) -> Ticket
         self.results: dict[str, CaptionResult] = {}
         self.errors: dict[str, str] = {}
         self._paths: dict[str, str] = {}
         self._current: ImageRef | None = None
-        self._pending: dict[int, CaptionRequest] = {}
-        self._batch_id: int | None = None
+        self.pending = OpenTickets()
+        self._batch: Ticket | None = None
         self._selected_token = -1
 
         self.words = QTextBrowser()
@@ -95,44 +97,43 @@ class CaptionPanel(QWidget):
             return
         if force:
             self.results.pop(ref.key, None)
-        if any(ref in req.images for req in self._pending.values()):
+        if any(ref in req.images for req in self.pending.requests()):
             return  # already on its way
-        request = CaptionRequest(images=(ref,), attention=True)
-        self._pending[request.id] = request
         self.status.setText("Captioning…")
-        self.submit.emit(request)
+        self._submit(CaptionRequest(images=(ref,), attention=True))
 
     def caption_all(self, refs: list[ImageRef]) -> None:
         todo = tuple(r for r in refs if r.key not in self.results)
         if not todo:
             self.message.emit("Every image already has a caption.")
             return
-        request = CaptionRequest(images=todo, attention=True)
-        self._pending[request.id] = request
-        self._batch_id = request.id
         self.progress.setRange(0, len(todo))
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.cancel_button.setEnabled(True)
         self.all_button.setEnabled(False)
-        self.submit.emit(request)
+        self._batch = self._submit(CaptionRequest(images=todo, attention=True))
+        self._batch.progress.connect(self._on_batch_progress)
 
     def cancel_batch(self) -> None:
-        if self._batch_id is not None:
-            self.cancel.emit(self._batch_id)
+        if self._batch is not None:
+            self._batch.cancel()
+
+    @property
+    def batch_running(self) -> bool:
+        return self._batch is not None
+
+    def _submit(self, request: CaptionRequest) -> Ticket:
+        return self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
+                                   on_error=self.error.emit)
 
     # -------------------------------------------------------------- results
 
-    def owns(self, request) -> bool:
-        return request.id in self._pending
-
-    def on_progress(self, request_id: int, done: int, total: int) -> None:
-        if request_id == self._batch_id:
-            self.progress.setValue(done)
-            self.status.setText(f"Captioned {done} of {total}")
+    def _on_batch_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(done)
+        self.status.setText(f"Captioned {done} of {total}")
 
     def on_finished(self, outcome: CaptionOutcome) -> None:
-        self._pending.pop(outcome.request.id, None)
         for item in outcome.items:
             if item.result is not None:
                 self.results[item.image.key] = item.result
@@ -140,21 +141,24 @@ class CaptionPanel(QWidget):
                 self.errors[item.image.key] = item.error or "failed"
             if item.image.path is not None:
                 self._paths[item.image.key] = str(item.image.path)
-        if outcome.request.id == self._batch_id:
+        if self._batch is not None and outcome.request.id == self._batch.id:
             self._end_batch(f"Captioned {len(outcome.items)} images.")
         # Results of other images are kept; only the selected image is shown (stale ones are not).
         self._show()
+        for item in outcome.items:
+            if item.error:
+                self.error.emit(item.error)
+        self.captioned.emit(outcome)
 
     def on_ended(self, request, reason: str) -> None:
         """The request failed or was cancelled."""
-        self._pending.pop(request.id, None)
-        if request.id == self._batch_id:
+        if self._batch is not None and request.id == self._batch.id:
             self._end_batch(reason)
         elif self._current is not None and self._current in request.images:
             self.status.setText(reason)
 
     def _end_batch(self, text: str) -> None:
-        self._batch_id = None
+        self._batch = None
         self.progress.setVisible(False)
         self.cancel_button.setEnabled(False)
         self.all_button.setEnabled(True)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import MatchResult
 from mmstudio.requests import ImageRef, MatchOutcome, MatchRequest
 
@@ -34,16 +35,17 @@ def _bar(value: float, low: float, high: float, text: str) -> QProgressBar:
 
 
 class MatchPanel(QWidget):
-    submit = Signal(object)
     overlay_requested = Signal(object, int, str)
     message = Signal(str)
+    error = Signal(str)
 
-    def __init__(self, parent=None):
+    def __init__(self, client, parent=None):
         super().__init__(parent)
+        self.client = client  # submit(request) -> Ticket
         self.texts: list[str] = list(DEFAULT_TEXTS)
         self.results: dict[str, list[MatchResult]] = {}  # per image key, for the current texts
         self._current: ImageRef | None = None
-        self._pending: dict[int, str] = {}
+        self.pending = OpenTickets()
 
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Text", "ITM match", "ITC similarity"])
@@ -132,15 +134,12 @@ class MatchPanel(QWidget):
         if self._current is None or not self.texts:
             return
         request = MatchRequest(image=self._current, texts=tuple(self.texts), attention=True)
-        self._pending[request.id] = self._current.key
         self.status.setText("Scoring…")
-        self.submit.emit(request)
-
-    def owns(self, request) -> bool:
-        return request.id in self._pending
+        self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
+                            on_error=self.error.emit)
 
     def on_finished(self, outcome: MatchOutcome) -> None:
-        key = self._pending.pop(outcome.request.id)
+        key = outcome.request.image.key
         if list(outcome.request.texts) != self.texts:
             return  # the texts changed meanwhile: a newer request is on its way
         self.results[key] = list(outcome.results)
@@ -149,7 +148,6 @@ class MatchPanel(QWidget):
             self._show()
 
     def on_ended(self, request, reason: str) -> None:
-        self._pending.pop(request.id, None)
         self.status.setText(reason)
 
     def _show(self) -> None:

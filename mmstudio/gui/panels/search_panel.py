@@ -16,20 +16,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.gui.worker import OpenTickets
 from mmstudio.requests import ImageRef, SearchOutcome, SearchRequest
 
 _KEY_ROLE = Qt.ItemDataRole.UserRole
 
 
 class SearchPanel(QWidget):
-    submit = Signal(object)  # a request for the worker
     message = Signal(str)
+    error = Signal(str)
     image_chosen = Signal(str)  # the gallery key of a result the user picked
 
-    def __init__(self, parent=None):
+    def __init__(self, client, parent=None):
         super().__init__(parent)
+        self.client = client  # submit(request) -> Ticket
         self.hits = ()  # SearchHit of the latest search, best first
-        self._pending: set[int] = set()
+        self.pending = OpenTickets()
         self._latest: int | None = None
         self._gallery_refs = lambda: []
 
@@ -79,16 +81,14 @@ class SearchPanel(QWidget):
             self.message.emit("Open some images first: search runs over the gallery.")
             return
         request = SearchRequest(images=tuple(refs), query=text, top_k=self.top_k.value())
-        self._pending.add(request.id)
         self._latest = request.id
         self.progress.setRange(0, len(refs))
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.status.setText(f"Searching {len(refs)} images…")
-        self.submit.emit(request)
-
-    def owns(self, request) -> bool:
-        return request.id in self._pending
+        ticket = self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
+                                     on_error=self.error.emit)
+        ticket.progress.connect(lambda done, total: self.on_progress(request.id, done, total))
 
     def on_progress(self, request_id: int, done: int, total: int) -> None:
         if request_id == self._latest:
@@ -96,7 +96,6 @@ class SearchPanel(QWidget):
             self.status.setText(f"Indexed {done} of {total} images…")
 
     def on_finished(self, outcome: SearchOutcome) -> None:
-        self._pending.discard(outcome.request.id)
         if outcome.request.id != self._latest:
             return  # a newer search is on its way
         self.progress.setVisible(False)
@@ -116,7 +115,6 @@ class SearchPanel(QWidget):
                             f"{fresh}.")
 
     def on_ended(self, request, reason: str) -> None:
-        self._pending.discard(request.id)
         if request.id == self._latest:
             self.progress.setVisible(False)
             self.status.setText(reason)
