@@ -12,6 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from mmstudio.cli import main as cli_main  # noqa: E402
+from mmstudio.errors import DatasetError  # noqa: E402
 from mmstudio.gui.main_window import MainWindow  # noqa: E402
 from mmstudio.gui.qt_settings import Settings  # noqa: E402
 from mmstudio.models.base import Task  # noqa: E402
@@ -194,10 +195,14 @@ def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
     panel.steps.setValue(400)
     panel.batch.setValue(4)
     panel.out.setText(str(tmp_path / "run"))
-    assert panel.check()
-    assert "Data is valid" in panel.report.text()
-    record = panel.launch()
-    assert record is not None
+    checking = panel.check()
+    assert not panel.check_button.isEnabled()  # the check runs off the GUI thread; the panel shows it
+    qtbot.waitUntil(lambda: checking.done, timeout=TIMEOUT)
+    assert checking.error is None and "Data is valid" in panel.report.text()
+    launching = panel.launch()
+    qtbot.waitUntil(lambda: launching.done, timeout=TIMEOUT)
+    record = panel.selected()
+    assert launching.error is None and record is not None and record.id in panel.processes
     qtbot.waitUntil(lambda: len(record.curve) >= 3, timeout=180000)
     assert panel.progress.maximum() == 400 and panel.progress.value() >= 3
     assert panel.stop_button.isEnabled()
@@ -234,7 +239,9 @@ def test_launch_is_refused_on_invalid_data(qtbot, window, tmp_path):
     (tmp_path / "bad" / "metadata.jsonl").write_text('{"file_name": "x.png", "caption": "a red circle"}\n')
     panel = window.train_panel
     panel.data.setText(str(tmp_path / "bad"))
-    assert panel.launch() is None
+    launching = panel.launch()
+    qtbot.waitUntil(lambda: launching.done, timeout=TIMEOUT)
+    assert isinstance(launching.error, DatasetError)
     assert "metadata.jsonl:1" in panel.report.text()
     assert panel.jobs.count() == 0
 

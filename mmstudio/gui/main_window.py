@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from mmstudio import __version__
+from mmstudio.errors import MMStudioError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
@@ -101,7 +102,7 @@ class MainWindow(QMainWindow):
         self.caption_panel = CaptionPanel(self.client)
         self.ask_panel = AskPanel(self.client)
         self.match_panel = MatchPanel(self.client)
-        self.train_panel = TrainPanel(job_store)
+        self.train_panel = TrainPanel(self.client, job_store)
         self.search_panel = SearchPanel(self.client)
         self.message_bar = MessageBar()
         self.welcome = QLabel(WELCOME)
@@ -406,7 +407,7 @@ class MainWindow(QMainWindow):
             return
         try:
             add_correction(Path(folder), image, **correction)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, MMStudioError) as exc:  # MMStudioError: a text over the reader's caps
             self.show_error(f"Could not add the correction to {folder}: {exc}")
             return
         self.show_info(f"Added to {folder}: train on it in the Train panel.")

@@ -26,7 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from mmstudio.errors import MMStudioError
+from mmstudio.gui.qt_errors import describe
 from mmstudio.gui.qt_loss_curve import LossCurve
+from mmstudio.gui.worker import Ticket
 from mmstudio.jobs import JobProcess, JobRecord, JobStore, prepare_launch, resume_config
 from mmstudio.models.base import Task
 from mmstudio.training.run import TrainConfig
@@ -50,9 +52,11 @@ class TrainPanel(QWidget):
     message = Signal(str)
     error = Signal(str)
 
-    def __init__(self, store: JobStore | None = None, parent=None):
+    def __init__(self, client, store: JobStore | None = None, parent=None):
         super().__init__(parent)
+        self.client = client  # run(what, function, ...) -> Ticket: checking runs off the GUI thread
         self.store = store or JobStore()
+        self.preparing: Ticket | None = None
         self.runner = JobRunner(self)
         self.runner.event.connect(self._on_event)
         self.processes: dict[str, JobProcess] = {}
@@ -182,26 +186,48 @@ class TrainPanel(QWidget):
                            eval_every=self.eval_every.value() if eval_data else 0,
                            save_every=max(10, self.steps.value() // 5), log_every=max(1, self.steps.value() // 100))
 
-    def check(self) -> bool:
+    def check(self) -> Ticket | None:
+        """Validate the data and the base on a background thread; the report says what was found."""
+        return self._prepare(self.config, "Checking the data…", self._show_check, refused="")
+
+    def launch(self) -> Ticket | None:
+        """Check everything, then start the job (its record is selected in the list once it runs)."""
+        return self._prepare(self.config, "Checking the data before launch…", self._start, refused="Launch refused: ")
+
+    def _prepare(self, make_config, what: str, on_ready, *, refused: str) -> Ticket | None:
+        """Run `prepare_launch(make_config())` off the GUI thread: it reads every row and loads a tokenizer."""
+        if self.preparing is not None:
+            self.message.emit("Still checking the previous request…")
+            return None
         try:
-            launch = prepare_launch(self.config())
+            config = make_config()
         except MMStudioError as exc:
-            self.report.setText(f"<span style='color:#b00'>{_escape(str(exc))}</span>")
-            self.error.emit(str(exc).splitlines()[0])
-            return False
+            self._refuse(exc, refused)
+            return None
+        ticket = self.client.run(what, prepare_launch, config)
+        self.preparing = ticket
+        self.report.setText(f"<span style='color:gray'>{_escape(what)}</span>")
+        ticket.finished.connect(on_ready)
+        ticket.failed.connect(lambda exc: self._refuse(exc, refused))
+        ticket.ended.connect(self._prepared)
+        self._update_buttons()
+        return ticket
+
+    def _prepared(self) -> None:
+        self.preparing = None
+        self._update_buttons()
+
+    def _refuse(self, exc, prefix: str) -> None:
+        title, message = describe(exc)
+        if not isinstance(exc, MMStudioError):
+            message = f"{title}: {message}"
+        self.report.setText(f"<span style='color:#b00'>{_escape(message)}</span>")
+        self.error.emit(prefix + message.splitlines()[0])
+
+    def _show_check(self, launch) -> None:
         summary = launch.summary
         extra = f"<br>New words for the vocabulary: {', '.join(summary['new_words'])}" if summary["new_words"] else ""
         self.report.setText(f"Data is valid: {_escape(summary['data'])}<br>Base: {_escape(summary['base'])}{extra}")
-        return True
-
-    def launch(self) -> JobRecord | None:
-        try:
-            launch = prepare_launch(self.config())
-        except MMStudioError as exc:
-            self.report.setText(f"<span style='color:#b00'>{_escape(str(exc))}</span>")
-            self.error.emit("Launch refused: " + str(exc).splitlines()[0])
-            return None
-        return self._start(launch)
 
     def _start(self, launch) -> JobRecord:
         record = self.store.new(launch)
@@ -223,15 +249,14 @@ class TrainPanel(QWidget):
             getattr(process, how)()
             self.progress_label.setText("Stopping (saving a checkpoint)…" if how == "stop" else "Killed.")
 
-    def resume_selected(self) -> JobRecord | None:
+    def resume_selected(self) -> Ticket | None:
         record = self.selected()
         if record is None:
             return None
-        try:
-            launch = prepare_launch(resume_config(record))
-        except MMStudioError as exc:
-            self.error.emit(str(exc))
-            return None
+        return self._prepare(lambda: resume_config(record), "Checking the job before resuming…",
+                             lambda launch: self._resume(record, launch), refused="Resume refused: ")
+
+    def _resume(self, record: JobRecord, launch) -> JobRecord:
         record.status = "running"
         record.argv = list(launch.argv)
         self.store.save()
@@ -324,9 +349,12 @@ class TrainPanel(QWidget):
     def _update_buttons(self) -> None:
         record = self.selected()
         running = bool(record and record.id in self.processes and self.processes[record.id].running)
+        idle = self.preparing is None  # one check at a time: its answer decides what happens next
+        self.check_button.setEnabled(idle)
+        self.launch_button.setEnabled(idle)
         self.stop_button.setEnabled(running)
         self.kill_button.setEnabled(running)
-        self.resume_button.setEnabled(bool(record and not running and record.status != "finished"
+        self.resume_button.setEnabled(bool(idle and record and not running and record.status != "finished"
                                            and record.latest_checkpoint))
         usable = bool(record and not running and record.status in ("finished", "stopped"))
         self.use_button.setEnabled(usable)
