@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from mmstudio.errors import MMStudioError
 from mmstudio.models.base import Task
@@ -90,17 +90,22 @@ def prepare_launch(config: TrainConfig) -> Launch:
 
 
 class JobProcess:
-    """A running `mmstudio train`; `listener` gets every event dict (on the reader thread)."""
+    """A running mmstudio subcommand; `listener` gets every event dict (on the reader thread).
 
-    def __init__(self, launch: Launch, listener: Listener, *, env: dict | None = None):
-        self.launch = launch
+    `command` is a prepared training `Launch`, or any mmstudio command line (`generate_command`).
+    Lines that are not JSON arrive as {"event": "output", "text": ...}; the last event is always
+    {"event": "exit", "returncode": ...}, with the end of stderr when it failed without saying why.
+    """
+
+    def __init__(self, command: Launch | Sequence[str], listener: Listener, *, env: dict | None = None):
+        argv = command.argv if isinstance(command, Launch) else tuple(command)
         self.listener = listener
         self.events: list[dict] = []
         self.returncode: int | None = None
         self._stderr_tail: list[str] = []
         environment = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            list(launch.argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             text=True, bufsize=1, env=environment, start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, name="mmstudio-job-reader", daemon=True)

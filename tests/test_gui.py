@@ -234,6 +234,20 @@ def test_generate_shapes_world_data_with_new_concepts(qtbot, tmp_path):
     assert len(read_dataset(dialog.folder, Task.CAPTION).examples) == 12
 
 
+def test_failed_generation_says_why_and_can_be_tried_again(qtbot, tmp_path):
+    from mmstudio.gui.qt_generate_dialog import GenerateDataDialog
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    dialog = GenerateDataDialog(blocker / "data", None)
+    qtbot.addWidget(dialog)
+    dialog.count.setValue(2)
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.generate_button.isEnabled(), timeout=120000)
+    assert dialog.folder is None
+    assert dialog.status.text().startswith("Generation failed: ") and len(dialog.status.text()) > 20
+
+
 def test_launch_is_refused_on_invalid_data(qtbot, window, tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metadata.jsonl").write_text('{"file_name": "x.png", "caption": "a red circle"}\n')

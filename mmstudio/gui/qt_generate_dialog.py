@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QProcess
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -21,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mmstudio.jobs import generate_command
+from mmstudio.gui.qt_jobs import JobRunner
+from mmstudio.jobs import JobProcess, generate_command
 
 
 class GenerateDataDialog(QDialog):
@@ -31,7 +31,10 @@ class GenerateDataDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Generate Shapes World data")
         self.folder: Path | None = None
-        self.process: QProcess | None = None
+        self.process: JobProcess | None = None
+        self.runner = JobRunner(self)
+        self.runner.event.connect(self._on_event)
+        self._tail: list[str] = []
         self.count = QSpinBox()
         self.count.setRange(1, 1_000_000)
         self.count.setValue(2000)
@@ -79,26 +82,34 @@ class GenerateDataDialog(QDialog):
             return
         argv = generate_command(out, self.count.value(), self.seed.value(),
                                 new_concepts=self.new_concepts.isChecked())
-        self.process = QProcess(self)
-        self.process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
-        self.process.finished.connect(lambda code, _status: self._finished(out, code))
-        self.process.start(argv[0], argv[1:])
+        self._out = out
+        self._tail = []
+        self.process = self.runner.start(str(out), argv)  # the same process runner as training jobs
         self.generate_button.setEnabled(False)
         self.busy.show()
         self.status.setText(f"Writing {self.count.value()} scenes to {out}…")
 
-    def _finished(self, out: Path, code: int) -> None:
+    def _on_event(self, _key: str, event: dict) -> None:
+        if event.get("event") == "output":
+            self._tail = [*self._tail[-20:], event.get("text", "")]
+        elif event.get("event") == "error":
+            self._tail.append(event.get("message", ""))
+        elif event.get("event") == "exit":
+            self._finished(event.get("returncode"), event.get("stderr", ""))
+
+    def _finished(self, code: int | None, stderr: str) -> None:
         self.busy.hide()
-        output = bytes(self.process.readAll()).decode(errors="replace").strip()
+        self.process = None
         if code == 0:
-            self.folder = out
+            self.folder = self._out
             self.accept()
             return
         self.generate_button.setEnabled(True)
-        self.status.setText(f"Generation failed: {output.splitlines()[-1] if output else f'exit code {code}'}")
+        lines = [line for line in (*self._tail, *stderr.splitlines()) if line.strip()]
+        self.status.setText(f"Generation failed: {lines[-1] if lines else f'exit code {code}'}")
 
     def reject(self) -> None:
-        if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
+        if self.process is not None and self.process.running:
             self.process.kill()
-            self.process.waitForFinished(3000)
+            self.process.wait(3)
         super().reject()

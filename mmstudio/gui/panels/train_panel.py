@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from mmstudio.errors import MMStudioError
 from mmstudio.gui.qt_errors import describe
+from mmstudio.gui.qt_jobs import JobRunner
 from mmstudio.gui.qt_loss_curve import LossCurve
 from mmstudio.gui.worker import Ticket
 from mmstudio.jobs import JobProcess, JobRecord, JobStore, prepare_launch, resume_config
@@ -35,15 +36,6 @@ from mmstudio.training.run import TrainConfig
 
 BASES = (("built-in model of the task", None), ("untrained (from scratch)", "scratch"))
 LOADED = "loaded"  # the base choice that follows the model loaded for the task
-
-
-class JobRunner(QObject):
-    """Relays a job's events (read on a thread) into the GUI thread as a signal."""
-
-    event = Signal(str, dict)  # job id, event
-
-    def start(self, record: JobRecord, launch) -> JobProcess:
-        return JobProcess(launch, lambda ev: self.event.emit(record.id, ev))
 
 
 class TrainPanel(QWidget):
@@ -231,7 +223,7 @@ class TrainPanel(QWidget):
 
     def _start(self, launch) -> JobRecord:
         record = self.store.new(launch)
-        self.processes[record.id] = self.runner.start(record, launch)
+        self.processes[record.id] = self.runner.start(record.id, launch)
         self.out.clear()  # the next job needs a new folder
         self._refresh_jobs(select=record.id)
         return record
@@ -260,7 +252,7 @@ class TrainPanel(QWidget):
         record.status = "running"
         record.argv = list(launch.argv)
         self.store.save()
-        self.processes[record.id] = self.runner.start(record, launch)
+        self.processes[record.id] = self.runner.start(record.id, launch)
         self._refresh_jobs(select=record.id)
         return record
 
