@@ -19,7 +19,7 @@ from pathlib import Path
 from mmstudio.engine import Engine
 from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
-from mmstudio.training.evaluate import read_rows
+from mmstudio.training.evaluate import scene_rows
 
 WORD_KIND = {1: "size", 2: "color", 3: "shape"}  # position in "a {size} {color} {shape}"
 
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     adapter = Engine().adapter(Task.ITM, args.model)
     right, total = collections.Counter(), collections.Counter()
-    for row in read_rows(args.data, args.limit):
+    for row in scene_rows(args.data, Task.ITM, args.limit):
         results = adapter.match(load_image(row["_path"]), [row["caption"], *(row.get("negatives") or [])])
         objects = row["caption"].count(" and ") + 1
         for result in results[1:]:

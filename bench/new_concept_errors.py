@@ -23,12 +23,12 @@ def word_accuracy(model: str, folders: list[Path], limit: int) -> None:
     from mmstudio.engine import Engine
     from mmstudio.imaging import load_image
     from mmstudio.models.base import Task
-    from mmstudio.training.evaluate import read_rows
+    from mmstudio.training.evaluate import scene_rows
 
     adapter = Engine().adapter(Task.CAPTION, model)
     total, right, scenes, scenes_right = (collections.Counter() for _ in range(4))
     for folder in folders:
-        rows = read_rows(folder, limit)
+        rows = scene_rows(folder, Task.CAPTION, limit)
         for i in range(0, len(rows), 50):
             chunk = rows[i:i + 50]
             for row, result in zip(chunk, adapter.caption([load_image(r["_path"]) for r in chunk])):

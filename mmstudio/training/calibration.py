@@ -20,10 +20,11 @@ HEAD_BIAS = "itm_head.bias"
 def _margins(adapter, data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Logit margins (match minus no-match) of true captions and of hard negatives."""
     from mmstudio.imaging import load_image
-    from mmstudio.training.evaluate import read_rows
+    from mmstudio.models.base import Task
+    from mmstudio.training.evaluate import scene_rows
 
     positives, negatives = [], []
-    for row in read_rows(data):
+    for row in scene_rows(data, Task.ITM):
         if not row.get("negatives"):
             continue
         results = adapter.match(load_image(row["_path"]), [row["caption"], *row["negatives"]])

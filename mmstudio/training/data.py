@@ -1,17 +1,27 @@
-"""Training data: read an imagefolder dataset, validate every row, and hold its pixels.
+"""Training data: the one dataset reader, every row validated, and the dataset's pixels.
 
-A dataset is a folder with `metadata.jsonl` (or `metadata.csv`) and image files
-(HF imagefolder convention). Every bad row is reported as `file:line: why`, and
-nothing trains on a dataset with problems.
+A dataset is a folder with `metadata.jsonl` or `metadata.csv` and image files
+(HF imagefolder convention). Training, evaluation (`mmstudio eval` and the
+evaluation during training), "Check data", teaching and the CLI's `--input`
+files all read rows through `read_rows` here, so what one accepts the others
+accept. Every bad row is reported as `file:line: why`, and nothing trains on a
+dataset with problems.
+
+Reading is bounded: a metadata file, a line and a text each have a cap, so a
+hostile or mistaken file (a 10 MB caption, /dev/zero) is a clear error rather
+than gigabytes of memory. Rows naming the same image share one decoded copy.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -21,6 +31,20 @@ from mmstudio.models.base import Task
 
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
+# A Shapes World row is about 1 KB and 90,000 scenes about 90 MB: the caps leave room for far more,
+# and stop a wrong file (a video, a device) before it costs memory.
+MAX_FILE_BYTES = 256 * 2**20
+MAX_LINE_BYTES = 2**20
+# BLIP's text position tables hold 512 tokens at most (the built-in models 48) and training keeps 48:
+# a text of more than 2,000 characters (~500 tokens of English) is cut anyway, so it is a mistake.
+MAX_TEXT_CHARS = 2000
+# Each new word adds a row to the embedding and output tables (and a token to the tokenizer):
+# more than a few thousand means prose or noise, not the names of new things.
+MAX_NEW_WORDS = 5000
+_MAX_NUMBER_CHARS = 40  # JSON numbers longer than this are not sizes or boxes (and int() refuses > 4300 digits)
+_BOM = b"\xef\xbb\xbf"
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+
 
 @dataclass(frozen=True)
 class Example:
@@ -29,19 +53,21 @@ class Example:
     answer: str = ""  # vqa only
     negatives: tuple[str, ...] = ()  # itm only: texts that must not match
     kind: str = ""  # vqa question kind, when the data says
+    line: int = 0  # the row's line in the metadata file
 
 
 @dataclass
 class Dataset:
     folder: Path
     task: Task
-    images: list[Path]
+    images: list[Path]  # each distinct image once, however many rows name it
     examples: list[Example]
     rows: int
-    sources: list[str] = field(default_factory=list)  # "metadata.jsonl:LINE" per image
+    sources: list[str] = field(default_factory=list)  # "metadata.jsonl:LINE" per image (its first row)
     # Ground truth per image when the data has it (Shapes World does): objects with boxes, and (w, h).
     objects: list[list[dict] | None] = field(default_factory=list)
     sizes: list[tuple[int, int] | None] = field(default_factory=list)
+    metadata: Path | None = None  # the file the rows came from
 
     def has_objects(self) -> bool:
         return bool(self.objects) and all(o is not None for o in self.objects)
@@ -52,6 +78,9 @@ class Dataset:
             for text in (ex.text, ex.answer, *ex.negatives):
                 found.update(tokenize_words(text))
         return found
+
+    def where(self, example: Example) -> str:
+        return f"{self.metadata}:{example.line}"
 
     def summary(self) -> str:
         what = {Task.CAPTION: "captions", Task.VQA: "question-answer pairs", Task.ITM: "captions"}[self.task]
@@ -65,82 +94,279 @@ def tokenize_words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _rows(folder: Path):
-    """(source, line number, row dict or error text) for each non-empty row."""
-    jsonl, table = folder / "metadata.jsonl", folder / "metadata.csv"
-    if jsonl.is_file():
+def check_new_words(dataset: Dataset, new_words: list[str]) -> None:
+    """Refuse data that would grow the model's vocabulary by more than MAX_NEW_WORDS words."""
+    if len(new_words) <= MAX_NEW_WORDS:
+        return
+    new, shown = set(new_words), {}
+    for example in dataset.examples:  # where the first few appear, in file order
+        for text in (example.text, example.answer, *example.negatives):
+            for word in tokenize_words(text):
+                if word in new and word not in shown and len(shown) < 10:
+                    shown[word] = dataset.where(example)
+        if len(shown) >= 10:
+            break
+    problems = [f"{where}: new word {word[:40]!r}" for word, where in shown.items()]
+    raise DatasetError(f"{dataset.folder}: the data brings {len(new_words):,} words the model does not know "
+                       f"(at most {MAX_NEW_WORDS:,}): each would add a row to the model's word tables. "
+                       "Is a column of prose or ids used as captions?", problems)
+
+
+# ------------------------------------------------------------------ reading rows
+
+
+class RowProblem(ValueError):
+    """A value the reader refuses; the message says why, fit to follow 'file:line: '."""
+
+
+def _refuse_constant(name: str):
+    raise RowProblem(f"{name} is not a number JSON allows")
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_NUMBER_CHARS:
+        raise RowProblem(f"a number {len(text):,} digits long")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text) if len(text) <= _MAX_NUMBER_CHARS else math.inf
+    if not math.isfinite(value):
+        raise RowProblem(f"number {text[:20]}{'...' if len(text) > 20 else ''} is too large")
+    return value
+
+
+def parse_json(text: str):
+    """Strict JSON: no NaN/Infinity, no endless numbers; raises RowProblem (a ValueError) with the reason."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except json.JSONDecodeError as exc:
+        raise RowProblem(f"not valid JSON ({exc.msg}, column {exc.colno})") from None
+    except RecursionError:
+        raise RowProblem("not valid JSON (nested too deeply)") from None
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:,.0f} MiB" if nbytes >= 2**20 else f"{nbytes:,} bytes"
+
+
+def _lines(handle: BinaryIO, name: str) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, problem) per line, split on \\n only (U+2028 and friends stay inside strings).
+
+    Bounded whatever the file is (a pipe, /dev/zero): a line over MAX_LINE_BYTES or a file over
+    MAX_FILE_BYTES ends the reading with a problem on that line.
+    """
+    total = 0
+    for number in itertools.count(1):
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        total += len(raw)
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            yield number, None, (f"line longer than {_size(MAX_LINE_BYTES)} (is {name} a file of rows?); "
+                                 "nothing after it was read")
+            return
+        if total > MAX_FILE_BYTES:
+            yield number, None, f"the file is over {_size(MAX_FILE_BYTES)}; nothing from here on was read"
+            return
+        if number == 1 and raw.startswith(_BOM):  # spreadsheet programs write one
+            raw = raw[len(_BOM):]
         try:
-            lines = jsonl.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"{jsonl}: cannot read ({exc})") from None
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
+            yield number, raw.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            yield number, None, f"not UTF-8 text (byte {exc.start + 1} of the line)"
+
+
+def _jsonl_rows(handle: BinaryIO, name: str) -> Iterator[tuple[int, dict | str]]:
+    for number, text, problem in _lines(handle, name):
+        if problem is not None:
+            yield number, problem
+            continue
+        if not text.strip():
+            continue
+        try:
+            row = parse_json(text)
+        except RowProblem as exc:
+            yield number, str(exc)
+            continue
+        yield number, row if isinstance(row, dict) else "a row must be a JSON object"
+
+
+def _csv_rows(handle: BinaryIO, name: str) -> Iterator[tuple[int, dict | str]]:
+    """Rows of a CSV file with a header line. Strict: an unclosed quote is an error at the line that opens
+    it, not the rest of the file swallowed into one field; a row is one line (captions are)."""
+    position = {"line": 0}
+    stopped: list[tuple[int, str]] = []
+
+    def texts():
+        for number, text, problem in _lines(handle, name):
+            position["line"] = number
+            if problem is not None:
+                stopped.append((number, problem))
+                yield "\n"  # an undecodable line reads as an empty one; its problem is reported
                 continue
+            yield text
+
+    reader = csv.reader(texts(), strict=True)
+    header: list[str] | None = None
+    while True:
+        start = position["line"] + 1
+        fields, problem, finished = None, None, False
+        try:
+            fields = next(reader)
+        except StopIteration:
+            finished = True
+        except csv.Error as exc:
+            message = str(exc)
+            if "unexpected end of data" in message or position["line"] > start:
+                # Strict quoting fails where the quote left open meets the next one (or the file's end).
+                problem, finished = "a quote opened on this line is never closed", "end of data" in message
+            elif "field larger than field limit" in message:
+                problem = f"not valid CSV (a field longer than {csv.field_size_limit():,} characters)"
+            else:
+                problem = f"not valid CSV ({message})"
+        yield from stopped
+        stopped.clear()
+        if problem:
+            yield start, problem
+        if finished:
+            return
+        if fields is None:
+            continue
+        end = position["line"]
+        if not fields or not any(f.strip() for f in fields):
+            continue
+        if header is None:
+            header = [f.strip() for f in fields]
+            continue
+        if end > start:
+            yield start, f"a quoted field runs on to line {end} (an unclosed quote?); a row must be one line"
+            continue
+        if len(fields) != len(header):
+            yield start, f"{len(fields)} fields where the header has {len(header)}"
+            continue
+        row = dict(zip(header, fields))
+        if row.get("questions"):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield jsonl.name, number, f"not valid JSON ({exc.msg})"
+                row["questions"] = parse_json(row["questions"])
+            except RowProblem as exc:
+                yield start, f"column questions: {exc}"
                 continue
-            yield jsonl.name, number, row if isinstance(row, dict) else "a row must be a JSON object"
-    elif table.is_file():
+        yield start, row
+
+
+def read_rows(path: Path | str) -> Iterator[tuple[int, dict | str]]:
+    """(line number, row or problem) for each non-empty row of a JSONL file (or a CSV file, by its suffix).
+
+    The one reader of row files: datasets, evaluation sets, teaching folders and `--input` files.
+    Raises DatasetError when the file cannot be opened or is over the size cap.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; the generator may be left unfinished
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
         try:
-            with table.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                for number, row in enumerate(reader, start=2):
-                    if "questions" in row and row["questions"]:
-                        try:
-                            row["questions"] = json.loads(row["questions"])
-                        except json.JSONDecodeError:
-                            yield table.name, number, "column questions is not valid JSON"
-                            continue
-                    yield table.name, number, row
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise DatasetError(f"{table}: cannot read ({exc})") from None
-    else:
+            size = path.stat().st_size if path.is_file() else 0
+        except OSError:
+            size = 0
+        if size > MAX_FILE_BYTES:
+            raise DatasetError(f"{path}: {_size(size)} is over the {_size(MAX_FILE_BYTES)} a row file may have")
+        rows = _csv_rows if path.suffix.lower() == ".csv" else _jsonl_rows
+        try:
+            yield from rows(handle, path.name)
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def metadata_file(folder: Path) -> Path:
+    """The dataset's metadata file: exactly one of metadata.jsonl and metadata.csv."""
+    found = [folder / name for name in METADATA_FILES if (folder / name).is_file()]
+    if not found:
         raise DatasetError(f"{folder}: no metadata.jsonl or metadata.csv (an imagefolder dataset needs one)")
+    if len(found) > 1:
+        raise DatasetError(f"{folder}: both metadata.jsonl and metadata.csv: keep the one with the rows")
+    return found[0]
+
+
+def clean_text(value: object, what: str) -> str | None:
+    """The text with its whitespace runs made single spaces, None when absent or blank.
+    Raises RowProblem for a text over MAX_TEXT_CHARS."""
+    if not isinstance(value, str):
+        return None
+    if len(value) > MAX_TEXT_CHARS and len(" ".join(value.split())) > MAX_TEXT_CHARS:
+        raise RowProblem(f"{what} is {len(value):,} characters (at most {MAX_TEXT_CHARS:,}: the model reads "
+                       "a few hundred tokens of a text and cuts the rest)")
+    return " ".join(value.split()) or None
 
 
 def _text(row: dict, *keys: str) -> str | None:
     for key in keys:
-        value = row.get(key)
-        if isinstance(value, str) and value.strip():
-            return " ".join(value.split())
+        value = clean_text(row.get(key), key)
+        if value:
+            return value
     return None
 
 
-def _examples_of(row: dict, task: Task, image: int) -> tuple[list[Example], str | None]:
+def _examples_of(row: dict, task: Task, image: int, line: int) -> tuple[list[Example], str | None]:
     """The row's examples for the task, or a problem. A row made for the other kind of task
     (a caption row in VQA training, a question row in caption training) gives no examples and no problem."""
-    has_caption = bool(_text(row, "caption", "text"))
+    try:
+        return _examples(row, task, image, line), None
+    except RowProblem as exc:
+        return [], str(exc)
+
+
+def _examples(row: dict, task: Task, image: int, line: int) -> list[Example]:
+    caption = _text(row, "caption", "text")
     has_questions = bool(row.get("questions")) or bool(_text(row, "question"))
-    if task in (Task.CAPTION, Task.ITM) and not has_caption and has_questions:
-        return [], None
-    if task == Task.VQA and not has_questions and has_caption:
-        return [], None
+    if task in (Task.CAPTION, Task.ITM) and not caption and has_questions:
+        return []
+    if task == Task.VQA and not has_questions and caption:
+        return []
+    if task in (Task.CAPTION, Task.ITM) and not caption:
+        raise RowProblem("no caption (key caption or text)")
     if task == Task.CAPTION:
-        caption = _text(row, "caption", "text")
-        return ([Example(image, caption)], None) if caption else ([], "no caption (key caption or text)")
+        return [Example(image, caption, line=line)]
     if task == Task.ITM:
-        caption = _text(row, "caption", "text")
-        if not caption:
-            return [], "no caption (key caption or text)"
         negatives = row.get("negatives") or []
         if not isinstance(negatives, list) or not all(isinstance(n, str) and n.strip() for n in negatives):
-            return [], "negatives must be a list of texts"
-        return [Example(image, caption, negatives=tuple(" ".join(n.split()) for n in negatives))], None
+            raise RowProblem("negatives must be a list of texts")
+        negatives = tuple(clean_text(n, f"negative {i + 1}") for i, n in enumerate(negatives))
+        return [Example(image, caption, negatives=negatives, line=line)]
     pairs = row.get("questions")
-    if pairs is None and _text(row, "question"):
-        pairs = [{"question": row.get("question"), "answer": row.get("answer")}]
+    if pairs is None and _text(row, "question"):  # one flat pair: training and evaluation both take it
+        pairs = [{"question": row.get("question"), "answer": row.get("answer"), "kind": row.get("kind")}]
     if not isinstance(pairs, list) or not pairs:
-        return [], "no questions (key questions: [{question, answer}], or question and answer)"
+        raise RowProblem("no questions (key questions: [{question, answer}], or question and answer)")
     examples = []
     for i, pair in enumerate(pairs):
         question = _text(pair, "question") if isinstance(pair, dict) else None
-        answer = _text(pair, "answer") if isinstance(pair, dict) else None
+        answer = clean_text(pair.get("answer"), "answer") if isinstance(pair, dict) else None
         if not question or not answer:
-            return [], f"question {i + 1} needs a question and an answer"
-        examples.append(Example(image, question, answer=answer, kind=str(pair.get("kind", ""))))
-    return examples, None
+            raise RowProblem(f"question {i + 1} needs a question and an answer")
+        kind = pair.get("kind")
+        examples.append(Example(image, question, answer=answer, line=line,
+                                kind=kind if isinstance(kind, str) and len(kind) <= 100 else ""))
+    return examples
+
+
+def _image_path(folder: Path, root: Path, name: object) -> tuple[Path | None, str | None]:
+    """(resolved image path, None) or (None, the problem)."""
+    if not isinstance(name, str) or not name.strip():
+        return None, "no file_name"
+    if any(ord(c) < 32 for c in name):
+        return None, f"file_name {name[:80]!r} contains a control character"
+    try:
+        path = (folder / name).resolve()
+        if root not in path.parents:
+            return None, f"file_name {name[:80]!r} points outside the dataset folder"
+        if not path.is_file():
+            return None, f"image {name[:200]} not found"
+    except (OSError, ValueError) as exc:  # a name too long for the file system, say
+        return None, f"file_name {name[:80]!r} cannot be used ({getattr(exc, 'strerror', None) or exc})"
+    return path, None
 
 
 def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True, rows: int | None = None) -> Dataset:
@@ -149,7 +375,9 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True, r
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such dataset folder")
     task = Task(task)
+    metadata = metadata_file(folder)
     images: list[Path] = []
+    index: dict[Path, int] = {}  # each image decoded and stored once, however many rows name it
     sources: list[str] = []
     objects: list[list[dict] | None] = []
     sizes: list[tuple[int, int] | None] = []
@@ -157,33 +385,33 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True, r
     problems: list[str] = []
     limit, rows = rows, 0
     root = folder.resolve()
-    for source, number, row in _rows(folder):
+    for number, row in read_rows(metadata):
         if limit is not None and rows >= limit:
             break
         rows += 1
-        where = f"{folder / source}:{number}"
+        where = f"{metadata}:{number}"
         if isinstance(row, str):
             problems.append(f"{where}: {row}")
             continue
-        name = row.get("file_name")
-        if not isinstance(name, str) or not name.strip():
-            problems.append(f"{where}: no file_name")
-            continue
-        path = (folder / name).resolve()
-        if root not in path.parents:
-            problems.append(f"{where}: file_name {name!r} points outside the dataset folder")
-            continue
-        if not path.is_file():
-            problems.append(f"{where}: image {name} not found")
-            continue
-        found, problem = _examples_of(row, task, len(images))
+        path, problem = _image_path(folder, root, row.get("file_name"))
         if problem:
             problems.append(f"{where}: {problem}")
             continue
-        images.append(path)
-        sources.append(where)
-        objects.append(_objects(row))
-        sizes.append((int(row["width"]), int(row["height"])) if _is_size(row) else None)
+        image = index.get(path, len(images))
+        found, problem = _examples_of(row, task, image, number)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        if image == len(images):
+            index[path] = image
+            images.append(path)
+            sources.append(where)
+            objects.append(None)
+            sizes.append(None)
+        if objects[image] is None:  # the first row that describes the image's objects does
+            objects[image] = _objects(row)
+        if sizes[image] is None and _is_size(row):
+            sizes[image] = (int(row["width"]), int(row["height"]))
         examples.extend(found)
     if rows == 0:
         problems.append(f"{folder}: the metadata has no rows")
@@ -195,11 +423,15 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True, r
     if problems:
         raise DatasetError(f"{folder}: {len(problems)} problem(s); nothing was started", problems)
     return Dataset(folder=folder, task=task, images=images, examples=examples, rows=rows, sources=sources,
-                   objects=objects, sizes=sizes)
+                   objects=objects, sizes=sizes, metadata=metadata)
 
 
 def _is_size(row: dict) -> bool:
-    return all(isinstance(row.get(k), (int, float)) and row[k] > 0 for k in ("width", "height"))
+    return all(isinstance(row.get(k), (int, float)) and 0 < row[k] < 1e6 for k in ("width", "height"))
+
+
+def _is_numbers(value: object, count: int) -> bool:
+    return isinstance(value, list) and len(value) == count and all(isinstance(v, (int, float)) for v in value)
 
 
 def _objects(row: dict) -> list[dict] | None:
@@ -210,8 +442,7 @@ def _objects(row: dict) -> list[dict] | None:
     for obj in objects:
         if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in ("shape", "color", "size")):
             return None
-        box = obj.get("bbox")
-        if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, (int, float)) for v in box):
+        if not _is_numbers(obj.get("bbox"), 4) or ("center" in obj and not _is_numbers(obj["center"], 2)):
             return None
     return objects
 

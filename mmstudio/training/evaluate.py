@@ -8,7 +8,6 @@ accuracy of attention per the Shapes World grounding rule, for every layer.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,10 @@ from typing import Callable
 import numpy as np
 
 from mmstudio.attention import points_at
-from mmstudio.errors import DatasetError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
 from mmstudio.training.bleu import corpus_bleu
+from mmstudio.training.data import Dataset, read_dataset
 from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
 
 NAMING_WORDS = set(COLORS) | set(SHAPES) | set(EXTRA_COLORS) | set(EXTRA_SHAPES)
@@ -60,29 +59,37 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def read_rows(folder: Path, limit: int | None = None) -> list[dict]:
-    path = Path(folder) / "metadata.jsonl"
-    if not path.is_file():
-        raise DatasetError(f"{folder}: no metadata.jsonl")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        row["_path"] = Path(folder) / row["file_name"]
-        rows.append(row)
-        if limit and len(rows) >= limit:
-            break
-    return rows
+def scene_rows(data: Path | Dataset, task: Task, limit: int | None = None) -> list[dict]:
+    """The dataset's rows as evaluation reads them, one per metadata row, validated by the one dataset reader
+    (training's, so an eval set that passes "Check data" evaluates): dicts with `_path`, `_where`, `caption`
+    and `negatives` (caption, ITM) or `questions` (VQA), and `objects`, `width`, `height` where known."""
+    task = Task(task)
+    dataset = data if isinstance(data, Dataset) else read_dataset(data, task, rows=limit)
+    rows: dict[int, dict] = {}
+    for example in dataset.examples:
+        row = rows.get(example.line)
+        if row is None:
+            if limit is not None and len(rows) >= limit:
+                break
+            size = dataset.sizes[example.image] or (None, None)
+            row = rows[example.line] = {"_path": dataset.images[example.image], "_where": dataset.where(example),
+                                        "objects": dataset.objects[example.image], "width": size[0],
+                                        "height": size[1]}
+            if task == Task.VQA:
+                row["questions"] = []
+            else:
+                row["caption"], row["negatives"] = example.text, list(example.negatives)
+        if task == Task.VQA:
+            row["questions"].append({"question": example.text, "answer": example.answer,
+                                     "kind": example.kind or "all"})
+    return list(rows.values())
 
 
-def evaluate_adapter(adapter, folder: Path, *, limit: int | None = None, attention: bool = True,
+def evaluate_adapter(adapter, data: Path | Dataset, *, limit: int | None = None, attention: bool = True,
                      batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    rows = read_rows(folder, limit)
+    """data: a dataset folder, or a Dataset already read (the evaluation during training)."""
     task = next(iter(adapter.info.tasks))
+    rows = scene_rows(data, task, limit)
     run = {Task.CAPTION: _caption, Task.VQA: _vqa, Task.ITM: _itm}[task]
     return run(adapter, rows, attention=attention, batch_size=batch_size, progress=progress or (lambda d, t: None))
 
@@ -112,7 +119,7 @@ def _caption(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
         chunk = rows[start:start + batch_size]
         results = adapter.caption([load_image(r["_path"]) for r in chunk], attention=attention)
         for row, result in zip(chunk, results):
-            reference = " ".join(row["caption"].split())
+            reference = row["caption"]
             hypotheses.append(result.caption.split())
             references.append(reference.split())
             if result.caption == reference:
@@ -131,13 +138,18 @@ def _caption(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
 
 def _caption_pointing(pointing: _Pointing, row: dict, result) -> None:
     """Words of phrase k (split on "and") name object k, counting left to right."""
-    objects = sorted(row["objects"], key=lambda o: o["center"][0])
+    objects = sorted(row["objects"], key=_left_to_right)
     phrase = 0
     for index, token in enumerate(result.tokens):
         if token == "and":
             phrase += 1
         elif token in NAMING_WORDS and phrase < len(objects):
             pointing.add(result.attention, index, objects[phrase]["bbox"], row["width"], row["height"])
+
+
+def _left_to_right(obj: dict) -> float:
+    """The x the world's captions order objects by: the center, or the box's middle where no center is given."""
+    return obj["center"][0] if "center" in obj else (obj["bbox"][0] + obj["bbox"][2]) / 2
 
 
 def _add_pointing(report: EvalReport, pointing: _Pointing, name: str, default) -> None:
@@ -181,6 +193,8 @@ def _singled_out(row: dict, pair: dict) -> dict | None:
     """The object a question is about, when it is about exactly one (spec: Grounding)."""
     words = pair["question"].rstrip("?").split()
     kind = pair.get("kind")
+    if len(words) < 2:  # not a question of the world's forms
+        return None
     objects = row["objects"]
     if kind == "color_of_shape":
         found = [o for o in objects if o["shape"] == words[-1]]

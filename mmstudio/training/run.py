@@ -25,7 +25,7 @@ from mmstudio.training.checkpoints import (
     read_run_record,
     write_json_atomic,
 )
-from mmstudio.training.data import Dataset, read_dataset
+from mmstudio.training.data import Dataset, check_new_words, read_dataset
 
 Emit = Callable[[dict], None]
 SCRATCH = "scratch"
@@ -100,6 +100,9 @@ def prepare(config: TrainConfig) -> PreparedJob:
     new_words = []
     if config.base != SCRATCH:
         new_words = sorted(dataset.words() - _base_vocabulary(config))
+    # Before the model is built: a column of prose as captions would grow it by millions of parameters.
+    # A scratch model's vocabulary is made of the data's words, so the same cap holds for it.
+    check_new_words(dataset, new_words if config.base != SCRATCH else sorted(dataset.words()))
     return PreparedJob(config, dataset, base_description, new_words, resume_from)
 
 
@@ -441,7 +444,7 @@ class _Evaluator:
             metrics = {"eval_loss": round(self.loss(), 6)}
             adapter = BlipAdapter(inner, self.processor.tokenizer, self.processor.image_processor,
                                   name="training", path=self.config.out)
-            report = evaluate_adapter(adapter, self.config.eval_data, limit=self.config.eval_samples,
+            report = evaluate_adapter(adapter, self.dataset, limit=self.config.eval_samples,
                                       attention=False)
         finally:
             inner.train(was_training)
