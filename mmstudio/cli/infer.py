@@ -152,31 +152,34 @@ def _requests(args, key: str, positional: list[str]) -> Iterator[Request]:
 
 
 def _read_jsonl(path: Path, key: str) -> Iterator[Request]:
-    """Requests of a JSONL file; relative image paths are relative to the file's folder."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MMStudioError(f"{path}: cannot read ({exc})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    """Requests of a JSONL file; relative image paths are relative to the file's folder.
+
+    Read by the datasets' row reader, so the same caps hold: a line over 1 MiB or a file over 256 MiB
+    (/dev/zero, a video given by mistake) ends the reading with an error on that line, not a MemoryError.
+    """
+    from mmstudio.training.data import RowProblem, clean_text, read_rows
+
+    wanted = '{"image": ..., "texts": [...]}' if key == "texts" else '{"image": ..., "question": ...}'
+    for number, row in read_rows(path):
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield Request(image=where, line=number, error=f"{where}: not valid JSON ({exc.msg})")
+        if isinstance(row, str):
+            yield Request(image=where, line=number, error=f"{where}: {row}")
             continue
-        row = row if isinstance(row, dict) else {}
         image = row.get("image")
         if key == "texts":
             items = row.get("texts", [row["text"]] if "text" in row else None)
         else:
             items = [row.get("question")]
-        if not isinstance(image, str) or not isinstance(items, list) or not items or \
-                not all(isinstance(t, str) and t.strip() for t in items):
-            wanted = '{"image": ..., "texts": [...]}' if key == "texts" else '{"image": ..., "question": ...}'
-            yield Request(image=str(image) if image else where, line=number,
-                          error=f"{where}: expected {wanted}")
+        if not isinstance(image, str) or not image.strip() or any(ord(c) < 32 for c in image) or \
+                not isinstance(items, list) or not items or not all(isinstance(t, str) and t.strip() for t in items):
+            shown = image[:200] if isinstance(image, str) and image.isprintable() and image.strip() else where
+            yield Request(image=shown, line=number, error=f"{where}: expected {wanted}")
+            continue
+        try:
+            for item in items:
+                clean_text(item, "text" if key == "texts" else "question")
+        except RowProblem as exc:
+            yield Request(image=image[:200], line=number, error=f"{where}: {exc}")
             continue
         image_path = Path(image)
         if not image_path.is_absolute():
