@@ -264,7 +264,9 @@ def test_teach_a_corrected_caption(qtbot, window, scene_file, tmp_path):
     drop_files(window.gallery, [scene_file])
     qtbot.waitUntil(lambda: window.gallery.current_ref() is not None, timeout=TIMEOUT)
     folder = tmp_path / "taught"
-    window.teach(window.gallery.current_ref(), {"caption": "a small pink hexagon"}, folder=str(folder))
+    ticket = window.teach(window.gallery.current_ref(), {"caption": "a small pink hexagon"}, folder=str(folder))
+    qtbot.waitUntil(lambda: ticket.done, timeout=TIMEOUT)
+    assert "Added to" in window.message_bar.label.text()
     rows = (folder / "metadata.jsonl").read_text().splitlines()
     assert len(rows) == 1 and "pink hexagon" in rows[0]
 
@@ -277,8 +279,9 @@ def test_export_captions_and_save_an_overlay(qtbot, window, scene_file, tmp_path
 
     drop_files(window.gallery, [scene_file])
     wait_caption(qtbot, window, str(scene_file.resolve()))
-    window.caption_panel.export(tmp_path / "captions.json")
-    window.caption_panel.export(tmp_path / "captions.csv")
+    exports = [window.caption_panel.export(tmp_path / "captions.json"),
+               window.caption_panel.export(tmp_path / "captions.csv")]
+    qtbot.waitUntil(lambda: all(ticket.done for ticket in exports), timeout=TIMEOUT)
     rows = json.loads((tmp_path / "captions.json").read_text())
     assert rows[0]["image"] == str(scene_file) and rows[0]["caption"]
     with (tmp_path / "captions.csv").open() as handle:

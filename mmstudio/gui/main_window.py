@@ -392,25 +392,22 @@ class MainWindow(QMainWindow):
 
     # ---------------------------------------------------------------- teach
 
-    def teach(self, ref, correction: dict, folder: str | None = None) -> None:
-        """Add the image with the corrected caption or answer to the teaching dataset."""
-        from mmstudio.teach import add_correction
-
+    def teach(self, ref, correction: dict, folder: str | None = None) -> Ticket | None:
+        """Add the image with the corrected caption or answer to the teaching dataset (off the GUI thread)."""
         folder = folder or self.settings.get("teach/folder")
         if not folder:
             folder = QFileDialog.getExistingDirectory(self, "Dataset folder to add corrections to")
             if not folder:
-                return
+                return None
             self.settings.set("teach/folder", folder)
         image = self.gallery.image_of(ref)
         if image is None:
-            return
-        try:
-            add_correction(Path(folder), image, **correction)
-        except (OSError, ValueError, MMStudioError) as exc:  # MMStudioError: a text over the reader's caps
-            self.show_error(f"Could not add the correction to {folder}: {exc}")
-            return
-        self.show_info(f"Added to {folder}: train on it in the Train panel.")
+            return None
+        ticket = self.client.run("Adding the correction…", _add_correction, Path(folder), image, correction)
+        ticket.finished.connect(lambda _row: self.show_info(f"Added to {folder}: train on it in the Train panel."))
+        # MMStudioError too: a text over the dataset reader's caps
+        ticket.failed.connect(lambda exc: self.show_error(f"Could not add the correction to {folder}: {exc}"))
+        return ticket
 
     # --------------------------------------------------------------- status
 
@@ -439,6 +436,15 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About mmstudio",
                           f"<b>mmstudio {__version__}</b><p>A desktop studio for image multimodal models: "
                           "captions, visual questions, image-text matching and the attention behind them.</p>")
+
+
+def _add_correction(folder: Path, image, correction: dict) -> dict:
+    from mmstudio.teach import add_correction
+
+    try:
+        return add_correction(folder, image, **correction)
+    except (OSError, ValueError) as exc:  # a disk problem or a correction without text: the user's to fix
+        raise MMStudioError(str(exc)) from None
 
 
 def _first_content_token(tokens) -> int:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import html
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QUrl, Signal
@@ -19,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.exports import write_captions
 from mmstudio.gui.worker import OpenTickets, Ticket
 from mmstudio.models.base import CaptionResult
 from mmstudio.requests import CaptionOutcome, CaptionRequest, ImageRef
@@ -139,8 +138,8 @@ class CaptionPanel(QWidget):
                 self.results[item.image.key] = item.result
             else:
                 self.errors[item.image.key] = item.error or "failed"
-            if item.image.path is not None:
-                self._paths[item.image.key] = str(item.image.path)
+            if item.image.path is not None:  # exports name every image by its absolute path
+                self._paths[item.image.key] = str(Path(item.image.path).absolute())
         if self._batch is not None and outcome.request.id == self._batch.id:
             self._end_batch(f"Captioned {len(outcome.items)} images.")
         # Results of other images are kept; only the selected image is shown (stale ones are not).
@@ -223,14 +222,11 @@ class CaptionPanel(QWidget):
         if path:
             self.export(Path(path))
 
-    def export(self, path: Path) -> None:
+    def export(self, path: Path) -> Ticket:
+        """Write every caption to `path` (JSON, or CSV by the suffix) on a background thread."""
         rows = [{"image": self._paths.get(key, key), "caption": r.caption, "tokens": list(r.tokens)}
                 for key, r in self.results.items()]
-        if path.suffix.lower() == ".csv":
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["image", "caption"])
-                writer.writerows([row["image"], row["caption"]] for row in rows)
-        else:
-            path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        self.message.emit(f"Exported {len(rows)} captions to {path}")
+        ticket = self.client.run(f"Exporting {len(rows)} captions…", write_captions, Path(path), rows)
+        ticket.finished.connect(lambda written: self.message.emit(f"Exported {len(rows)} captions to {written}"))
+        ticket.failed.connect(lambda exc: self.error.emit(f"Export failed: {exc}"))
+        return ticket
