@@ -50,3 +50,20 @@ class DatasetError(MMStudioError):
 
 class CancelledError(MMStudioError):
     """The work was cancelled by the user before it finished."""
+
+
+class SettingsError(MMStudioError):
+    """A setting is out of range or of the wrong kind; `name` is the setting (a field or a flag)."""
+
+    def __init__(self, name: str, reason: str, message: str | None = None):
+        self.name = name
+        self.reason = reason
+        super().__init__(message or f"{name} {reason}")
+
+
+class StorageError(MMStudioError):
+    """A file or folder cannot be written: no space, read-only, no permission, a file where a folder goes."""
+
+    def __init__(self, path: object, message: str):
+        self.path = str(path)
+        super().__init__(message)
