@@ -15,14 +15,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from mmstudio.errors import DatasetError, MMStudioError, ModelLoadError
+from mmstudio import validation as check
+from mmstudio.errors import DatasetError, MMStudioError, ModelLoadError, SettingsError
 from mmstudio.models.base import Task
+from mmstudio.storage import check_writable_folder, disk_errors
 from mmstudio.training.checkpoints import (
     CHECKPOINTS,
     RUN_RECORD,
-    latest_checkpoint,
     publish_model,
+    read_manifest,
     read_run_record,
+    resume_point,
+    seal_checkpoint,
+    set_aside,
     write_json_atomic,
 )
 from mmstudio.training.data import Dataset, check_new_words, read_dataset
@@ -63,6 +68,52 @@ class TrainConfig:
     bf16: bool | None = None  # mixed precision; None: where the hardware runs it fast (CUDA bf16, CPU AMX)
     grounding: bool | None = None  # the patch-label head; None: on when training from scratch on data with boxes
 
+    def validate(self) -> None:
+        """Raise SettingsError naming the first field out of range.
+
+        The CLI checks its flags the same way, but the app builds configs directly (and configs may come
+        from JSON files), so a 0 batch size or a NaN learning rate must be caught here too, before a
+        ZeroDivisionError or a run that learns nothing.
+        """
+        from mmstudio.training.blank import SIZES
+
+        try:
+            Task(self.task)
+        except ValueError:
+            raise SettingsError("task", f"must be one of {', '.join(t.value for t in Task)}, "
+                                        f"got {self.task!r}") from None
+        if self.size not in SIZES:
+            raise SettingsError("size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
+        if self.base is not None and not isinstance(self.base, str):
+            raise SettingsError("base", f"must be a model name or folder, got {self.base!r}")
+        for name, rule in _FIELD_CHECKS:
+            problem = rule(getattr(self, name))
+            if problem:
+                raise SettingsError(name, problem)
+
+
+_FIELD_CHECKS = (
+    ("data", check.non_empty_path), ("out", check.non_empty_path),
+    ("eval_data", check.optional(check.non_empty_path)), ("pixel_cache", check.optional(check.non_empty_path)),
+    ("steps", check.optional(check.positive_int)), ("epochs", check.positive_float),
+    ("batch_size", check.positive_int), ("learning_rate", check.positive_float),
+    ("warmup_ratio", check.fraction_below_one), ("weight_decay", check.non_negative_float),
+    ("seed", check.seed), ("resume", check.boolean), ("eval_every", check.non_negative_int),
+    ("eval_samples", check.positive_int), ("save_every", check.positive_int), ("log_every", check.positive_int),
+    ("max_minutes", check.optional(check.non_negative_float)), ("questions_per_image", check.positive_int),
+    ("negatives_per_image", check.non_negative_int), ("order_share", check.probability),
+    ("rows", check.optional(check.positive_int)), ("lora", check.boolean), ("lora_rank", check.positive_int),
+    ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
+    ("grounding", check.optional_boolean),
+)
+
+# What a resumed run may not change: the model's shape (task, base, size, LoRA, grounding, its words), what the
+# optimizer and scheduler states loaded from the checkpoint would silently override (learning rate, warmup,
+# weight decay), and what decides which batch comes next (batch size, seed, items per image). Steps, epochs,
+# evaluation, logging, saving, time limits, threads and the data's rows may change.
+RESUME_FIXED = ("task", "base", "size", "lora", "lora_rank", "grounding", "words", "batch_size", "learning_rate",
+                "warmup_ratio", "weight_decay", "seed", "questions_per_image", "negatives_per_image", "order_share")
+
 
 @dataclass
 class PreparedJob:
@@ -71,22 +122,28 @@ class PreparedJob:
     base_description: str
     new_words: list[str] = field(default_factory=list)
     resume_from: Path | None = None
+    damaged: list[tuple[Path, str]] = field(default_factory=list)  # newer checkpoints than resume_from, and why
+    settings: dict = field(default_factory=dict)  # the RESUME_FIXED settings, kept in each checkpoint
 
     def summary(self) -> dict:
         return {"data": self.dataset.summary(), "base": self.base_description, "new_words": self.new_words,
-                "resume_from": str(self.resume_from) if self.resume_from else None}
+                "resume_from": str(self.resume_from) if self.resume_from else None,
+                "damaged": [f"{path.name}: {why}" for path, why in self.damaged]}
 
 
 def prepare(config: TrainConfig) -> PreparedJob:
     """Validate everything a run needs before anything starts. Raises MMStudioError subclasses."""
+    config.validate()
     config = replace(config, task=Task(config.task), data=Path(config.data), out=Path(config.out))
     dataset = read_dataset(config.data, config.task, rows=config.rows)
     if config.eval_data is not None:
         read_dataset(config.eval_data, config.task)
-    resume_from = None
+    # A read-only, full or mistyped --out fails here, not after the model is built and trained.
+    check_writable_folder(config.out, "the output folder")
+    resume_from, damaged = None, []
     if config.resume:
         # No complete checkpoint yet (a job killed early): resuming means starting over in the same folder.
-        resume_from = latest_checkpoint(config.out)
+        resume_from, damaged = resume_point(config.out)
     elif config.out.exists() and any(config.out.iterdir()):
         raise MMStudioError(f"{config.out} is not empty: choose a new output folder, or --resume this run")
     if config.base in (None, "") or config.base == SCRATCH:
@@ -103,7 +160,56 @@ def prepare(config: TrainConfig) -> PreparedJob:
     # Before the model is built: a column of prose as captions would grow it by millions of parameters.
     # A scratch model's vocabulary is made of the data's words, so the same cap holds for it.
     check_new_words(dataset, new_words if config.base != SCRATCH else sorted(dataset.words()))
-    return PreparedJob(config, dataset, base_description, new_words, resume_from)
+    settings = _fixed_settings(config, dataset, new_words)
+    if resume_from is not None:
+        _check_unchanged(config, resume_from, settings)
+    return PreparedJob(config, dataset, base_description, new_words, resume_from, damaged, settings)
+
+
+def _fixed_settings(config: TrainConfig, dataset: Dataset, new_words: list[str]) -> dict:
+    from mmstudio.world.vocab import EXTRA_COLORS, EXTRA_SHAPES, all_words
+
+    if config.base == SCRATCH:  # a scratch model's vocabulary is the world's words and the data's, in order
+        words = sorted(dataset.words() - set(all_words()) - set(all_words(EXTRA_SHAPES, EXTRA_COLORS)))
+    else:
+        words = list(new_words)
+    settings = {name: getattr(config, name) for name in RESUME_FIXED if hasattr(config, name)}
+    settings.update(task=config.task.value, base=config.base or None, words=words,
+                    grounding=_use_grounding(config, dataset))
+    if config.base != SCRATCH:
+        settings.pop("size")  # only a scratch model is built by size
+    if not config.lora:
+        settings.pop("lora_rank")
+    return settings
+
+
+def _check_unchanged(config: TrainConfig, checkpoint: Path, settings: dict) -> None:
+    """Refuse to resume with a setting that changes the model or what the loaded states stand for."""
+    manifest = read_manifest(checkpoint)
+    if manifest is not None:
+        before = manifest.get("settings", {})
+    else:  # a checkpoint from before manifests: the run record of a stopped run, where there is one
+        # (grounding and words are recorded there as asked, not as resolved: not comparable)
+        before = {k: v for k, v in read_run_record(config.out).get("config", {}).items()
+                  if k in settings and k not in ("grounding", "words")}
+    changed = []
+    for name in RESUME_FIXED:
+        if name in before or (manifest is not None and name in settings):
+            old, new = before.get(name), settings.get(name)
+            if old != new and not (name == "lora_rank" and None in (old, new)):
+                changed.append((name, old, new))
+    if not changed:
+        return
+    lines = []
+    for name, old, new in changed:
+        if name == "words":
+            added = sorted(set(new or []) - set(old or []))
+            lines.append(f"the data has words the run did not start with ({', '.join(added) or 'a different set'})")
+        else:
+            lines.append(f"{name} was {old!r}, now {new!r}")
+    raise SettingsError(changed[0][0], "changed since the run started", message=(
+        f"cannot resume {config.out} from {checkpoint.name}: " + "; ".join(lines) + ". Resume with the "
+        f"settings the run started with, or start a new run from it (--base {checkpoint})."))
 
 
 def _base_vocabulary(config: TrainConfig) -> set[str]:
@@ -240,6 +346,7 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     emit({"event": "prepared", **job.summary()})
+    _set_aside_damaged(job, emit)
     model, processor, note = build_start_model(job)
     if config.lora:
         from mmstudio.training.lora import apply_lora
@@ -260,6 +367,15 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     objective = OBJECTIVES[config.task](model, grounding=grounding)
     per_epoch = max(1, math.ceil(len(items) / config.batch_size))
     total = config.steps or max(1, int(round(per_epoch * config.epochs)))
+    start_step = _state_step(job.resume_from) if job.resume_from is not None else 0
+    # Trainer, given a checkpoint at its last step, trains one step more ("step 5/4"): it is not asked.
+    finished_before = job.resume_from is not None and start_step >= total
+    if finished_before:
+        record = read_run_record(config.out)
+        if record.get("finished") and record.get("steps") == start_step and (config.out / "config.json").is_file():
+            emit({"event": "done", "out": str(config.out), "step": start_step, "total": total, "finished": True,
+                  "metrics": record.get("metrics", {}), "already_finished": True})
+            return config.out
     stop = _StopRequest()
     stop.install()
     evaluator = _Evaluator(config, processor, objective, collator.grid_side) if config.eval_data else None
@@ -332,18 +448,26 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
         def _load_from_checkpoint(self, resume_from_checkpoint, model_=None):
             _load_weights(model, Path(resume_from_checkpoint))
 
+        def _save_checkpoint(self, model_, trial):
+            folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+            with disk_errors(folder, "cannot save the checkpoint"):
+                super()._save_checkpoint(model_, trial)
+                if self.args.should_save:
+                    seal_checkpoint(folder, job.settings)
+
     trainer = ObjectiveTrainer(model=objective, args=args, train_dataset=_Items(items), data_collator=collator,
                                callbacks=[Progress()])
     trainer.remove_callback(PrinterCallback)  # our Progress callback reports instead
-    start_step = 0
     if job.resume_from is not None:
-        start_step = _state_step(job.resume_from)
         emit({"event": "resume", "from": str(job.resume_from), "step": start_step})
     try:
-        trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
+        if finished_before:  # its last checkpoint was saved but not the final model: publish that checkpoint
+            _load_weights(model, job.resume_from)
+        else:
+            trainer.train(resume_from_checkpoint=str(job.resume_from) if job.resume_from else None)
     finally:
         stop.uninstall()
-    step = trainer.state.global_step
+    step = start_step if finished_before else trainer.state.global_step
     if not trainer.is_world_process_zero():
         return config.out
     finished = step >= total
@@ -351,16 +475,29 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     if metrics:
         emit({"event": "eval", "step": step, "metrics": metrics})
     staging = config.out / ".final-staging"
-    _save_model(model, processor, staging, config)
-    publish_model(staging, config.out)
     record = {"task": config.task.value, "base": job.base_description, "data": str(config.data),
               "steps": step, "total": total, "finished": finished, "metrics": metrics,
               "loss": state_box["last_loss"], "config": _jsonable(asdict(config)),
               "attention": read_run_record(config.out).get("attention", {})}
-    write_json_atomic(config.out / RUN_RECORD, record)
+    with disk_errors(config.out, "cannot save the trained model to"):
+        _save_model(model, processor, staging, config)
+        publish_model(staging, config.out)
+        write_json_atomic(config.out / RUN_RECORD, record)
     emit({"event": "done", "out": str(config.out), "step": step, "total": total, "finished": finished,
           "metrics": metrics})
     return config.out
+
+
+def _set_aside_damaged(job: PreparedJob, emit: Emit) -> None:
+    """Say which checkpoints are damaged and move them aside, so a new save of the same step starts clean."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    where = f"resuming from {job.resume_from.name}" if job.resume_from else "starting over"
+    for path, why in job.damaged:
+        with disk_errors(path.parent, "cannot move aside the damaged checkpoint in"):
+            aside = set_aside(path)
+        emit({"event": "damaged", "path": str(path), "reason": why, "moved_to": str(aside),
+              "message": f"{path.name} is damaged ({why}); {where}"})
 
 
 class _Items:
@@ -397,9 +534,13 @@ def _load_weights(model, checkpoint: Path) -> None:
         load_adapter(model, checkpoint)
         return
     state = {}
-    for file in sorted(checkpoint.glob("model*.safetensors")):
-        state.update(load_file(str(file)))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        for file in sorted(checkpoint.glob("model*.safetensors")):
+            state.update(load_file(str(file)))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error, torch's size mismatches
+        raise ModelLoadError(f"{checkpoint}: cannot continue from this checkpoint: {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     model.tie_weights()
     if unexpected:
         raise ModelLoadError(f"{checkpoint}: checkpoint does not fit the model ({len(unexpected)} unknown tensors)")
