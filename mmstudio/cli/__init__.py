@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0] not in _command_names(parser) and not argv[0].startswith("-")):
         return _open_app(argv)
     args = parser.parse_args(argv)
+    if not _environment_ok():
+        return 2
     if args.self_test:
         from mmstudio.selftest import run_self_test
 
@@ -59,7 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _environment_ok() -> bool:
+    """A mistyped $MMSTUDIO_DEVICE/$MMSTUDIO_DTYPE is one line now, not a torch traceback at the first model."""
+    from mmstudio.cli.options import check_environment
+
+    problem = check_environment()
+    if problem:
+        print(f"mmstudio: error: {problem}", file=sys.stderr)
+    return problem is None
+
+
 def _open_app(images: list[str]) -> int:
+    if not _environment_ok():
+        return 2
     try:
         from mmstudio.gui.app import run_app
     except ImportError as exc:

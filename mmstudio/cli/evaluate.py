@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP
+from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
 
 
 def register(commands) -> None:
     p = commands.add_parser("eval", help="measure a model on a dataset (exact match, BLEU-4, accuracy, recall, "
                                          "attention pointing)")
     p.add_argument("--task", required=True, choices=("caption", "vqa", "itm"))
-    p.add_argument("--model", help="model folder or builtin:NAME (default: the built-in model of the task)")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--limit", type=int, help="only the first N scenes")
+    p.add_argument("--model", type=non_empty,
+                   help="model folder or builtin:NAME (default: the built-in model of the task)")
+    p.add_argument("--data", type=non_empty_path, required=True)
+    p.add_argument("--limit", type=positive_int, help="only the first N scenes")
     p.add_argument("--no-attention", action="store_true", help="skip pointing accuracy (faster)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.set_defaults(run=run_eval)
 
 

@@ -11,35 +11,36 @@ from typing import Iterator
 
 import numpy as np
 
-from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP
+from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
 from mmstudio.errors import MMStudioError
 
 
 def register(commands) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", help="model folder, hub id, or builtin:NAME (default: the built-in model)")
+    common.add_argument("--model", type=non_empty,
+                        help="model folder, hub id, or builtin:NAME (default: the built-in model)")
     common.add_argument("--json", action="store_true", help="one JSON object per line")
     common.add_argument("--attention", action="store_true", help="include the attention maps")
-    common.add_argument("--device", default=None, help=DEVICE_HELP)
+    common.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     common.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     common.add_argument("--allow-pickle", action="store_true",
                         help="allow .bin weights (pickle can run code: only for models you trust)")
 
     p = commands.add_parser("caption", parents=[common], help="caption images (files or folders)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty)  # "": the current folder, walked whole
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.set_defaults(run=run_caption)
 
     p = commands.add_parser("ask", parents=[common], help="answer questions about an image")
-    p.add_argument("image", nargs="?", metavar="IMAGE")
+    p.add_argument("image", nargs="?", metavar="IMAGE", type=non_empty)
     p.add_argument("questions", nargs="*", metavar="QUESTION")
-    p.add_argument("--input", type=Path, help='JSONL file, one {"image": ..., "question": ...} per line')
+    p.add_argument("--input", type=non_empty_path, help='JSONL file, one {"image": ..., "question": ...} per line')
     p.set_defaults(run=run_ask)
 
     p = commands.add_parser("match", parents=[common], help="score texts against an image (ITM and ITC)")
-    p.add_argument("image", nargs="?", metavar="IMAGE")
+    p.add_argument("image", nargs="?", metavar="IMAGE", type=non_empty)
     p.add_argument("texts", nargs="*", metavar="TEXT")
-    p.add_argument("--input", type=Path, help='JSONL file, one {"image": ..., "texts": [...]} per line')
+    p.add_argument("--input", type=non_empty_path, help='JSONL file, one {"image": ..., "texts": [...]} per line')
     p.add_argument("--labels", help='zero-shot labels: "a,b,c" prints the probability of each label for IMAGE')
     p.add_argument("--template", default="{}",
                    help='how a label becomes a text, e.g. "a photo of {}" (default: the label as is)')

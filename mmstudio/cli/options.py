@@ -1,4 +1,87 @@
-"""Help texts of the flags that several commands share."""
+"""Help texts and argument types of the flags that several commands share.
+
+The types check values with mmstudio.validation, the checks TrainConfig.validate uses too, and
+raise argparse.ArgumentTypeError: argparse then prints the usage line and
+"mmstudio train: error: argument --batch-size: must be a positive integer, got 0" and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from mmstudio import validation as check
 
 DEVICE_HELP = "auto: cuda, then mps, then cpu (the default, or $MMSTUDIO_DEVICE); or cpu, cuda, cuda:N, mps"
 DTYPE_HELP = "fp32 (the default, or $MMSTUDIO_DTYPE), fp16 or bf16"
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def _checked(parse, rule, name: str):
+    def convert(text: str):
+        value = parse(text)
+        problem = rule(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    convert.__name__ = name  # argparse names the type in some of its messages
+    return convert
+
+
+positive_int = _checked(_parse_int, check.positive_int, "positive_int")
+non_negative_int = _checked(_parse_int, check.non_negative_int, "non_negative_int")
+seed = _checked(_parse_int, check.seed, "seed")
+positive_float = _checked(_parse_float, check.positive_float, "positive_float")
+non_negative_float = _checked(_parse_float, check.non_negative_float, "non_negative_float")
+finite_float = _checked(_parse_float, check.finite_float, "finite_float")
+probability = _checked(_parse_float, check.probability, "probability")
+fraction_below_one = _checked(_parse_float, check.fraction_below_one, "fraction_below_one")
+
+
+def non_empty(text: str) -> str:
+    """A name or path that must not be empty ("" as a path means the current folder, silently)."""
+    problem = check.non_empty_path(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def non_empty_path(text: str) -> Path:
+    return Path(non_empty(text))
+
+
+def device(text: str) -> str:
+    problem = check.device(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def check_environment() -> str | None:
+    """Why $MMSTUDIO_DEVICE or $MMSTUDIO_DTYPE cannot be used (None: they are unset or fine).
+
+    Checked when a command or the app starts, not when the first model loads deep inside torch."""
+    from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV
+
+    for name, rule in ((DEVICE_ENV, check.device), (DTYPE_ENV, check.dtype)):
+        value = os.environ.get(name)
+        if value:
+            problem = rule(value)
+            if problem:
+                return f"${name}: {problem}"
+    return None

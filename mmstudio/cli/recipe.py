@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from mmstudio.cli.options import non_empty_path, positive_float, positive_int
 
 
 def register(commands) -> None:
     p = commands.add_parser("recipe", help="retrain the built-in caption, VQA and retrieval models from scratch")
-    p.add_argument("--out", type=Path, required=True, help="where the three model folders go (resources/models)")
-    p.add_argument("--work", type=Path, required=True, help="scratch folder for data and training runs")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every step count (smoke tests: 0.001)")
-    p.add_argument("--train-scenes", type=int, help="training scenes (default 90000)")
-    p.add_argument("--heldout", type=Path, help="also measure on this dataset (e.g. from bench/heldout_world.py)")
+    p.add_argument("--out", type=non_empty_path, required=True,
+                   help="where the three model folders go (resources/models)")
+    p.add_argument("--work", type=non_empty_path, required=True, help="scratch folder for data and training runs")
+    p.add_argument("--scale", type=positive_float, default=1.0, help="multiply every step count (smoke tests: 0.001)")
+    p.add_argument("--train-scenes", type=positive_int, help="training scenes (default 90000)")
+    p.add_argument("--heldout", type=non_empty_path,
+                   help="also measure on this dataset (e.g. from bench/heldout_world.py)")
     p.add_argument("--finish-only", action="store_true",
                    help="skip training: measure the models already trained in --work and publish them")
     p.add_argument("--reuse", action="store_true",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP
+from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
 from mmstudio.errors import MMStudioError
 
 
@@ -16,11 +15,12 @@ def register(commands) -> None:
         description="Index a folder of images with a matching model (BLIP retrieval or CLIP) under the user "
                     "cache, encoding only images not seen before, then print the images that fit QUERY best.")
     p.add_argument("query", nargs="+", metavar="QUERY", help="the text to look for (several words are joined)")
-    p.add_argument("--index", required=True, type=Path, metavar="DIR", help="the folder of images to search")
-    p.add_argument("--model", help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
-    p.add_argument("--top", type=int, default=10, metavar="K", help="how many images to print (default 10)")
+    p.add_argument("--index", required=True, type=non_empty_path, metavar="DIR", help="the folder of images to search")
+    p.add_argument("--model", type=non_empty,
+                   help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
+    p.add_argument("--top", type=positive_int, default=10, metavar="K", help="how many images to print (default 10)")
     p.add_argument("--json", action="store_true", help='one JSON object per line: "image", "score", "rank"')
-    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin weights (pickle can run code: only for models you trust)")

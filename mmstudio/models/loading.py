@@ -120,12 +120,20 @@ def pick_device(requested: str = "auto") -> str:
         if mps is not None and mps.is_available():
             return "mps"
         return "cpu"
+    from mmstudio.models.base import DEVICE_ENV
+    from mmstudio.validation import device
+
+    # "mpsfoo" or "cuda:x" once passed a prefix test here and failed deep in torch's .to()
+    problem = device(requested)
+    if problem:
+        raise ModelLoadError(f"{problem} (from --device or ${DEVICE_ENV})")
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise ModelLoadError("CUDA was asked for, but this torch build or machine has no CUDA device")
+    if requested.startswith("cuda:") and int(requested[5:]) >= torch.cuda.device_count():
+        raise ModelLoadError(f"{requested} was asked for, but this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s), numbered from 0")
     if requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ModelLoadError("MPS was asked for, but this machine has no Apple GPU available to torch")
-    if requested != "cpu" and not requested.startswith(("cuda", "mps")):
-        raise ModelLoadError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps")
     return requested
 
 
