@@ -288,7 +288,8 @@ def test_rows_of_one_image_store_it_once(tmp_path, world, tiny_models):
 def test_ask_input_from_dev_zero_is_a_clear_error(capsys, tiny_models):
     code, lines, text = cli(capsys, "ask", "--model", str(tiny_models[Task.VQA]), "--json", "--input", "/dev/zero")
     assert code == 1 and len(lines) == 1
-    assert lines[0]["error"] == "/dev/zero:1: line longer than 1 MiB (is zero a file of rows?); nothing after it was read"
+    assert lines[0]["error"] == ("/dev/zero:1: line longer than 1 MiB (is zero a file of rows?); "
+                                 "nothing after it was read")
 
 
 def test_input_file_hostile_lines(capsys, tiny_models, tmp_path, scene_images):
