@@ -278,6 +278,8 @@ class TrainPanel(QWidget):
         kind = event.get("event")
         if kind in ("done", "error", "exit", "eval", "checkpoint"):
             self.store.save()
+        if kind == "damaged":  # "checkpoint-4 is damaged (...); resuming from checkpoint-2"
+            self.message.emit(event["message"])
         if kind == "exit":
             self.processes.pop(job_id, None)
             self._refresh_jobs(select=self._shown)
