@@ -25,6 +25,8 @@ def register(commands) -> None:
     common.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     common.add_argument("--allow-pickle", action="store_true",
                         help="allow .bin weights (pickle can run code: only for models you trust)")
+    common.add_argument("--allow-missing-weights", action="store_true",
+                        help="load a model whose folder lacks weights its config asks for (they stay random)")
 
     p = commands.add_parser("caption", parents=[common], help="caption images (files or folders)")
     p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty)  # "": the current folder, walked whole
@@ -84,7 +86,7 @@ def _engine(args):
     from mmstudio.engine import Engine
     from mmstudio.models.base import LoadOptions
 
-    return Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle))
+    return Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle, args.allow_missing_weights))
 
 
 # ----------------------------------------------------------------- caption
@@ -294,8 +296,10 @@ def run_models(args) -> int:
     if not entries:
         print("no models found (the built-in models are missing: reinstall mmstudio)")
     for entry in entries:
-        tasks = ", ".join(sorted(t.value for t in entry.tasks)) or "-"
+        tasks = "broken" if entry.problem else ", ".join(sorted(t.value for t in entry.tasks)) or "-"
         print(f"{entry.name:<40} {entry.source:<9} {tasks:<10} {entry.path}")
+        if entry.problem:
+            print(f"{'':<40}   {entry.problem}")
     return 0
 
 

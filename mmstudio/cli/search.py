@@ -24,6 +24,8 @@ def register(commands) -> None:
     p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin weights (pickle can run code: only for models you trust)")
+    p.add_argument("--allow-missing-weights", action="store_true",
+                   help="load a model whose folder lacks weights its config asks for (they stay random)")
     p.set_defaults(run=run_search)
 
 
@@ -39,7 +41,7 @@ def run_search(args: argparse.Namespace) -> int:
         raise MMStudioError("give a text to search for")
     if not args.index.is_dir():
         raise MMStudioError(f"{args.index}: not a folder of images")
-    engine = Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle))
+    engine = Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle, args.allow_missing_weights))
     engine.embedder(args.model)  # a model that cannot search fails before any image is read
     files = iter_image_files([args.index])
     collection = engine.index([(str(path), path) for path in files], model=args.model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -36,6 +37,10 @@ class ModelDialog(QDialog):
             for entry in entries:
                 if task in entry.tasks:
                     combo.addItem(f"{entry.name}  ({entry.source})", entry.name)
+                elif entry.problem:  # shown, so the user learns why a model is missing, but not choosable
+                    combo.addItem(f"{entry.name}  ({entry.source}, broken)", None)
+                    combo.setItemData(combo.count() - 1, entry.problem, Qt.ItemDataRole.ToolTipRole)
+                    combo.model().item(combo.count() - 1).setEnabled(False)
             index = combo.findData(current[task])
             if index < 0:
                 combo.addItem(current[task], current[task])

@@ -33,11 +33,15 @@ class LoadOptions:
     device: str = field(default_factory=lambda: os.environ.get(DEVICE_ENV) or "auto")  # auto|cpu|cuda|cuda:N|mps
     dtype: str = field(default_factory=lambda: os.environ.get(DTYPE_ENV) or "fp32")  # fp32 | fp16 | bf16
     allow_pickle: bool = False  # .bin weights run pickle code: only when the user says so
+    # Weights missing from (or surplus to) the folder refuse the load: such a model runs, on random numbers.
+    strict: bool = True
 
     @classmethod
-    def chosen(cls, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False) -> "LoadOptions":
+    def chosen(cls, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False,
+               allow_missing_weights: bool = False) -> "LoadOptions":
         """Options from command-line flags, where an unset flag (None) keeps the default."""
-        return cls(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v}, allow_pickle=allow_pickle)
+        return cls(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v}, allow_pickle=allow_pickle,
+                   strict=not allow_missing_weights)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ and the evidence (cross-attention, Grad-CAM) comes from the same weights.
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar, Iterator, Sequence
@@ -32,8 +32,8 @@ from mmstudio.models.base import (
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import Architectures, cut_at, load_parts, stack_from, to_numpy
-from mmstudio.models.loading import ResolvedModel
+from mmstudio.models.common import Architectures, check_token_ids, cut_at, load_parts, stack_from, to_numpy
+from mmstudio.models.loading import ResolvedModel, read_json_capped
 from mmstudio.models.vision_cache import VisionCache
 
 ARCHITECTURES = {
@@ -44,6 +44,10 @@ ARCHITECTURES = {
 FAMILY = Architectures("blip", ARCHITECTURES)
 # Optional per-checkpoint hints written by our trainer: measured best layers for evidence maps.
 HINTS_FILE = "mmstudio.json"
+MAX_HINTS_BYTES = 4 * 2**20  # the trainer's record with its failure samples is tens of kB
+# Each hint and whether it may be "mean" (the maps averaged over layers) instead of a layer index.
+HINT_KEYS = {"caption_layer": True, "vqa_layer": True, "itm_gradcam_layer": False}
+log = logging.getLogger(__name__)
 
 
 def load_image_processor(path):
@@ -51,7 +55,7 @@ def load_image_processor(path):
     import transformers
 
     cls = getattr(transformers, "BlipImageProcessorPil", None) or transformers.BlipImageProcessor
-    return cls.from_pretrained(path)
+    return cls.from_pretrained(path, trust_remote_code=False)
 
 
 _FUSED_ATTENTION: dict = {}
@@ -191,11 +195,13 @@ class BlipAdapter:
         self.bos_id = text_config.bos_token_id
         self.sep_id = text_config.sep_token_id
         self.pad_id = text_config.pad_token_id
+        check_token_ids(path, {"bos_token_id": self.bos_id, "sep_token_id": self.sep_id,
+                               "pad_token_id": self.pad_id}, text_config.vocab_size, where="config.json text_config")
         self.text_layers = text_config.num_hidden_layers
         self.max_text = text_config.max_position_embeddings
         vision = model.config.vision_config
         side = vision.image_size // vision.patch_size
-        self.hints = dict(hints or {})
+        self.hints = valid_hints(hints or {}, self.text_layers, path)
         self.cache: VisionCache = VisionCache(cache_size)
         # Installed by `load` on models loaded for inference (see CrossAttentionMemo).
         self.cross_memo = CrossAttentionMemo()
@@ -533,10 +539,36 @@ class BlipAdapter:
 
 
 def read_hints(path) -> dict:
-    try:
-        return json.loads((path / HINTS_FILE).read_text(encoding="utf-8")).get("attention", {})
-    except (OSError, ValueError, AttributeError):
+    """The "attention" hints of a folder's mmstudio.json. The file is optional: a bad one is ignored, with a note."""
+    file = Path(path) / HINTS_FILE
+    if not file.is_file():
         return {}
+    try:
+        record = read_json_capped(file, max_bytes=MAX_HINTS_BYTES)
+    except (OSError, ValueError) as exc:  # ValueError: also bad JSON, bad UTF-8, too large or too deep
+        log.warning("%s: ignored (%s); the model loads without its attention hints", file, exc)
+        return {}
+    hints = record.get("attention", {}) if isinstance(record, dict) else None
+    if not isinstance(hints, dict):
+        log.warning("%s: ignored (\"attention\" is not an object of hints)", file)
+        return {}
+    return hints
+
+
+def valid_hints(hints: dict, layers: int, path) -> dict:
+    """The hints that name a layer this model has (or "mean" where that is allowed); each other one noted and dropped."""
+    kept = {}
+    for key, value in hints.items():
+        may_be_mean = HINT_KEYS.get(key)
+        if may_be_mean is None:
+            log.warning("%s: unknown attention hint %r ignored", Path(path) / HINTS_FILE, key)
+        elif (may_be_mean and value == "mean") or (
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value < layers):
+            kept[key] = value
+        else:
+            log.warning("%s: attention hint %s=%.40r ignored: the text model has layers 0 to %d%s",
+                        Path(path) / HINTS_FILE, key, value, layers - 1, ' (or "mean")' if may_be_mean else "")
+    return kept
 
 
 FACTORY = AdapterFactory(family="blip", accepts=FAMILY.accepts, load=BlipAdapter.load, tasks_of=FAMILY.tasks_of,

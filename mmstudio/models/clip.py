@@ -29,7 +29,7 @@ from mmstudio.models.base import (
     ModelInfo,
     Task,
 )
-from mmstudio.models.common import load_parts
+from mmstudio.models.common import architecture_names, check_token_ids, load_parts
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 
@@ -37,7 +37,7 @@ ARCHITECTURE = "CLIPModel"
 
 
 def accepts(config: dict) -> bool:
-    return config.get("model_type") == "clip" and ARCHITECTURE in (config.get("architectures") or [ARCHITECTURE])
+    return config.get("model_type") == "clip" and ARCHITECTURE in (architecture_names(config) or [ARCHITECTURE])
 
 
 def tasks_of(config: dict) -> frozenset[Task]:
@@ -59,7 +59,10 @@ class ClipAdapter:
         self.device, self.dtype = str(param.device), param.dtype
         vision = model.config.vision_config
         side = vision.image_size // vision.patch_size
-        self.max_text = model.config.text_config.max_position_embeddings
+        text = model.config.text_config
+        check_token_ids(path, {k: getattr(text, k, None) for k in ("bos_token_id", "eos_token_id")},
+                        text.vocab_size, where="config.json text_config")
+        self.max_text = text.max_position_embeddings
         self.cache: VisionCache = VisionCache(cache_size)  # projected image embeddings, by pixels
         self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
         self.info = ModelInfo(

@@ -56,14 +56,48 @@ def resolve(name: str | os.PathLike, *, allow_pickle: bool = False) -> ResolvedM
     return ResolvedModel(name=text, path=path, config=config)
 
 
+# A model's config.json is a few kB (a VQA head's answer labels: a few hundred); one of 200 MB took 1.4 GB to read.
+MAX_CONFIG_BYTES = 8 * 2**20
+# Real configs nest 3 or 4 levels (a text_config's rope_scaling); deeper ones end in a RecursionError somewhere.
+MAX_JSON_DEPTH = 32
+
+
+def read_json_capped(file: Path, *, max_bytes: int) -> object:
+    """The JSON value of a file, refused (ValueError saying why) when larger than `max_bytes` or deeply nested."""
+    with open(file, "rb") as stream:  # read no more than the cap: a special file or a link to one never ends
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"larger than {max_bytes // 2**20} MB, far more than any model's settings")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    if _too_deep(value):
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def _too_deep(value: object) -> bool:
+    todo = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while todo:
+        node, level = todo.pop()
+        if level > MAX_JSON_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        todo.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def read_config(path: Path) -> dict:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ModelLoadError(f"{path}: no config.json, so this is not a transformers model folder")
     try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = read_json_capped(config_file, max_bytes=MAX_CONFIG_BYTES)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"{config_file}: unreadable config ({exc})") from None
+    except ValueError as exc:
+        raise ModelLoadError(f"{config_file}: refused: the config is {exc}") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ModelLoadError(f"{config_file}: config has no model_type")
     return config
@@ -149,8 +183,11 @@ def torch_dtype(name: str):
     return table[name]
 
 
-def list_cached_models() -> list[tuple[str, Path, dict]]:
-    """(hub id, snapshot folder, config) for every model in the HF cache that has a config."""
+def list_cached_models() -> list[tuple[str, Path, dict, str]]:
+    """(hub id, snapshot folder, config, problem) for every model in the HF cache that has a config.json.
+
+    One whose config cannot be read comes with an empty config and the reason: a listing never fails for it.
+    """
     try:
         from huggingface_hub import constants, scan_cache_dir
 
@@ -164,10 +201,12 @@ def list_cached_models() -> list[tuple[str, Path, dict]]:
             continue
         for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
             folder = Path(revision.snapshot_path)
+            if not (folder / "config.json").is_file():
+                continue  # not a transformers model (or not this revision): nothing to list
             try:
-                found.append((repo.repo_id, folder, read_config(folder)))
-            except ModelLoadError:
-                continue
+                found.append((repo.repo_id, folder, read_config(folder), ""))
+            except ModelLoadError as exc:
+                found.append((repo.repo_id, folder, {}, str(exc)))
             break
     return found
 

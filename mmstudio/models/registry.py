@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import threading
 
-from mmstudio.errors import ModelLoadError
+from mmstudio.errors import MMStudioError, ModelLoadError
 from mmstudio.models import blip, clip, vilt, vit_gpt2
 from mmstudio.models.base import AdapterFactory, LoadOptions, ModelAdapter, Task
+from mmstudio.models.common import architecture_names
 from mmstudio.models.loading import quiet_transformers, resolve
 
 # Order matters only when two families accept one config; the first wins.
 FAMILIES: tuple[AdapterFactory, ...] = (blip.FACTORY, vit_gpt2.FACTORY, vilt.FACTORY, clip.FACTORY)
+# The config model types of those families: a folder of one that no family accepts is broken, not foreign.
+MODEL_TYPES = frozenset({"blip", "vision-encoder-decoder", "vilt", "clip"})
 
 
 def factory_for(config: dict) -> AdapterFactory:
@@ -19,7 +22,7 @@ def factory_for(config: dict) -> AdapterFactory:
         if factory.accepts(config):
             return factory
     kind = config.get("model_type", "?")
-    archs = ", ".join(config.get("architectures") or []) or "no architectures listed"
+    archs = ", ".join(architecture_names(config)) or "no architectures listed"
     supported = ", ".join(f.family for f in FAMILIES)
     raise ModelLoadError(f"unsupported model: model_type {kind!r} ({archs}); mmstudio runs {supported}")
 
@@ -45,4 +48,10 @@ def load_adapter(name: str | os.PathLike, options: LoadOptions = LoadOptions()) 
         raise ModelLoadError(f"{resolved.path}: {exc}") from None
     quiet_transformers()
     with _LOADING:
-        return factory.load(resolved, options)
+        try:
+            return factory.load(resolved, options)
+        except MMStudioError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a config transformers took may still break an adapter
+            raise ModelLoadError(f"{resolved.path}: cannot use this {factory.family} model: "
+                                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc

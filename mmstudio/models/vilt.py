@@ -28,8 +28,8 @@ from mmstudio.models.base import (
     ModelInfo,
     Task,
 )
-from mmstudio.models.common import Architectures, from_pretrained
-from mmstudio.models.loading import ResolvedModel, pick_device, torch_dtype
+from mmstudio.models.common import Architectures, from_pretrained, load_error
+from mmstudio.models.loading import ResolvedModel, pick_device
 
 FAMILY = Architectures("vilt", {"ViltForQuestionAnswering": Task.VQA})
 SAMPLING_SEED = 0
@@ -72,12 +72,12 @@ class ViltAdapter:
             raise ModelLoadError(f"{resolved.path}: not a ViLT VQA checkpoint")
         device = pick_device(options.device)
         try:
-            model = from_pretrained(getattr(transformers, arch), resolved.path, dtype=torch_dtype(options.dtype),
-                                    allow_pickle=options.allow_pickle)
-            processor = ViltProcessor.from_pretrained(resolved.path)
+            model = from_pretrained(getattr(transformers, arch), resolved, options)
+            processor = ViltProcessor.from_pretrained(resolved.path, trust_remote_code=False)
+        except ModelLoadError:
+            raise
         except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
-            raise ModelLoadError(f"{resolved.path}: cannot load the {arch} checkpoint: "
-                                 f"{type(exc).__name__}: {exc}") from None
+            raise load_error(resolved.path, arch, exc) from None
         model.to(device).eval()
         return cls(model, processor, name=resolved.name, path=resolved.path, dtype=options.dtype)
 

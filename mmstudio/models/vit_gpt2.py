@@ -28,7 +28,7 @@ from mmstudio.models.base import (
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import cut_at, load_parts, stack_from, to_numpy
+from mmstudio.models.common import architecture_names, check_token_ids, cut_at, load_parts, stack_from, to_numpy
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 
@@ -36,7 +36,7 @@ ARCHITECTURE = "VisionEncoderDecoderModel"
 
 
 def accepts(config: dict) -> bool:
-    return config.get("model_type") == "vision-encoder-decoder" or ARCHITECTURE in (config.get("architectures") or [])
+    return config.get("model_type") == "vision-encoder-decoder" or ARCHITECTURE in architecture_names(config)
 
 
 def tasks_of(config: dict) -> frozenset[Task]:
@@ -64,6 +64,9 @@ class VisionEncoderDecoderAdapter:
         self.pad_id = _first(generation.pad_token_id, config.pad_token_id, self.eos_id)
         if self.start_id is None:
             raise ModelLoadError(f"{path}: the config names no decoder_start_token_id, so captions cannot start")
+        check_token_ids(path, {"decoder_start_token_id": self.start_id, "eos_token_id": self.eos_id,
+                               "pad_token_id": self.pad_id}, config.decoder.vocab_size,
+                        where="config.json or generation_config.json")
         encoder = config.encoder
         patch = getattr(encoder, "patch_size", 16)
         image_size = getattr(encoder, "image_size", 224)
@@ -163,7 +166,7 @@ def _first(*values):
         if isinstance(value, (list, tuple)):
             value = value[0] if value else None
         if value is not None:
-            return int(value)
+            return value  # check_token_ids judges it: a config may hold anything here
     return None
 
 
