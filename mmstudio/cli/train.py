@@ -35,6 +35,8 @@ def register(commands) -> None:
     p.add_argument("--max-minutes", type=non_negative_float, help="stop with a checkpoint after this many minutes")
     p.add_argument("--size", default="small", choices=("small", "small-fine", "tiny"),
                    help="architecture of a scratch model")
+    p.add_argument("--allow-missing-weights", action="store_true",
+                   help="start from a --base whose folder lacks weights its config asks for (they start random)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (PEFT) instead of all weights")
     p.add_argument("--lora-rank", type=positive_int, default=8)
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
@@ -54,7 +56,7 @@ def config_from_args(args: argparse.Namespace):
     fields = {k: getattr(args, k) for k in (
         "data", "out", "base", "steps", "epochs", "batch_size", "learning_rate", "warmup_ratio", "seed", "resume",
         "eval_data", "eval_every", "eval_samples", "save_every", "log_every", "max_minutes", "size", "lora",
-        "lora_rank", "threads", "grounding")}
+        "lora_rank", "threads", "grounding", "allow_missing_weights")}
     return TrainConfig(task=Task(args.task), **fields)
 
 

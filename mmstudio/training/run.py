@@ -67,6 +67,7 @@ class TrainConfig:
     threads: int | None = None
     bf16: bool | None = None  # mixed precision; None: where the hardware runs it fast (CUDA bf16, CPU AMX)
     grounding: bool | None = None  # the patch-label head; None: on when training from scratch on data with boxes
+    allow_missing_weights: bool = False  # start from a --base that lacks weights its config asks for
 
     def validate(self) -> None:
         """Raise SettingsError naming the first field out of range.
@@ -104,7 +105,7 @@ _FIELD_CHECKS = (
     ("negatives_per_image", check.non_negative_int), ("order_share", check.probability),
     ("rows", check.optional(check.positive_int)), ("lora", check.boolean), ("lora_rank", check.positive_int),
     ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
-    ("grounding", check.optional_boolean),
+    ("grounding", check.optional_boolean), ("allow_missing_weights", check.boolean),
 )
 
 # What a resumed run may not change: the model's shape (task, base, size, LoRA, grounding, its words), what the
@@ -218,7 +219,12 @@ def _base_vocabulary(config: TrainConfig) -> set[str]:
     from mmstudio.models.loading import builtin_name, resolve
 
     path = resolve(config.base or builtin_name(config.task)).path
-    return set(AutoTokenizer.from_pretrained(path).get_vocab())
+    try:
+        return set(AutoTokenizer.from_pretrained(path, trust_remote_code=False).get_vocab())
+    except Exception as exc:  # noqa: BLE001 - a broken or hostile tokenizer fails in many ways
+        from mmstudio.models.common import load_error
+
+        raise load_error(path, "BLIP", exc) from None
 
 
 # ---------------------------------------------------------------- the model
@@ -228,7 +234,9 @@ def build_start_model(job: PreparedJob):
     """(model, processor, note) the run starts from."""
     from transformers import AutoTokenizer, BlipProcessor
 
+    from mmstudio.models.base import LoadOptions
     from mmstudio.models.blip import load_image_processor
+    from mmstudio.models.common import architecture_names, from_pretrained
     from mmstudio.models.loading import builtin_name, resolve
     from mmstudio.training.blank import ARCHITECTURE_FOR_TASK, build_model
     from mmstudio.training.vocabulary import extend_vocabulary
@@ -243,35 +251,50 @@ def build_start_model(job: PreparedJob):
     target = ARCHITECTURE_FOR_TASK[config.task]
     import transformers
 
-    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-    processor = BlipProcessor(image_processor=load_image_processor(resolved.path), tokenizer=tokenizer)
-    archs = resolved.config.get("architectures") or []
+    strict = not config.allow_missing_weights
     try:
-        if target in archs:
-            model = getattr(transformers, target).from_pretrained(resolved.path, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
+        processor = BlipProcessor(image_processor=load_image_processor(resolved.path), tokenizer=tokenizer)
+        if target in architecture_names(resolved.config):
+            # The same head: every tensor must come from the base (fp32, the precision training keeps).
+            model = from_pretrained(getattr(transformers, target), resolved,
+                                    LoadOptions(device="cpu", dtype="fp32", strict=strict))
             note = f"fine-tuning {resolved.path}"
         else:
-            model, copied = _warm_start(getattr(transformers, target), resolved.path, tokenizer.cls_token_id)
+            model, copied = _warm_start(getattr(transformers, target), resolved.path, tokenizer.cls_token_id,
+                                        strict=strict)
             note = f"new {target} head, {copied} weight tensors taken from {resolved.path}"
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"{resolved.path}: cannot load as a training base: {exc}") from None
+    except (OSError, ValueError, RuntimeError, AttributeError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{resolved.path}: cannot load as a training base: "
+                             f"{' '.join(str(exc).split())[:400]}") from None
     if job.new_words:
         extend_vocabulary(model, processor.tokenizer, job.new_words)
     return model, processor, note
 
 
-def _warm_start(cls, path: Path, cls_token_id: int | None = None):
+def _warm_start(cls, path: Path, cls_token_id: int | None = None, *, strict: bool = True):
     """A fresh head of `cls` with every same-named, same-shaped tensor of another BLIP checkpoint.
 
     A retrieval head taken from a caption model gets its text encoder from the caption decoder's BERT,
     as BLIP shares those weights between its encoder and decoder: that decoder already ties each word
     to its object in left-to-right order (a fresh encoder, or a VQA question encoder, learns word order
     slowly). The encoder's [CLS] row starts as the decoder's [DEC] row, the token both read first.
+    The text parts are partial by design, but every head shares the vision encoder: unless `strict` is
+    off, a base without the whole of it is refused (the new head would start from random vision).
     """
+    import torch
     from safetensors.torch import load_file
     from transformers import BlipConfig
 
-    config = BlipConfig.from_pretrained(path)
+    from mmstudio.models.common import check_token_ids_of_config
+    from mmstudio.models.completeness import ALLOW_FLAG, few
+    from mmstudio.models.loading import read_config
+    from mmstudio.models.memory import check_fits
+
+    settings = read_config(Path(path))
+    check_token_ids_of_config(path, settings)
+    check_fits(path, cls, {**settings, "architectures": [cls.__name__]}, dtype=torch.float32)
+    config = BlipConfig.from_pretrained(path, trust_remote_code=False)
     config.architectures = [cls.__name__]
     model = cls(config)
     source = {}
@@ -286,6 +309,13 @@ def _warm_start(cls, path: Path, cls_token_id: int | None = None):
             source[rows] = source[rows].clone()
             source[rows][cls_token_id] = source[rows][config.text_config.bos_token_id]
     usable = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    vision = sorted(k for k in own if k.startswith("vision_model."))
+    lacking = [k for k in vision if k not in usable]
+    if strict and lacking:
+        raise ModelLoadError(
+            f"{path}: a new {cls.__name__} head starts from this model's vision encoder, but {len(lacking)} of its "
+            f"{len(vision)} tensors are missing or of another shape ({few(lacking)}). Start from a complete BLIP "
+            f"model, or anyway with {ALLOW_FLAG} (those parts start random).")
     model.load_state_dict(usable, strict=False)
     model.tie_weights()
     return model, len(usable)
