@@ -9,6 +9,7 @@ that, but one of them may see a half-initialised module).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import threading
 
@@ -32,12 +33,19 @@ def start(modules: tuple[str, ...] = MODULES) -> None:
 
 
 def _run(modules: tuple[str, ...]) -> None:
+    # Importing torch and transformers makes about a million objects; each full garbage collection
+    # over them holds the GIL for 100-400 ms, and the window cannot paint meanwhile. So no collection
+    # runs during the imports, and afterwards what they made moves to the permanent generation,
+    # which later collections skip (it is all module-level state that lives as long as the app).
+    gc.disable()
     try:
         for name in modules:
             importlib.import_module(name)
     except Exception:  # noqa: BLE001,S110 - the worker imports them again and reports what fails
         pass
     finally:
+        gc.enable()
+        gc.freeze()
         _done.set()
 
 
@@ -45,3 +53,9 @@ def wait() -> None:
     """Block until a started preload has finished; return at once if none was started."""
     if _thread is not None:  # set once, under the lock in start(); reading it needs no lock
         _done.wait()
+
+
+def ensure() -> None:
+    """Import the modules (on the preload thread, started now if the app did not) and wait for them."""
+    start()
+    wait()

@@ -121,7 +121,7 @@ class _Worker(QObject):
 
     def _ensure_engine(self) -> None:
         if self.engine is None:
-            preload.wait()  # the app's launch may still be importing torch on another thread
+            preload.ensure()  # the app's launch may still be importing torch; if it did not start, start it
             self.engine = Engine(self._options)
 
     @Slot()
