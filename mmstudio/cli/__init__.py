@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _environment_ok():
         return 2
     if args.self_test:
-        from mmstudio.selftest import run_self_test
+        from mmstudio.cli.selftest import run_self_test
 
         return run_self_test()
     if args.command is None:

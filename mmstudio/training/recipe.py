@@ -156,7 +156,7 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
                                         heldout=heldout, recipe_command=command(out, work),
                                         train_scenes=_rows(data["train"] / "metadata.jsonl"))
                for task in Task}
-    from mmstudio.selftest import choose_scene
+    from mmstudio.training.selftest_scene import choose_scene
 
     emit({"event": "self-test-scene", "seed": choose_scene(out)})
     if timings:

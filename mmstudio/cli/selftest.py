@@ -1,7 +1,8 @@
 """`mmstudio --self-test`: prove an installation works end to end, frozen or not.
 
 Each check prints one line; the exit code is 0 only if every check gave the
-expected result. It needs no network and no display (Qt runs offscreen).
+expected result. It needs no network and no display (Qt runs offscreen). It
+lives with the entry points because it opens the window: the core never imports Qt.
 """
 
 from __future__ import annotations
@@ -13,61 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
-
-SCENE_FILE = "selftest.json"  # beside the built-in models: the scene their publisher checked them on
-DEFAULT_SEED = 12345
-
-
-def _scene(seed: int):
-    from mmstudio.world import caption, hard_negatives, questions, render_scene, sample_scene
-
-    rng = np.random.default_rng(seed)
-    # A plain canonical scene: two objects, 128 px.
-    scene = sample_scene(rng, size=128, n_objects=2)
-    return scene, render_scene(scene), caption(scene), questions(scene, rng), hard_negatives(scene, rng)
-
-
-def scene_seed(models_dir: Path | None = None) -> int:
-    import json
-
-    from mmstudio.resources import builtin_models_dir
-
-    try:
-        return int(json.loads(((models_dir or builtin_models_dir()) / SCENE_FILE).read_text())["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return DEFAULT_SEED
-
-
-def choose_scene(models_dir: Path, tries: int = 200) -> int | None:
-    """Record the first scene on which every built-in model is right, so the self-test's expected
-    results are the scene's truth *and* what these weights are known to give: any difference on an
-    installed copy means the installation, not the model, is at fault.
-
-    None, and no record, when no scene among `tries` suits (weak models, such as a shortened recipe's):
-    the self-test then runs on its default scene, where these models' own mistakes will show."""
-    import json
-
-    from mmstudio.engine import Engine
-
-    engine = Engine()
-    caption, vqa, itm = (str(models_dir / name) for name in ("caption", "vqa", "retrieval"))
-    for seed in range(DEFAULT_SEED, DEFAULT_SEED + tries):
-        _, image, truth, qas, negatives = _scene(seed)
-        answers = engine.ask(image, [qa.question for qa in qas], model=vqa)
-        if (engine.caption([image], model=caption)[0].caption == truth
-                and all(r.answer == qa.answer for qa, r in zip(qas, answers))
-                and _best_match_is_truth(engine.match(image, [truth, *negatives], model=itm), truth)):
-            (models_dir / SCENE_FILE).write_text(json.dumps({"seed": seed}) + "\n")
-            return seed
-    (models_dir / SCENE_FILE).unlink(missing_ok=True)  # an earlier model set's scene says nothing of these
-    return None
-
-
-def _best_match_is_truth(results, truth: str) -> bool:
-    best = max(results, key=lambda r: r.itm)
-    return best.text == truth and results[0].itm > 0.5
+from mmstudio.training.selftest_scene import best_match_is_truth, scene, scene_seed
 
 
 def run_self_test(emit: Callable[[str], None] = print) -> int:
@@ -89,7 +36,7 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
     from mmstudio.engine import Engine
 
     engine = Engine()
-    scene, image, truth, qas, negatives = _scene(scene_seed())
+    _, image, truth, qas, negatives = scene(scene_seed())
 
     def caption_check() -> str:
         got = engine.caption([image], attention=True)[0]
@@ -106,7 +53,7 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
     def itm_check() -> str:
         results = engine.match(image, [truth, *negatives], attention=True)
         best = max(results, key=lambda r: r.itm)
-        assert _best_match_is_truth(results, truth), f"best match {best.text!r} ({best.itm:.2f})"
+        assert best_match_is_truth(results, truth), f"best match {best.text!r} ({best.itm:.2f})"
         return f"true caption {results[0].itm:.1%}, best negative {max(r.itm for r in results[1:]):.1%}"
 
     check("built-in caption model", caption_check)
