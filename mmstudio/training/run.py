@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from mmstudio import validation as check
 from mmstudio.errors import DatasetError, MMStudioError, ModelLoadError, SettingsError
 from mmstudio.models.base import Task
 from mmstudio.storage import check_writable_folder, disk_errors
@@ -30,83 +29,12 @@ from mmstudio.training.checkpoints import (
     set_aside,
     write_json_atomic,
 )
+from mmstudio.training.config import JOB_FILE, TrainConfig
 from mmstudio.training.data import Dataset, check_new_words, read_dataset
 
 Emit = Callable[[dict], None]
 SCRATCH = "scratch"
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    task: Task
-    data: Path
-    out: Path
-    base: str | None = None  # None: the task's built-in model; "scratch": untrained; else a model or another BLIP head
-    steps: int | None = None
-    epochs: float = 1.0
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.05
-    seed: int = 0
-    resume: bool = False
-    eval_data: Path | None = None
-    eval_every: int = 0  # steps; 0: only at the end when eval_data is given
-    eval_samples: int = 200
-    save_every: int = 200
-    log_every: int = 10
-    max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
-    size: str = "small"  # architecture of a scratch model
-    questions_per_image: int = 4
-    negatives_per_image: int = 1  # ITM: written hard negatives per image in each batch
-    order_share: float = 0.0  # ITM: how often one of them is the caption's words in another order, where any is
-    rows: int | None = None  # train on the first N rows of the data only
-    pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files
-    lora: bool = False
-    lora_rank: int = 8
-    threads: int | None = None
-    bf16: bool | None = None  # mixed precision; None: where the hardware runs it fast (CUDA bf16, CPU AMX)
-    grounding: bool | None = None  # the patch-label head; None: on when training from scratch on data with boxes
-    allow_missing_weights: bool = False  # start from a --base that lacks weights its config asks for
-
-    def validate(self) -> None:
-        """Raise SettingsError naming the first field out of range.
-
-        The CLI checks its flags the same way, but the app builds configs directly (and configs may come
-        from JSON files), so a 0 batch size or a NaN learning rate must be caught here too, before a
-        ZeroDivisionError or a run that learns nothing.
-        """
-        from mmstudio.training.blank import SIZES
-
-        try:
-            Task(self.task)
-        except ValueError:
-            raise SettingsError("task", f"must be one of {', '.join(t.value for t in Task)}, "
-                                        f"got {self.task!r}") from None
-        if self.size not in SIZES:
-            raise SettingsError("size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
-        if self.base is not None and not isinstance(self.base, str):
-            raise SettingsError("base", f"must be a model name or folder, got {self.base!r}")
-        for name, rule in _FIELD_CHECKS:
-            problem = rule(getattr(self, name))
-            if problem:
-                raise SettingsError(name, problem)
-
-
-_FIELD_CHECKS = (
-    ("data", check.non_empty_path), ("out", check.non_empty_path),
-    ("eval_data", check.optional(check.non_empty_path)), ("pixel_cache", check.optional(check.non_empty_path)),
-    ("steps", check.optional(check.positive_int)), ("epochs", check.positive_float),
-    ("batch_size", check.positive_int), ("learning_rate", check.positive_float),
-    ("warmup_ratio", check.fraction_below_one), ("weight_decay", check.non_negative_float),
-    ("seed", check.seed), ("resume", check.boolean), ("eval_every", check.non_negative_int),
-    ("eval_samples", check.positive_int), ("save_every", check.positive_int), ("log_every", check.positive_int),
-    ("max_minutes", check.optional(check.non_negative_float)), ("questions_per_image", check.positive_int),
-    ("negatives_per_image", check.non_negative_int), ("order_share", check.probability),
-    ("rows", check.optional(check.positive_int)), ("lora", check.boolean), ("lora_rank", check.positive_int),
-    ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
-    ("grounding", check.optional_boolean), ("allow_missing_weights", check.boolean),
-)
 
 # What a resumed run may not change: the model's shape (task, base, size, LoRA, grounding, its words), what the
 # optimizer and scheduler states loaded from the checkpoint would silently override (learning rate, warmup,
@@ -145,7 +73,8 @@ def prepare(config: TrainConfig) -> PreparedJob:
     if config.resume:
         # No complete checkpoint yet (a job killed early): resuming means starting over in the same folder.
         resume_from, damaged = resume_point(config.out)
-    elif config.out.exists() and any(config.out.iterdir()):
+    elif config.out.exists() and any(item.name != JOB_FILE for item in config.out.iterdir()):
+        # (a job writes its settings into the folder before its process checks it)
         raise MMStudioError(f"{config.out} is not empty: choose a new output folder, or --resume this run")
     if config.base in (None, "") or config.base == SCRATCH:
         base_description = SCRATCH if config.base == SCRATCH else f"built-in {config.task.value} model"
