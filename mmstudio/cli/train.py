@@ -3,45 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from mmstudio.cli.options import (fraction_below_one, non_empty, non_empty_path, non_negative_float,
-                                  non_negative_int, positive_float, positive_int, seed)
+                                  non_negative_int, positive_float, positive_int, probability, seed)
+
+REQUIRED = ("task", "data", "out")  # without --config
 
 
 def register(commands) -> None:
-    p = commands.add_parser("train", help="train a caption, VQA or ITM model (HF Trainer; works under torchrun)")
-    p.add_argument("--task", required=True, choices=("caption", "vqa", "itm"))
-    p.add_argument("--data", type=non_empty_path, required=True,
-                   help="imagefolder dataset (metadata.jsonl or .csv)")
-    p.add_argument("--out", type=non_empty_path, required=True,
-                   help="output folder: the trained model, loadable as is")
-    p.add_argument("--base", type=non_empty,
-                   help="starting model (default: the built-in model of the task; 'scratch': untrained)")
-    p.add_argument("--steps", type=positive_int, help="optimizer steps (default: from --epochs)")
-    p.add_argument("--epochs", type=positive_float, default=1.0)
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=positive_float, default=1e-4, dest="learning_rate")
-    p.add_argument("--warmup", type=fraction_below_one, default=0.05, dest="warmup_ratio",
-                   help="share of the steps that warm the learning rate up (0 to below 1)")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --out")
-    p.add_argument("--eval-data", type=non_empty_path, help="dataset for metrics during and after training")
-    p.add_argument("--eval-every", type=non_negative_int, default=0, help="steps (0: only at the end)")
-    p.add_argument("--eval-samples", type=positive_int, default=200)
-    p.add_argument("--save-every", type=positive_int, default=200)
-    p.add_argument("--log-every", type=positive_int, default=10)
-    p.add_argument("--max-minutes", type=non_negative_float, help="stop with a checkpoint after this many minutes")
-    p.add_argument("--size", default="small", choices=("small", "small-fine", "tiny"),
-                   help="architecture of a scratch model")
-    p.add_argument("--allow-missing-weights", action="store_true",
-                   help="start from a --base whose folder lacks weights its config asks for (they start random)")
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (PEFT) instead of all weights")
-    p.add_argument("--lora-rank", type=positive_int, default=8)
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch")
-    p.add_argument("--grounding", action=argparse.BooleanOptionalAction, default=None,
-                   help="auxiliary patch-label loss from object boxes (default: on when training from scratch)")
+    from mmstudio.training.config import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    p = commands.add_parser(
+        "train", help="train a caption, VQA or ITM model (HF Trainer; works under torchrun)",
+        description="Train from flags, or from a config file (--config, as the app's jobs do). With both, "
+                    "each flag given replaces that setting of the file: --config run.json --steps 900 --resume.")
+    p.add_argument("--config", type=non_empty_path, metavar="FILE",
+                   help='a train config (JSON: {"kind": "train", "version": 1, ...}), as the app writes into '
+                        "each run folder (mmstudio-job.json)")
+    # Each settings flag sets the TrainConfig field named by its dest, and only when given (SUPPRESS):
+    # the defaults are TrainConfig's, and a flag given with --config replaces that field of the file.
+    s = p.add_argument_group("settings", "each sets the config field of its name (default: the field's default)")
+    s.argument_default = argparse.SUPPRESS
+
+    def flag(name: str, *args, help: str = "", **kw) -> None:  # noqa: A002 - argparse's own keyword
+        default = defaults.get(kw.get("dest") or name.lstrip("-").replace("-", "_"))
+        if default is not None and default is not dataclasses.MISSING:
+            help = f"{help} (default: {default})" if help else f"default: {default}"
+        s.add_argument(name, *args, help=help or None, **kw)
+
+    flag("--task", choices=("caption", "vqa", "itm"), help="required without --config")
+    flag("--data", type=non_empty_path, help="imagefolder dataset (metadata.jsonl or .csv); required without --config")
+    flag("--out", type=non_empty_path,
+         help="output folder: the trained model, loadable as is; required without --config")
+    flag("--base", type=non_empty,
+         help="starting model (default: the built-in model of the task; 'scratch': untrained)")
+    flag("--steps", type=positive_int, help="optimizer steps (default: from --epochs)")
+    flag("--epochs", type=positive_float)
+    flag("--batch-size", type=positive_int)
+    flag("--lr", type=positive_float, dest="learning_rate")
+    flag("--warmup", type=fraction_below_one, dest="warmup_ratio",
+         help="share of the steps that warm the learning rate up (0 to below 1)")
+    flag("--weight-decay", type=non_negative_float, help="AdamW weight decay")
+    flag("--seed", type=seed)
+    flag("--resume", action=argparse.BooleanOptionalAction,
+         help="continue from the latest complete checkpoint in --out")
+    flag("--eval-data", type=non_empty_path, help="dataset for metrics during and after training")
+    flag("--eval-every", type=non_negative_int, help="steps (0: only at the end)")
+    flag("--eval-samples", type=positive_int)
+    flag("--save-every", type=positive_int)
+    flag("--log-every", type=positive_int)
+    flag("--max-minutes", type=non_negative_float, help="stop with a checkpoint after this many minutes")
+    flag("--size", choices=("small", "small-fine", "tiny"), help="architecture of a scratch model")
+    flag("--questions-per-image", type=positive_int, help="VQA: questions of each image in a batch")
+    flag("--negatives-per-image", type=non_negative_int, help="ITM: written hard negatives of each image in a batch")
+    flag("--order-share", type=probability,
+         help="ITM: how often a negative is the caption's words in another order, where one exists")
+    flag("--rows", type=positive_int, help="train on the first N rows of the data only (default: all)")
+    flag("--pixel-cache", type=non_empty_path,
+         help="folder that keeps the resized training images for later runs on the same files")
+    flag("--allow-missing-weights", action=argparse.BooleanOptionalAction,
+         help="start from a --base whose folder lacks weights its config asks for (they start random)")
+    flag("--lora", action=argparse.BooleanOptionalAction, help="train LoRA adapters (PEFT) instead of all weights")
+    flag("--lora-rank", type=positive_int)
+    flag("--threads", type=positive_int, help="CPU threads for torch")
+    flag("--bf16", action=argparse.BooleanOptionalAction,
+         help="bf16 mixed precision (default: where the hardware runs it fast: CUDA with bf16, CPUs with AMX)")
+    flag("--grounding", action=argparse.BooleanOptionalAction,
+         help="auxiliary patch-label loss from object boxes (default: on when training from scratch)")
     p.add_argument("--progress", choices=("text", "json"), default="text",
                    help="json: one JSON object per line on stdout (for the app)")
     p.add_argument("--check", action="store_true", help="only validate the data and print the summary")
@@ -49,24 +81,38 @@ def register(commands) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig a parsed `mmstudio train` command line stands for."""
-    from mmstudio.models.base import Task
-    from mmstudio.training.run import TrainConfig
+    """The TrainConfig a parsed `mmstudio train` command line stands for, checked.
 
-    fields = {k: getattr(args, k) for k in (
-        "data", "out", "base", "steps", "epochs", "batch_size", "learning_rate", "warmup_ratio", "seed", "resume",
-        "eval_data", "eval_every", "eval_samples", "save_every", "log_every", "max_minutes", "size", "lora",
-        "lora_rank", "threads", "grounding", "allow_missing_weights")}
-    return TrainConfig(task=Task(args.task), **fields)
+    The settings flags are the only mapping from the command line to the config: a flag's dest is its
+    field. Flags given with --config replace those fields of the file.
+    """
+    from mmstudio.errors import SettingsError
+    from mmstudio.models.base import Task
+    from mmstudio.training.config import TrainConfig
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if "task" in given:
+        given["task"] = Task(given["task"])
+    if args.config is not None:
+        config = dataclasses.replace(TrainConfig.read(args.config), **given)
+    else:
+        missing = [name for name in REQUIRED if name not in given]
+        if missing:
+            raise SettingsError(f"--{missing[0]}", "is required (or give --config FILE)",
+                                f"the following arguments are required: "
+                                f"{', '.join('--' + name for name in missing)} (or --config FILE)")
+        config = TrainConfig(**given)
+    config.validate()
+    return config
 
 
 def run_train(args: argparse.Namespace) -> int:
     from mmstudio.errors import DatasetError, MMStudioError
     from mmstudio.training.run import prepare, train
 
-    config = config_from_args(args)
     emit = _json_emit if args.progress == "json" else _text_emit
     try:
+        config = config_from_args(args)  # a bad config file is an error event too: the app shows it
         if args.check:
             emit({"event": "prepared", **prepare(config).summary()})
             return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from mmstudio.cli.options import non_empty_path, non_negative_int, positive_int
 
@@ -10,53 +11,67 @@ from mmstudio.cli.options import non_empty_path, non_negative_int, positive_int
 def register(commands) -> None:
     world = commands.add_parser("world", help="Shapes World: generated scenes with known answers")
     sub = world.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
-    p = sub.add_parser("generate", help="write a dataset (imagefolder: images/ and metadata.jsonl)")
-    p.add_argument("--out", type=non_empty_path, required=True)
-    p.add_argument("--count", type=positive_int, required=True)
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--size", type=_canvas_side, default=None, help="canvas side in pixels (default: 96-256 at random)")
-    p.add_argument("--shapes", help="comma-separated shapes (default: the four of the spec; hexagon also exists)")
-    p.add_argument("--colors", help="comma-separated colors (default: the six of the spec; pink also exists)")
-    p.add_argument("--workers", type=positive_int, default=1)
+    p = sub.add_parser("generate", help="write a dataset (imagefolder: images/ and metadata.jsonl)",
+                       description="Generate from flags, or from a config file (--config, as the app does). "
+                                   "With both, each flag given replaces that setting of the file.")
+    p.add_argument("--config", type=non_empty_path, metavar="FILE",
+                   help='a generate config (JSON: {"kind": "generate", "version": 1, ...})')
+    # As for `train`: a flag's dest is its GenerateConfig field, set only when the flag is given.
+    s = p.add_argument_group("settings", argument_default=argparse.SUPPRESS)
+    s.add_argument("--out", type=non_empty_path, help="dataset folder (required without --config)")
+    s.add_argument("--count", type=positive_int, help="number of scenes (required without --config)")
+    s.add_argument("--seed", type=non_negative_int, help="default: 0")
+    s.add_argument("--size", type=_canvas_side, help="canvas side in pixels (default: 96-256 at random)")
+    s.add_argument("--shapes", type=_names,
+                   help="comma-separated shapes (default: the four of the spec; hexagon also exists)")
+    s.add_argument("--colors", type=_names,
+                   help="comma-separated colors (default: the six of the spec; pink also exists)")
+    s.add_argument("--workers", type=positive_int, help="default: 1")
     p.set_defaults(run=run_generate)
 
 
 def _canvas_side(text: str) -> int:
-    from mmstudio.world.scene import MIN_SIZE
+    from mmstudio.world.config import canvas_side
 
     side = positive_int(text)
-    if not MIN_SIZE // 2 <= side <= 4096:  # what sample_scene draws on
-        raise argparse.ArgumentTypeError(f"must be from {MIN_SIZE // 2} to 4096 pixels, got {side}")
+    problem = canvas_side(side)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return side
 
 
-def _choice(text: str | None, default: tuple[str, ...], known: tuple[str, ...], what: str) -> tuple[str, ...]:
-    from mmstudio.errors import MMStudioError
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(w.strip() for w in text.split(",") if w.strip()))  # each once, in order
 
-    if not text:
-        return default
-    chosen = tuple(dict.fromkeys(w.strip() for w in text.split(",") if w.strip()))
-    unknown = [w for w in chosen if w not in known]
-    if unknown:
-        raise MMStudioError(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
-    return chosen
+
+def config_from_args(args: argparse.Namespace):
+    """The GenerateConfig of a parsed command line, checked (SettingsError names the setting)."""
+    from mmstudio.errors import SettingsError
+    from mmstudio.world.config import GenerateConfig
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerateConfig) if hasattr(args, f.name)}
+    if args.config is not None:
+        config = dataclasses.replace(GenerateConfig.read(args.config), **given)
+    else:
+        missing = [name for name in ("out", "count") if name not in given]
+        if missing:
+            raise SettingsError(f"--{missing[0]}", "is required (or give --config FILE)")
+        config = GenerateConfig(**given)
+    config.validate()
+    return config
 
 
 def run_generate(args: argparse.Namespace) -> int:
     import time
 
-    from mmstudio.errors import MMStudioError
     from mmstudio.storage import check_writable_folder, disk_errors
-    from mmstudio.world import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, generate_dataset
+    from mmstudio.world import generate_dataset
 
-    if args.count < 1:
-        raise MMStudioError("--count must be at least 1")
-    shapes = _choice(args.shapes, SHAPES, SHAPES + EXTRA_SHAPES, "shapes")
-    colors = _choice(args.colors, COLORS, COLORS + EXTRA_COLORS, "colors")
-    check_writable_folder(args.out, "--out")  # a read-only or mistyped --out fails before any scene is drawn
+    config = config_from_args(args)
+    check_writable_folder(config.out, "--out")  # a read-only or mistyped --out fails before any scene is drawn
     started = time.monotonic()
-    with disk_errors(args.out, "cannot write the dataset to"):
-        generate_dataset(args.out, args.count, args.seed, shapes=shapes, colors=colors, size=args.size,
-                         workers=args.workers)
-    print(f"wrote {args.count} scenes to {args.out} in {time.monotonic() - started:.1f} s")
+    with disk_errors(config.out, "cannot write the dataset to"):
+        generate_dataset(config.out, config.count, config.seed, shapes=config.shapes, colors=config.colors,
+                         size=config.size, workers=config.workers)
+    print(f"wrote {config.count} scenes to {config.out} in {time.monotonic() - started:.1f} s")
     return 0
