@@ -1,16 +1,22 @@
-"""Fine-tuning jobs as subprocesses: prepare (validate, build argv), run, stop, kill, remember.
+"""Jobs as subprocesses: prepare (validate, keep the config), run, stop, kill, remember.
 
-A job is `mmstudio train ... --progress json` in its own process session, so
-Stop (SIGINT: save a checkpoint and end) and Kill (SIGKILL) reach every process
-it started. Its stdout is JSON lines, read on a thread and handed to a callback;
-the GUI turns them into signals, the tests read them directly. Past jobs are
-kept in a JSON file so their curves and metrics survive a restart.
+A job is a config (TrainConfig, GenerateConfig), never a command line: as it starts, its config is
+written into its output folder (JOB_FILE) and the command is derived from that file every time
+(`mmstudio train --config FILE --progress json`); nothing parses a command line back into settings.
+The job store keeps the config document, and resuming is that config with `resume=True`.
+(Evaluation, export and indexing run in the app's worker thread, not as jobs: they have no config file.)
+
+A job runs in its own process session, so Stop (SIGINT: save a checkpoint and end) and Kill (SIGKILL)
+reach every process it started. Its stdout is JSON lines, read on a thread and handed to a callback;
+the GUI turns them into signals, the tests read them directly. Past jobs are kept in a JSON file so
+their curves and metrics survive a restart.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,14 +25,17 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Union
 
 from mmstudio.errors import MMStudioError
 from mmstudio.models.base import Task
 from mmstudio.training.checkpoints import latest_checkpoint, write_json_atomic
-from mmstudio.training.run import PreparedJob, TrainConfig, prepare
+from mmstudio.training.config import JOB_FILE, TrainConfig
+from mmstudio.training.run import PreparedJob, prepare
+from mmstudio.world.config import GenerateConfig
 
 Listener = Callable[[dict], None]
+JobConfig = Union[TrainConfig, GenerateConfig]
 
 
 def mmstudio_command(*args: str) -> list[str]:
@@ -36,69 +45,61 @@ def mmstudio_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mmstudio", *args]
 
 
-def train_command() -> list[str]:
-    return mmstudio_command("train")
+def job_file(config: JobConfig) -> Path:
+    """Where a job's config is written: its output folder, so the run (or dataset) says how it was made."""
+    return Path(config.out) / JOB_FILE
 
 
-def generate_command(out: Path, count: int, seed: int, *, new_concepts: bool = False) -> list[str]:
-    """`mmstudio world generate`, optionally with the shapes and colors the built-in models never saw."""
-    from mmstudio.world import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
-
-    argv = mmstudio_command("world", "generate", "--out", str(out), "--count", str(count), "--seed", str(seed),
-                            "--workers", "2")
-    if new_concepts:
-        argv += ["--shapes", ",".join(SHAPES + EXTRA_SHAPES), "--colors", ",".join(COLORS + EXTRA_COLORS)]
-    return argv
-
-
-def build_argv(config: TrainConfig) -> list[str]:
-    argv = train_command() + ["--task", Task(config.task).value, "--data", str(config.data), "--out",
-                              str(config.out), "--progress", "json"]
-    options = [("--base", config.base), ("--steps", config.steps), ("--batch-size", config.batch_size),
-               ("--lr", config.learning_rate), ("--seed", config.seed), ("--eval-data", config.eval_data),
-               ("--eval-every", config.eval_every or None), ("--save-every", config.save_every),
-               ("--log-every", config.log_every), ("--max-minutes", config.max_minutes),
-               ("--lora-rank", config.lora_rank if config.lora else None), ("--threads", config.threads),
-               ("--size", config.size if config.base == "scratch" else None)]
-    if config.steps is None:
-        options.append(("--epochs", config.epochs))
-    for flag, value in options:
-        if value is not None:
-            argv += [flag, str(value)]
-    if config.lora:
-        argv.append("--lora")
-    if config.resume:
-        argv.append("--resume")
-    if config.grounding is not None:
-        argv.append("--grounding" if config.grounding else "--no-grounding")
-    return argv
+def job_command(config: JobConfig) -> list[str]:
+    """The command that runs a job from its config file (derived, every time, from the config alone)."""
+    if isinstance(config, TrainConfig):
+        return mmstudio_command("train", "--config", str(job_file(config)), "--progress", "json")
+    if isinstance(config, GenerateConfig):
+        return mmstudio_command("world", "generate", "--config", str(job_file(config)))
+    raise TypeError(f"not a job config: {config!r}")
 
 
 @dataclass(frozen=True)
 class Launch:
-    """A checked job, ready to start: nothing runs until `start`."""
+    """A checked job, ready to start: nothing is written and nothing runs until `JobProcess` starts it."""
 
-    config: TrainConfig
-    argv: tuple[str, ...]
-    summary: dict
+    config: JobConfig
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def argv(self) -> list[str]:
+        return job_command(self.config)
+
+    def write_config(self) -> Path:
+        """Write the config file the command reads (atomically; raises StorageError where it cannot)."""
+        return self.config.write(job_file(self.config))
 
 
 def prepare_launch(config: TrainConfig) -> Launch:
-    """Validate the data and the base model and build the command (raises MMStudioError)."""
+    """Validate the data and the base model (raises MMStudioError); the launch holds the checked config."""
     job: PreparedJob = prepare(config)
-    return Launch(job.config, tuple(build_argv(job.config)), job.summary())
+    return Launch(job.config, job.summary())
+
+
+def prepare_generate(config: GenerateConfig) -> Launch:
+    """Check a world-generation config (raises SettingsError naming the setting)."""
+    config.validate()
+    return Launch(config)
 
 
 class JobProcess:
     """A running mmstudio subcommand; `listener` gets every event dict (on the reader thread).
 
-    `command` is a prepared training `Launch`, or any mmstudio command line (`generate_command`).
-    Lines that are not JSON arrive as {"event": "output", "text": ...}; the last event is always
-    {"event": "exit", "returncode": ...}, with the end of stderr when it failed without saying why.
+    Starting writes the launch's config file first (StorageError where it cannot), then runs the
+    command derived from it. Lines that are not JSON arrive as {"event": "output", "text": ...}; the
+    last event is always {"event": "exit", "returncode": ...}, with the end of stderr when it failed
+    without saying why.
     """
 
-    def __init__(self, command: Launch | Sequence[str], listener: Listener, *, env: dict | None = None):
-        argv = command.argv if isinstance(command, Launch) else tuple(command)
+    def __init__(self, launch: Launch, listener: Listener, *, env: dict | None = None):
+        launch.write_config()
+        argv = launch.argv
+        self.launch = launch
         self.listener = listener
         self.events: list[dict] = []
         self.returncode: int | None = None
@@ -181,7 +182,8 @@ class JobRecord:
     status: str = "running"  # running | finished | stopped | failed | killed
     curve: list[list[float]] = field(default_factory=list)  # [step, loss]
     evals: list[dict] = field(default_factory=list)
-    argv: list[str] = field(default_factory=list)
+    config: dict | None = None  # the TrainConfig document the job runs (None: a job of an older mmstudio)
+    legacy_argv: list[str] = field(default_factory=list)  # such a job's command line: shown, never parsed
     message: str = ""
 
     @property
@@ -223,7 +225,7 @@ class JobStore:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             for item in data.get("jobs", []):
-                record = JobRecord(**item)
+                record = _record_from_json(item)
                 if record.status == "running":  # the app ended while it ran: it is not running now
                     record.status = "stopped" if record.latest_checkpoint else "failed"
                 self.records[record.id] = record
@@ -238,7 +240,8 @@ class JobStore:
     def new(self, launch: Launch) -> JobRecord:
         config = launch.config
         record = JobRecord(id=uuid.uuid4().hex[:12], task=Task(config.task).value, data=str(config.data),
-                           out=str(config.out), base=config.base, created=time.time(), argv=list(launch.argv))
+                           out=str(config.out), base=config.base, created=time.time(),
+                           config=config.to_document())
         self.records[record.id] = record
         self.save()
         return record
@@ -247,12 +250,23 @@ class JobStore:
         return sorted(self.records.values(), key=lambda r: r.created, reverse=True)
 
 
-def resume_config(record: JobRecord, **changes) -> TrainConfig:
-    """The config that continues a past job from its latest checkpoint."""
-    from mmstudio.cli import build_parser
-    from mmstudio.cli.train import config_from_args
+def _record_from_json(item: dict) -> JobRecord:
+    """A record of jobs.json; one written before jobs kept their config has only the job's `argv`."""
+    item = dict(item)
+    if "argv" in item:
+        # Kept to show, not parsed back into settings (a command line is an output): such a job is not
+        # resumed from the app; resume_config says how to resume it from a terminal.
+        item["legacy_argv"] = item.pop("argv")
+    return JobRecord(**item)
 
-    args = build_parser().parse_args(record.argv[record.argv.index("train"):])
+
+def resume_config(record: JobRecord, **changes) -> TrainConfig:
+    """The stored config of a past job, continuing from its latest checkpoint (`changes`: e.g. more steps)."""
+    if record.config is None:
+        command = shlex.join([*record.legacy_argv, "--resume"]) if record.legacy_argv else "mmstudio train --resume"
+        raise MMStudioError(f"{record.out}: this job was started by an older mmstudio, which kept its command line "
+                            f"instead of its settings, so the app cannot resume it. From a terminal: {command}")
+    config = TrainConfig.from_document(record.config)
     if record.latest_checkpoint is None:
         raise MMStudioError(f"{record.out}: no complete checkpoint to resume from")
-    return replace(config_from_args(args), resume=True, **changes)
+    return replace(config, resume=True, **changes)

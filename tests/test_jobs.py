@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import time
 
 import pytest
 
 from mmstudio.engine import Engine
+from mmstudio.errors import MMStudioError
 from mmstudio.imaging import load_image
-from mmstudio.jobs import JobProcess, JobStore, build_argv, prepare_launch, resume_config
+from mmstudio.jobs import JobProcess, JobStore, Launch, job_command, prepare_launch, resume_config
 from mmstudio.models.base import Task
 from mmstudio.training.checkpoints import latest_checkpoint
-from mmstudio.training.run import TrainConfig
+from mmstudio.training.config import JOB_FILE, TrainConfig
 from mmstudio.world import generate_dataset
 
 
@@ -28,10 +31,28 @@ def config(world, out, **kw) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def test_argv_runs_the_train_subcommand(world, tmp_path):
-    argv = build_argv(config(world, tmp_path / "out"))
-    assert argv[1:4] == ["-m", "mmstudio", "train"]
-    assert argv[argv.index("--progress") + 1] == "json"
+def test_the_command_is_derived_from_the_config_file(world, tmp_path):
+    launch = Launch(config(world, tmp_path / "out"))
+    assert launch.argv[1:] == ["-m", "mmstudio", "train", "--config", str(tmp_path / "out" / JOB_FILE),
+                               "--progress", "json"]
+    assert not (tmp_path / "out").exists()  # nothing is written until the job starts
+
+
+def test_old_job_records_load_and_say_how_to_resume(tmp_path):
+    """jobs.json of before issue 17 kept each job's argv: it loads, and is resumed from a terminal, not parsed."""
+    argv = ["/usr/bin/python3", "-m", "mmstudio", "train", "--task", "caption", "--data", "/d", "--out", "/o",
+            "--progress", "json", "--steps", "10"]
+    (tmp_path / "jobs.json").write_text(json.dumps({"jobs": [{
+        "id": "abc", "task": "caption", "data": "/d", "out": "/o", "base": None, "created": 1.0,
+        "status": "stopped", "curve": [[1, 2.0]], "evals": [], "argv": argv, "message": ""}]}))
+    store = JobStore(tmp_path / "jobs.json")
+    record = store.records["abc"]
+    assert record.config is None and record.legacy_argv == argv and record.curve == [[1, 2.0]]
+    with pytest.raises(MMStudioError, match="started by an older mmstudio") as info:
+        resume_config(record)
+    assert "--steps 10 --resume" in str(info.value)
+    store.save()
+    assert JobStore(tmp_path / "jobs.json").records["abc"].legacy_argv == argv
 
 
 def test_invalid_data_is_refused_before_launch(tmp_path):
@@ -57,7 +78,9 @@ def test_a_real_job_reports_progress_to_the_end(world, tmp_path):
 
 def test_stop_saves_a_checkpoint_and_resume_finishes(world, tmp_path):
     store = JobStore(tmp_path / "jobs.json")
-    launch = prepare_launch(config(world, tmp_path / "run", steps=400, save_every=1000))
+    # Settings a job could not carry before its config was data: a resume with the defaults would be refused.
+    launch = prepare_launch(config(world, tmp_path / "run", steps=400, save_every=1000, weight_decay=0.02,
+                                   warmup_ratio=0.1, pixel_cache=tmp_path / "pixels"))
     record = store.new(launch)
     job = JobProcess(launch, record.absorb)
     deadline = time.monotonic() + 240
@@ -73,7 +96,11 @@ def test_stop_saves_a_checkpoint_and_resume_finishes(world, tmp_path):
     store.save()
     reloaded = JobStore(tmp_path / "jobs.json").records[record.id]
     assert reloaded.curve and reloaded.status == "stopped"
-    resumed = prepare_launch(resume_config(reloaded, steps=record_step(checkpoint) + 2))
+    assert TrainConfig.read(tmp_path / "run" / JOB_FILE) == launch.config  # what the process ran
+    assert reloaded.config == launch.config.to_document()  # the store keeps the config, not a command line
+    steps = record_step(checkpoint) + 2
+    assert resume_config(reloaded, steps=steps) == dataclasses.replace(launch.config, resume=True, steps=steps)
+    resumed = prepare_launch(resume_config(reloaded, steps=steps))
     events = []
     assert JobProcess(resumed, events.append).wait(timeout=300) == 0
     assert events[-2]["event"] == "done" and events[-2]["finished"]
@@ -122,7 +149,9 @@ def test_the_same_command_trains_under_torchrun_with_two_processes(world, tmp_pa
     import sys
 
     out = tmp_path / "ddp"
-    argv = build_argv(config(world, out, steps=4))
+    launch = Launch(config(world, out, steps=4))
+    launch.write_config()
+    argv = job_command(launch.config)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                *argv[1:]]  # torchrun runs `-m mmstudio train ...` once per rank
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

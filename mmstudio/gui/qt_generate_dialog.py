@@ -20,8 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.errors import MMStudioError
 from mmstudio.gui.qt_jobs import JobRunner
-from mmstudio.jobs import JobProcess, generate_command
+from mmstudio.jobs import JobProcess, prepare_generate
+from mmstudio.world import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
+from mmstudio.world.config import GenerateConfig
 
 
 class GenerateDataDialog(QDialog):
@@ -80,11 +83,17 @@ class GenerateDataDialog(QDialog):
         if (out / "metadata.jsonl").exists():
             self.status.setText(f"{out} already holds a dataset; choose a new folder.")
             return
-        argv = generate_command(out, self.count.value(), self.seed.value(),
-                                new_concepts=self.new_concepts.isChecked())
+        extra = self.new_concepts.isChecked()
+        config = GenerateConfig(out=out, count=self.count.value(), seed=self.seed.value(), workers=2,
+                                shapes=SHAPES + EXTRA_SHAPES if extra else SHAPES,
+                                colors=COLORS + EXTRA_COLORS if extra else COLORS)
         self._out = out
         self._tail = []
-        self.process = self.runner.start(str(out), argv)  # the same process runner as training jobs
+        try:  # the same process runner as training jobs; it writes the config into `out` first
+            self.process = self.runner.start(str(out), prepare_generate(config))
+        except MMStudioError as exc:  # `out` cannot hold the config file: a file, read-only, full
+            self.status.setText(f"Generation failed: {exc}")
+            return
         self.generate_button.setEnabled(False)
         self.busy.show()
         self.status.setText(f"Writing {self.count.value()} scenes to {out}…")
