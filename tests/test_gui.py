@@ -220,6 +220,53 @@ def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
     assert "run" in panel.base.currentText()
 
 
+def test_train_panel_advanced_fields_reach_the_config(qtbot, window, tmp_path):
+    """The settings a job could not carry before issue 17, set in the Advanced section, are in the config."""
+    window.resize(1000, 700)
+    panel = window.train_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.data.setText(str(tmp_path / "data"))
+    assert not panel.advanced.isVisible()
+    qtbot.mouseClick(panel.advanced_toggle, Qt.MouseButton.LeftButton)
+    assert panel.advanced.isVisible()
+    panel.steps.setValue(0)  # "from epochs"
+    panel.epochs.setValue(3.5)
+    panel.weight_decay.setValue(0.01)
+    panel.questions.setValue(2)
+    panel.negatives.setValue(3)
+    panel.order_share.setValue(0.25)
+    panel.rows.setValue(40)
+    panel.pixel_cache.setText(str(tmp_path / "pixels"))
+    panel.bf16.setCurrentText("off")
+    panel.grounding.setCurrentText("on")
+    panel.scratch_size.setCurrentText("tiny")
+    panel.max_minutes.setValue(2.5)
+    panel.save_every.setValue(11)
+    config = panel.config()
+    assert (config.steps, config.epochs, config.weight_decay, config.questions_per_image,
+            config.negatives_per_image, config.order_share, config.rows, config.pixel_cache, config.bf16,
+            config.grounding, config.size, config.max_minutes, config.save_every) == (
+        None, 3.5, 0.01, 2, 3, 0.25, 40, tmp_path / "pixels", False, True, "tiny", 2.5, 11)
+    panel.rows.setValue(0)
+    panel.bf16.setCurrentText("auto")
+    assert (panel.config().rows, panel.config().bf16) == (None, None)  # "all" and "auto" are unset
+
+
+def test_train_panel_loads_and_saves_a_config_with_every_field(qtbot, window, tmp_path):
+    from mmstudio.training.config import TrainConfig
+    from tests.train_configs import every_field_changed
+
+    config = every_field_changed(tmp_path)
+    config.write(tmp_path / "in.json")
+    panel = window.train_panel
+    assert panel.load_config_file(tmp_path / "in.json") == config
+    assert panel.advanced_toggle.isChecked() and not panel.advanced.isHidden() and panel.config() == config
+    assert TrainConfig.read(panel.save_config_file(tmp_path / "out.json")) == config
+    (tmp_path / "newer.json").write_text((tmp_path / "in.json").read_text().replace('"version": 1', '"version": 2'))
+    assert panel.load_config_file(tmp_path / "newer.json") is None
+    assert "version is 2, newer" in panel.report.text()
+
+
 def test_generate_shapes_world_data_with_new_concepts(qtbot, tmp_path):
     from mmstudio.gui.qt_generate_dialog import GenerateDataDialog
     from mmstudio.training.data import read_dataset

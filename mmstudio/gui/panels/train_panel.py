@@ -1,4 +1,9 @@
-"""Train panel: check data, launch a fine-tuning job, watch it, stop, kill, resume, use the result."""
+"""Train panel: check data, launch a fine-tuning job, watch it, stop, kill, resume, use the result.
+
+The form builds a TrainConfig: the common settings are always shown, every other field of the config
+is in the collapsible "Advanced" section, and "Load config…"/"Save config…" read and write the same
+JSON document a job is started with.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -20,7 +26,9 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -32,10 +40,12 @@ from mmstudio.gui.qt_loss_curve import LossCurve
 from mmstudio.gui.worker import Ticket
 from mmstudio.jobs import JobProcess, JobRecord, JobStore, prepare_launch, resume_config
 from mmstudio.models.base import Task
-from mmstudio.training.run import TrainConfig
+from mmstudio.training.config import TrainConfig
 
 BASES = (("built-in model of the task", None), ("untrained (from scratch)", "scratch"))
 LOADED = "loaded"  # the base choice that follows the model loaded for the task
+TRISTATE = (("auto", None), ("on", True), ("off", False))  # the choices of a `bool | None` setting
+DEFAULTS = TrainConfig(task=Task.CAPTION, data=Path("data"), out=Path("out"))  # the Advanced widgets start here
 
 
 class TrainPanel(QWidget):
@@ -82,7 +92,8 @@ class TrainPanel(QWidget):
         self.eval_every.setSpecialValueText("at the end only")
         self.eval_every.setSuffix(" steps")
         self.steps = QSpinBox()
-        self.steps.setRange(1, 1_000_000)
+        self.steps.setRange(0, 1_000_000)
+        self.steps.setSpecialValueText("from epochs (Advanced)")
         self.steps.setValue(200)
         self.batch = QSpinBox()
         self.batch.setRange(1, 1024)
@@ -109,6 +120,7 @@ class TrainPanel(QWidget):
         form.addRow("Learning rate", self.lr)
         form.addRow("", self.lora)
         form.addRow("Output", _row(self.out, out_browse))
+        self._build_advanced()
 
         self.check_button = QPushButton("Check data")
         self.check_button.setToolTip("Validate the dataset and show every bad row before anything starts")
@@ -145,8 +157,19 @@ class TrainPanel(QWidget):
         self.jobs.setToolTip("Past and running jobs (kept between sessions)")
         self.jobs.currentItemChanged.connect(lambda item, _prev: self._show_job(item.data(Qt.ItemDataRole.UserRole)
                                                                                 if item else None))
-        layout = QVBoxLayout(self)
+        # Everything scrolls as one page: with Advanced open the panel is taller than a 700-pixel window.
+        content = QWidget()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
         layout.addLayout(form)
+        layout.addWidget(self.advanced_row)
+        layout.addWidget(self.advanced)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.progress_label)
@@ -156,6 +179,92 @@ class TrainPanel(QWidget):
         layout.addWidget(self.jobs)
         self._refresh_jobs()
         self._update_buttons()
+
+    def _build_advanced(self) -> None:
+        """Every other TrainConfig field, in two columns under a toggle (hidden at first: the defaults suit)."""
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setToolTip("Every other setting of the run; the defaults suit most runs")
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        d = DEFAULTS
+
+        self.epochs = _double(0.01, 100_000, 2, d.epochs, "Passes over the data, when Steps is 'from epochs'")
+        self.warmup = _double(0.0, 0.99, 3, d.warmup_ratio, "Share of the steps that warm the learning rate up")
+        self.warmup.setSingleStep(0.01)
+        self.weight_decay = _double(0.0, 10.0, 4, d.weight_decay, "AdamW weight decay")
+        self.weight_decay.setSingleStep(0.01)
+        self.seed = _spin(0, 2**31 - 1, d.seed, "Seed of the model's start, the batches and their items")
+        self.scratch_size = QComboBox()
+        self.scratch_size.addItems(["small", "small-fine", "tiny"])
+        self.scratch_size.setCurrentText(d.size)
+        self.scratch_size.setToolTip("Architecture of a model trained from scratch (ignored for other bases)")
+        self.lora_rank = _spin(1, 1024, d.lora_rank, "Rank of the LoRA adapters (with LoRA on)")
+        self.grounding = _tristate(d.grounding, "Auxiliary patch-label loss from object boxes "
+                                                "(auto: on when training from scratch on data with boxes)")
+        self.bf16 = _tristate(d.bf16, "bf16 mixed precision (auto: where the hardware runs it fast)")
+        self.threads = _spin(0, 1024, 0, "CPU threads for torch")
+        self.threads.setSpecialValueText("torch's default")
+        self.max_minutes = _double(0.0, 1_000_000, 1, 0.0, "Stop with a checkpoint after this much training time")
+        self.max_minutes.setSpecialValueText("no limit")
+        self.max_minutes.setSuffix(" min")
+        self.questions = _spin(1, 64, d.questions_per_image, "VQA: questions of each image in a batch")
+        self.negatives = _spin(0, 64, d.negatives_per_image, "ITM: written hard negatives of each image in a batch")
+        self.order_share = _double(0.0, 1.0, 2, d.order_share,
+                                   "ITM: how often a negative is the caption's words in another order")
+        self.order_share.setSingleStep(0.05)
+        self.rows = _spin(0, 2**31 - 1, 0, "Train on the first N rows of the dataset only")
+        self.rows.setSpecialValueText("all")
+        self.pixel_cache = QLineEdit()
+        self.pixel_cache.setPlaceholderText("optional: folder that keeps resized images for later runs")
+        self.pixel_cache.setToolTip("Keep the resized training images here; later runs on the same files reuse them")
+        cache_browse = QPushButton("Folder…")
+        cache_browse.clicked.connect(lambda: self._browse_into(self.pixel_cache, "Pixel cache folder"))
+        self.eval_samples = _spin(1, 1_000_000, d.eval_samples, "Rows of the eval dataset each evaluation uses")
+        self.save_every = _spin(0, 1_000_000, 0, "Steps between checkpoints")
+        self.save_every.setSpecialValueText("auto (a fifth of the steps)")
+        self.log_every = _spin(0, 1_000_000, 0, "Steps between points of the loss curve")
+        self.log_every.setSpecialValueText("auto (a hundredth of the steps)")
+        self.resume = QCheckBox("resume the run in the output folder")
+        self.resume.setToolTip("Continue from the output folder's latest complete checkpoint (a run started "
+                               "elsewhere too); past jobs resume with the Resume button")
+        self.allow_missing = QCheckBox("allow a base that lacks weights")
+        self.allow_missing.setToolTip("Start from a base whose folder lacks weights its config asks for "
+                                      "(those parts start random)")
+        load = QPushButton("Load config…")
+        load.setToolTip("Fill the form from a train config file (JSON), e.g. a run's mmstudio-job.json")
+        load.clicked.connect(self._load_config_file)
+        save = QPushButton("Save config…")
+        save.setToolTip("Write the form as a train config file: mmstudio train --config FILE runs it")
+        save.clicked.connect(self._save_config_file)
+        self.advanced_row = _row(self.advanced_toggle, load, save)
+        self.advanced_row.layout().insertStretch(1, 1)
+
+        columns = (
+            (("Epochs", self.epochs), ("Warmup", self.warmup), ("Weight decay", self.weight_decay),
+             ("Seed", self.seed), ("Scratch size", self.scratch_size), ("LoRA rank", self.lora_rank),
+             ("Threads", self.threads)),
+            (("Grounding", self.grounding), ("bf16", self.bf16), ("Questions/image", self.questions),
+             ("Negatives/image", self.negatives), ("Order share", self.order_share), ("Rows", self.rows),
+             ("Time limit", self.max_minutes)),
+            (("Eval samples", self.eval_samples), ("Save every", self.save_every), ("Log every", self.log_every),
+             ("Pixel cache", _row(self.pixel_cache, cache_browse)), ("", self.resume), ("", self.allow_missing)),
+        )
+        self.advanced = QWidget()
+        box = QHBoxLayout(self.advanced)
+        box.setContentsMargins(0, 0, 0, 0)
+        for rows in columns:
+            form = QFormLayout()
+            for label, widget in rows:
+                form.addRow(label, widget)
+            box.addLayout(form, 1)
+        self.advanced.hide()
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
 
     # ---------------------------------------------------------------- config
 
@@ -168,15 +277,97 @@ class TrainPanel(QWidget):
         if not self.data.text().strip():
             raise MMStudioError("Choose a dataset folder first.")
         eval_data = self.eval_data.text().strip()
+        pixel_cache = self.pixel_cache.text().strip()
         base = self.base.currentData()
         if base == LOADED:
             base = self.loaded.get(task)  # None: the built-in model, which is what is loaded
+        steps = self.steps.value() or None  # 0: from epochs
+        # Auto saving and logging follow the length; from epochs the length is known only once the data is read.
+        save_every = self.save_every.value() or (max(10, steps // 5) if steps else DEFAULTS.save_every)
+        log_every = self.log_every.value() or (max(1, steps // 100) if steps else DEFAULTS.log_every)
         return TrainConfig(task=task, data=Path(self.data.text().strip()), out=Path(out),
-                           base=base, steps=self.steps.value(), batch_size=self.batch.value(),
-                           learning_rate=self.lr.value(), lora=self.lora.isChecked(),
+                           base=base, steps=steps, epochs=self.epochs.value(), batch_size=self.batch.value(),
+                           learning_rate=self.lr.value(), warmup_ratio=self.warmup.value(),
+                           weight_decay=self.weight_decay.value(), seed=self.seed.value(),
+                           resume=self.resume.isChecked(),
                            eval_data=Path(eval_data) if eval_data else None,
                            eval_every=self.eval_every.value() if eval_data else 0,
-                           save_every=max(10, self.steps.value() // 5), log_every=max(1, self.steps.value() // 100))
+                           eval_samples=self.eval_samples.value(), save_every=save_every, log_every=log_every,
+                           max_minutes=self.max_minutes.value() or None, size=self.scratch_size.currentText(),
+                           questions_per_image=self.questions.value(), negatives_per_image=self.negatives.value(),
+                           order_share=self.order_share.value(), rows=self.rows.value() or None,
+                           pixel_cache=Path(pixel_cache) if pixel_cache else None, lora=self.lora.isChecked(),
+                           lora_rank=self.lora_rank.value(), threads=self.threads.value() or None,
+                           bf16=self.bf16.currentData(), grounding=self.grounding.currentData(),
+                           allow_missing_weights=self.allow_missing.isChecked())
+
+    def set_config(self, config: TrainConfig) -> None:
+        """Show a config in the form (a loaded config file): `config()` then gives it back."""
+        self.task.setCurrentIndex(self.task.findData(Task(config.task)))
+        if config.base is None:
+            self.base.setCurrentIndex(0)  # the built-in model
+        else:
+            if self.base.findData(config.base) < 0:
+                self.base.addItem(config.base, config.base)
+            self.base.setCurrentIndex(self.base.findData(config.base))
+        self.data.setText(str(config.data))
+        self.out.setText(str(config.out))
+        self.eval_data.setText(str(config.eval_data) if config.eval_data else "")
+        self.eval_every.setValue(config.eval_every)
+        self.steps.setValue(config.steps or 0)
+        self.epochs.setValue(config.epochs)
+        self.batch.setValue(config.batch_size)
+        self.lr.setValue(config.learning_rate)
+        self.warmup.setValue(config.warmup_ratio)
+        self.weight_decay.setValue(config.weight_decay)
+        self.seed.setValue(config.seed)
+        self.resume.setChecked(config.resume)
+        self.eval_samples.setValue(config.eval_samples)
+        self.save_every.setValue(config.save_every)
+        self.log_every.setValue(config.log_every)
+        self.max_minutes.setValue(config.max_minutes or 0.0)
+        self.scratch_size.setCurrentText(config.size)
+        self.questions.setValue(config.questions_per_image)
+        self.negatives.setValue(config.negatives_per_image)
+        self.order_share.setValue(config.order_share)
+        self.rows.setValue(config.rows or 0)
+        self.pixel_cache.setText(str(config.pixel_cache) if config.pixel_cache else "")
+        self.lora.setChecked(config.lora)
+        self.lora_rank.setValue(config.lora_rank)
+        self.threads.setValue(config.threads or 0)
+        self.bf16.setCurrentIndex(self.bf16.findData(config.bf16) if config.bf16 is not None else 0)
+        self.grounding.setCurrentIndex(self.grounding.findData(config.grounding) if config.grounding is not None
+                                       else 0)
+        self.allow_missing.setChecked(config.allow_missing_weights)
+
+    def load_config_file(self, path: Path) -> TrainConfig | None:
+        try:
+            config = TrainConfig.read(path)
+        except MMStudioError as exc:
+            self._refuse(exc, "Cannot load the config: ")
+            return None
+        self.set_config(config)
+        self.advanced_toggle.setChecked(True)  # a file may set any field: show them all
+        self.message.emit(f"Loaded the settings of {path}")
+        return config
+
+    def save_config_file(self, path: Path) -> Path | None:
+        try:
+            return self.config().write(path)
+        except MMStudioError as exc:
+            self._refuse(exc, "Cannot save the config: ")
+            return None
+
+    def _load_config_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load a train config", "", "Train config (*.json)")
+        if path:
+            self.load_config_file(Path(path))
+
+    def _save_config_file(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the train config", "train-config.json",
+                                              "Train config (*.json)")
+        if path and self.save_config_file(Path(path)):
+            self.message.emit(f"Saved the settings to {path}; run them with: mmstudio train --config {path}")
 
     def check(self) -> Ticket | None:
         """Validate the data and the base on a background thread; the report says what was found."""
@@ -223,10 +414,21 @@ class TrainPanel(QWidget):
 
     def _start(self, launch) -> JobRecord:
         record = self.store.new(launch)
-        self.processes[record.id] = self.runner.start(record.id, launch)
-        self.out.clear()  # the next job needs a new folder
+        if self._run(record, launch, "Launch refused: "):
+            self.out.clear()  # the next job needs a new folder
         self._refresh_jobs(select=record.id)
         return record
+
+    def _run(self, record: JobRecord, launch, refused: str) -> bool:
+        """Start the job (it writes its config into the run folder first, which may fail: a full disk)."""
+        try:
+            self.processes[record.id] = self.runner.start(record.id, launch)
+        except MMStudioError as exc:
+            record.status, record.message = "failed", str(exc)
+            self.store.save()
+            self._refuse(exc, refused)
+            return False
+        return True
 
     # ------------------------------------------------------------------ jobs
 
@@ -250,9 +452,9 @@ class TrainPanel(QWidget):
 
     def _resume(self, record: JobRecord, launch) -> JobRecord:
         record.status = "running"
-        record.argv = list(launch.argv)
+        record.config = launch.config.to_document()  # the stored config, now with resume and any changes
         self.store.save()
-        self.processes[record.id] = self.runner.start(record.id, launch)
+        self._run(record, launch, "Resume refused: ")
         self._refresh_jobs(select=record.id)
         return record
 
@@ -393,6 +595,32 @@ class TrainPanel(QWidget):
         if folder:
             self.base.addItem(folder, folder)
             self.base.setCurrentIndex(self.base.count() - 1)
+
+
+def _spin(low: int, high: int, value: int, tip: str) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    return spin
+
+
+def _double(low: float, high: float, decimals: int, value: float, tip: str) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setDecimals(decimals)
+    spin.setRange(low, high)
+    spin.setValue(value)
+    spin.setToolTip(tip)
+    return spin
+
+
+def _tristate(value: bool | None, tip: str) -> QComboBox:
+    combo = QComboBox()
+    for label, choice in TRISTATE:
+        combo.addItem(label, choice)
+    combo.setCurrentIndex([choice for _label, choice in TRISTATE].index(value))
+    combo.setToolTip(tip)
+    return combo
 
 
 def _row(*widgets) -> QWidget:
