@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from mmstudio.jobs import JobProcess
+from mmstudio.jobs import JobProcess, Launch
 
 
 class JobRunner(QObject):
@@ -12,5 +12,6 @@ class JobRunner(QObject):
 
     event = Signal(str, dict)  # job key, event
 
-    def start(self, key: str, command) -> JobProcess:
-        return JobProcess(command, lambda event: self.event.emit(key, event))
+    def start(self, key: str, launch: Launch) -> JobProcess:
+        """Start a prepared job (it writes its config file first: StorageError where it cannot)."""
+        return JobProcess(launch, lambda event: self.event.emit(key, event))
