@@ -109,7 +109,7 @@ def test_click_a_caption_word_changes_the_overlay(qtbot, window, scene_file):
 
 def test_ask_gives_the_cli_answer(qtbot, window, scene_file, capsys, models):
     drop_files(window.gallery, [scene_file])
-    qtbot.waitUntil(lambda: window.gallery.current_ref() is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: bool(window.gallery.refs()), timeout=TIMEOUT)  # listed and decoded
     window.tabs.setCurrentWidget(window.ask_panel)
     window.ask_panel.input.setPlainText("how many objects are there?")
     qtbot.keyClick(window.ask_panel.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
@@ -309,7 +309,7 @@ def test_launch_is_refused_on_invalid_data(qtbot, window, tmp_path):
 
 def test_teach_a_corrected_caption(qtbot, window, scene_file, tmp_path):
     drop_files(window.gallery, [scene_file])
-    qtbot.waitUntil(lambda: window.gallery.current_ref() is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: bool(window.gallery.refs()), timeout=TIMEOUT)  # listed and decoded
     folder = tmp_path / "taught"
     ticket = window.teach(window.gallery.current_ref(), {"caption": "a small pink hexagon"}, folder=str(folder))
     qtbot.waitUntil(lambda: ticket.done, timeout=TIMEOUT)

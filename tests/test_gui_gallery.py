@@ -27,17 +27,35 @@ def test_decoded_images_stay_within_the_budget_and_come_back_when_selected(qtbot
     gallery.add_paths(paths)
     qtbot.waitUntil(lambda: len(gallery.refs()) == 5, timeout=TIMEOUT)
     gallery.wait_idle()
-    assert len(gallery._images) <= 2  # every image still listed, at most two decoded in memory
+    assert len(gallery.in_memory) <= 2  # all listed, at most two decoded in memory
 
     current = gallery.current_ref().key
-    evicted = next(r for r in gallery.refs() if r.key not in gallery._images and r.key != current)
+    evicted = next(r for r in gallery.refs() if r.key not in gallery.in_memory and r.key != current)
     expected = np.asarray(load_image(evicted.path))
     with qtbot.waitSignal(gallery.image_selected, timeout=TIMEOUT) as shown:
         gallery.select_key(evicted.key)
     ref, image = shown.args
     assert ref.key == evicted.key and np.array_equal(np.asarray(image), expected)
-    assert len(gallery._images) <= 2
+    assert len(gallery.in_memory) <= 2
 
-    other = next(r for r in gallery.refs() if r.key not in gallery._images)
+    other = next(r for r in gallery.refs() if r.key not in gallery.in_memory)
     assert np.array_equal(np.asarray(gallery.image_of(other)), np.asarray(load_image(other.path)))
-    assert len(gallery._images) <= 2
+    assert len(gallery.in_memory) <= 2
+
+
+def test_opened_files_are_added_in_order_and_the_first_is_shown(qtbot, tmp_path, scene_images):
+    gallery = qt_gallery.Gallery()
+    qtbot.addWidget(gallery)
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{'zyxwv'[i]}.png"  # not in alphabetical order: the order given is kept
+        scene_images[i].save(path)
+        paths.append(path)
+    with qtbot.waitSignal(gallery.added, timeout=TIMEOUT) as added:
+        gallery.add_paths(paths)
+    assert added.args == [5]
+    assert [r.key for r in gallery.refs(loaded_only=False)] == [str(p.resolve()) for p in paths]
+    assert gallery.current_ref().key == str(paths[0].resolve())  # not whichever thumbnail decoded first
+    with qtbot.waitSignal(gallery.added, timeout=TIMEOUT) as again:
+        gallery.add_paths(paths[:2])
+    assert again.args == [0] and gallery.count() == 5

@@ -196,6 +196,7 @@ class MainWindow(QMainWindow):
         self.gallery.image_selected.connect(self._on_image)
         self.gallery.load_failed.connect(lambda what, why: self.show_error(why))
         self.gallery.count_changed.connect(lambda n: self.stack.setCurrentIndex(1 if n else 0))
+        self.gallery.added.connect(self._on_added)
         self.caption_panel.set_gallery_source(self.gallery.refs)
         for panel in (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel):
             panel.message.connect(self.show_info)
@@ -260,7 +261,12 @@ class MainWindow(QMainWindow):
             return
         self.settings.set("files/last_folder", str(Path(paths[0]).parent if Path(paths[0]).is_file()
                                                    else paths[0]))
-        if self.gallery.add_paths(paths) == 0:
+        self.gallery.add_paths(paths)  # listed off the GUI thread; `added` reports how many were new
+
+    def _on_added(self, count: int) -> None:
+        if count:
+            self.statusBar().showMessage(f"Added {count} image{'s' if count != 1 else ''}.", 6000)
+        else:
             self.show_info("No new images there.")
 
     def paste(self) -> None:

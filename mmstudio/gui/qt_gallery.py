@@ -28,6 +28,29 @@ class _ThumbSignals(QObject):
     failed = Signal(str, str)  # key, message
 
 
+class _ListSignals(QObject):
+    found = Signal(int, object, bool)  # listing id, [(key, path)...] in order, last chunk
+
+
+class _ListJob(QRunnable):
+    """Walking a folder and resolving each path touches the disk once per file: not on the GUI thread."""
+
+    CHUNK = 200  # files per hand-over: the GUI thread adds them between two paints
+
+    def __init__(self, listing: int, paths: list[Path], signals: _ListSignals):
+        super().__init__()
+        self.listing, self.paths, self.signals = listing, paths, signals
+
+    def run(self) -> None:
+        chunk: list[tuple[str, Path]] = []
+        for path in iter_image_files(self.paths):
+            chunk.append((str(path.resolve()), path))
+            if len(chunk) >= self.CHUNK:
+                self.signals.found.emit(self.listing, chunk, False)
+                chunk = []
+        self.signals.found.emit(self.listing, chunk, True)
+
+
 class _ThumbJob(QRunnable):
     """Decoding a large photo takes time: it happens on the pool, never on the GUI thread."""
 
@@ -52,6 +75,7 @@ class Gallery(QListWidget):
     image_selected = Signal(object, object)  # ImageRef (or None), PIL image (or None)
     load_failed = Signal(str, str)  # what, why
     count_changed = Signal(int)
+    added = Signal(int)  # a call of add_paths is listed: how many new images it queued
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -73,26 +97,57 @@ class Gallery(QListWidget):
         self._signals = _ThumbSignals()
         self._signals.loaded.connect(self._on_loaded)
         self._signals.failed.connect(self._on_failed)
+        self._lister = QThreadPool(self)
+        self._lister.setMaxThreadCount(1)  # listings arrive in the order they were asked for
+        self._list_signals = _ListSignals()
+        self._list_signals.found.connect(self._on_found)
+        self._listings: dict[int, int] = {}  # listing id -> new images so far
+        self._listing_ids = itertools.count(1)
         self.currentItemChanged.connect(self._on_current)
 
     # ---------------------------------------------------------------- adding
 
-    def add_paths(self, paths) -> int:
-        """Add files and folders; returns how many entries were queued for loading."""
-        added = 0
-        for path in iter_image_files([Path(p) for p in paths]):
-            key = str(path.resolve())
-            if self._item(key) is None:
-                self._add(ImageRef(key=key, path=path))
-                added += 1
-        return added
+    def add_paths(self, paths) -> None:
+        """Add files and folders: listed off the GUI thread, then `added` says how many were new.
+
+        The first new image of the call is selected and scrolled to (what was opened is what is shown).
+        """
+        listing = next(self._listing_ids)
+        self._listings[listing] = 0
+        self._lister.start(_ListJob(listing, [Path(p) for p in paths], self._list_signals))
+
+    @property
+    def listing(self) -> bool:
+        """Whether a folder is still being listed."""
+        return bool(self._listings)
+
+    def _on_found(self, listing: int, found: list, last: bool) -> None:
+        new = [(key, path) for key, path in found if self._item(key) is None]
+        first = not self._listings.get(listing)
+        self.setUpdatesEnabled(False)  # one relayout for the chunk, not one per item
+        try:
+            for key, path in new:
+                self._add(ImageRef(key=key, path=path), announce=False)
+        finally:
+            self.setUpdatesEnabled(True)
+        if new:
+            self.count_changed.emit(self.count())
+            if first:
+                item = self._items[new[0][0]]
+                self.setCurrentItem(item)
+                self.scrollToItem(item)
+        self._listings[listing] = self._listings.get(listing, 0) + len(new)
+        if last:
+            self.added.emit(self._listings.pop(listing))
 
     def add_pixels(self, image: Image.Image, label: str = "Pasted image") -> ImageRef:
         ref = ImageRef(key=f"clipboard:{next(_clipboard_numbers)}", pixels=image.convert("RGB"))
         self._add(ref, label)
+        self.setCurrentItem(self._items[ref.key])  # what was pasted is what is shown
+        self.scrollToItem(self._items[ref.key])
         return ref
 
-    def _add(self, ref: ImageRef, label: str | None = None) -> None:
+    def _add(self, ref: ImageRef, label: str | None = None, *, announce: bool = True) -> None:
         item = QListWidgetItem(label or (ref.path.name if ref.path else ref.key))
         item.setData(_REF_ROLE, ref)
         item.setToolTip(str(ref.path) if ref.path else label or ref.key)
@@ -100,7 +155,8 @@ class Gallery(QListWidget):
         self.addItem(item)
         self._items[ref.key] = item
         self._pool.start(_ThumbJob(ref, self._signals))
-        self.count_changed.emit(self.count())
+        if announce:
+            self.count_changed.emit(self.count())
 
     def _on_loaded(self, key: str, image: Image.Image, thumb) -> None:
         item = self._item(key)
@@ -149,6 +205,11 @@ class Gallery(QListWidget):
         refs = [self.item(r).data(_REF_ROLE) for r in range(self.count())]
         return [r for r in refs if r.key in self._loaded] if loaded_only else refs
 
+    @property
+    def in_memory(self) -> set[str]:
+        """Keys of the images held decoded now (the others are decoded again when needed)."""
+        return set(self._images)
+
     def image_of(self, ref: ImageRef) -> Image.Image | None:
         """The decoded image; one no longer in memory is decoded again here (the selected one always is)."""
         if ref.key not in self._loaded:
@@ -194,7 +255,7 @@ class Gallery(QListWidget):
             self.image_selected.emit(None, None)
 
     def wait_idle(self, msecs: int = 30000) -> bool:
-        return self._pool.waitForDone(msecs)
+        return self._lister.waitForDone(msecs) and self._pool.waitForDone(msecs)
 
     # ------------------------------------------------------------ drag & drop
 
