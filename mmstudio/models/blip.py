@@ -18,8 +18,9 @@ import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack, patches_to_grid
-from mmstudio.errors import ModelLoadError, UnsupportedTaskError
+from mmstudio.errors import ModelLoadError
 from mmstudio.imaging import content_key
+from mmstudio.models.adapter import AdapterBase
 from mmstudio.models.base import (
     AdapterFactory,
     AnswerResult,
@@ -28,13 +29,11 @@ from mmstudio.models.base import (
     GenerationOptions,
     LoadOptions,
     MatchResult,
-    ModelInfo,
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import Architectures, check_token_ids, cut_at, load_parts, stack_from, to_numpy
+from mmstudio.models.common import Architectures, auto_tokenizer, check_token_ids, cut_at, stack_from, to_numpy
 from mmstudio.models.loading import ResolvedModel, read_json_capped
-from mmstudio.models.vision_cache import VisionCache
 
 ARCHITECTURES = {
     "BlipForConditionalGeneration": Task.CAPTION,
@@ -173,24 +172,18 @@ def processor_geometry(image_processor) -> tuple[int, int, tuple, tuple]:
     return side, resample, tuple(image_processor.image_mean), tuple(image_processor.image_std)
 
 
-class BlipAdapter:
+class BlipAdapter(AdapterBase):
     family: ClassVar[str] = "blip"
+    loads = FAMILY
+    checkpoint_kind = "BLIP caption, VQA or retrieval"
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
                  hints: dict | None = None, cache_size: int = 64):
         """Wrap parts already loaded (the trainer evaluates its in-memory model this way)."""
-        import torch
-
         arch = type(model).__name__
         if arch not in ARCHITECTURES:
-            raise ModelLoadError(f"{path}: not a BLIP caption, VQA or retrieval checkpoint")
-        self._torch = torch
-        self.model = model
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
+            raise ModelLoadError(f"{path}: not a {self.checkpoint_kind} checkpoint")
         self.task = ARCHITECTURES[arch]
-        param = next(model.parameters())
-        self.device, self.dtype = str(param.device), param.dtype
         text_config = model.config.text_config
         self.bos_id = text_config.bos_token_id
         self.sep_id = text_config.sep_token_id
@@ -199,54 +192,36 @@ class BlipAdapter:
                                "pad_token_id": self.pad_id}, text_config.vocab_size, where="config.json text_config")
         self.text_layers = text_config.num_hidden_layers
         self.max_text = text_config.max_position_embeddings
-        vision = model.config.vision_config
-        side = vision.image_size // vision.patch_size
-        self.hints = valid_hints(hints or {}, self.text_layers, path)
-        self.cache: VisionCache = VisionCache(cache_size)
         # Installed by `load` on models loaded for inference (see CrossAttentionMemo).
         self.cross_memo = CrossAttentionMemo()
-        self.info = ModelInfo(
-            name=name,
-            path=Path(path),
-            family=self.family,
-            architecture=arch,
-            tasks=frozenset({self.task}),
-            device=self.device,
-            dtype=dtype,
-            grid=(side, side),
-            image_size=vision.image_size,
-            parameters=sum(p.numel() for p in model.parameters()),
-        )
+        super().__init__(model, tokenizer, image_processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
+        self.hints = valid_hints(hints or {}, self.text_layers, path)
+
+    @property
+    def kind(self) -> str:
+        return f"a {self.info.architecture} checkpoint"
+
+    def tasks(self) -> frozenset[Task]:
+        return frozenset({self.task})  # one head a checkpoint
+
+    @staticmethod
+    def load_processing(path) -> tuple:
+        return auto_tokenizer(path), load_image_processor(path)
 
     @classmethod
     def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64) -> "BlipAdapter":
-        import transformers
-
-        arch = FAMILY.of(resolved.config)
-        if arch is None:
-            raise ModelLoadError(f"{resolved.path}: not a BLIP caption, VQA or retrieval checkpoint")
-        model, tokenizer, image_processor = load_parts(getattr(transformers, arch), resolved, options, what=arch,
-                                                       image_processor=load_image_processor)
-        fused_vision_attention(model)
-        adapter = cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path,
-                      dtype=options.dtype, hints=read_hints(resolved.path), cache_size=cache_size)
-        if hasattr(model, "text_encoder"):  # VQA and retrieval heads
-            adapter.cross_memo.install(model.text_encoder)
+        adapter = super().load(resolved, options, cache_size=cache_size)
+        fused_vision_attention(adapter.model)
+        adapter.hints = valid_hints(read_hints(resolved.path), adapter.text_layers, resolved.path)
+        if hasattr(adapter.model, "text_encoder"):  # VQA and retrieval heads
+            adapter.cross_memo.install(adapter.model.text_encoder)
         return adapter
 
     # ---------------------------------------------------------------- shared
 
-    def close(self) -> None:
-        self.clear_caches()
-        self.model = None
-
-    def pixel_values(self, images: Sequence[Image.Image]):
-        batch = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-        return batch.to(self.device, self.dtype)
-
     def clear_caches(self) -> None:
         """Forget every image seen: its vision features and its cross-attention keys and values."""
-        self.cache.clear()
+        super().clear_caches()
         self.cross_memo.clear()
 
     def image_embeds(self, images: Sequence[Image.Image], keys: Sequence[str] | None = None):
@@ -254,22 +229,7 @@ class BlipAdapter:
 
         `keys`: the images' content keys, when the caller has them already.
         """
-        torch = self._torch
-
-        def compute(indices: list[int]):
-            with torch.inference_mode():
-                out = self.model.vision_model(pixel_values=self.pixel_values([images[i] for i in indices]))[0]
-            return list(out.split(1))
-
-        keys = list(keys) if keys is not None else [content_key(image) for image in images]
-        return torch.cat(self.cache.get_many(keys, compute))
-
-    def _require(self, task: Task) -> None:
-        if task != self.task:
-            raise UnsupportedTaskError(
-                f"{self.info.name} is a {self.info.architecture} checkpoint: it does {self.task.value}, "
-                f"not {task.value}"
-            )
+        return self.cached_vision(images, lambda pixels: self.model.vision_model(pixel_values=pixels)[0], keys)
 
     def _layer_hint(self, key: str, fallback):
         return self.hints.get(key, fallback)

@@ -18,20 +18,9 @@ import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack, patches_to_grid
-from mmstudio.errors import UnsupportedTaskError
-from mmstudio.imaging import content_key
-from mmstudio.models.base import (
-    AdapterFactory,
-    AnswerResult,
-    CaptionResult,
-    LoadOptions,
-    MatchResult,
-    ModelInfo,
-    Task,
-)
-from mmstudio.models.common import architecture_names, check_token_ids, load_parts
-from mmstudio.models.loading import ResolvedModel
-from mmstudio.models.vision_cache import VisionCache
+from mmstudio.models.adapter import AdapterBase
+from mmstudio.models.base import AdapterFactory, MatchResult, Task
+from mmstudio.models.common import architecture_names, check_token_ids
 
 ARCHITECTURE = "CLIPModel"
 
@@ -44,70 +33,29 @@ def tasks_of(config: dict) -> frozenset[Task]:
     return frozenset({Task.ITM}) if accepts(config) else frozenset()
 
 
-class ClipAdapter:
+class ClipAdapter(AdapterBase):
     family: ClassVar[str] = "clip"
+    TASKS = frozenset({Task.ITM})
+    loads = ARCHITECTURE
+    kind = "a CLIP model"
+    does = "itm (matching)"
+    load_arguments = {"attn_implementation": "eager"}  # the fused kernels return no attention weights
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
                  cache_size: int = 256):
-        import torch
-
-        self._torch = torch
-        self.model = model
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        param = next(model.parameters())
-        self.device, self.dtype = str(param.device), param.dtype
-        vision = model.config.vision_config
-        side = vision.image_size // vision.patch_size
+        # The cache holds projected image embeddings, by pixels.
+        super().__init__(model, tokenizer, image_processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
         text = model.config.text_config
         check_token_ids(path, {k: getattr(text, k, None) for k in ("bos_token_id", "eos_token_id")},
                         text.vocab_size, where="config.json text_config")
         self.max_text = text.max_position_embeddings
-        self.cache: VisionCache = VisionCache(cache_size)  # projected image embeddings, by pixels
-        self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
-        self.info = ModelInfo(
-            name=name,
-            path=Path(path),
-            family=self.family,
-            architecture=type(model).__name__,
-            tasks=frozenset({Task.ITM}),
-            device=self.device,
-            dtype=dtype,
-            grid=(side, side),
-            image_size=vision.image_size,
-            parameters=sum(p.numel() for p in model.parameters()),
-        )
-
-    @classmethod
-    def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 256) -> "ClipAdapter":
-        from transformers import CLIPModel
-
-        # Eager attention: the fused kernels return no attention weights for the maps.
-        model, tokenizer, image_processor = load_parts(CLIPModel, resolved, options, what=ARCHITECTURE,
-                                                       attn_implementation="eager")
-        return cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path, dtype=options.dtype,
-                   cache_size=cache_size)
-
-    def close(self) -> None:
-        self.cache.clear()
-        self.model = None
 
     # -------------------------------------------------------------- features
 
-    def pixel_values(self, images: Sequence[Image.Image]):
-        batch = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-        return batch.to(self.device, self.dtype)
-
     def _image_embeds(self, images: Sequence[Image.Image]):
         """(B, P) projected image embeddings (not normalised), cached by pixels."""
-        torch = self._torch
-
-        def compute(indices: list[int]):
-            with torch.inference_mode():
-                pooled = self.model.vision_model(pixel_values=self.pixel_values([images[i] for i in indices]))[1]
-                return list(self.model.visual_projection(pooled).split(1))
-
-        return torch.cat(self.cache.get_many([content_key(image) for image in images], compute))
+        return self.cached_vision(
+            images, lambda pixels: self.model.visual_projection(self.model.vision_model(pixel_values=pixels)[1]))
 
     def _text_embeds(self, texts: Sequence[str]):
         torch = self._torch
@@ -165,12 +113,6 @@ class ClipAdapter:
                 per_layer = [(a.detach() * g.clamp(min=0))[0, :, 0, :] for a, g in zip(attentions, grads)]
                 cams.append(torch.stack(per_layer).float().cpu().numpy())  # (L, H, 1 + N)
         return unit.detach().float().cpu().numpy(), patches_to_grid(np.stack(cams)).astype(np.float32)
-
-    def caption(self, images: Sequence[Image.Image], **_options) -> list[CaptionResult]:
-        raise UnsupportedTaskError(f"{self.info.name} is a CLIP model: it does itm (matching), not caption")
-
-    def answer(self, image: Image.Image, questions: Sequence[str], **_options) -> list[AnswerResult]:
-        raise UnsupportedTaskError(f"{self.info.name} is a CLIP model: it does itm (matching), not vqa")
 
 
 def _unit(embeds) -> np.ndarray:

@@ -73,27 +73,34 @@ def auto_image_processor(path):
     return AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
 
 
-def load_parts(cls, resolved, options, *, what: str, image_processor=None, **kwargs):
-    """(model on its device in eval mode, tokenizer, image processor) of a checkpoint folder.
-
-    Any failure of safetensors, torch or transformers becomes one ModelLoadError naming the folder.
-    `image_processor` loads the processor from the folder (default: AutoImageProcessor).
-    """
+def auto_tokenizer(path):
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+
+
+def tokenizer_and_image_processor(path) -> tuple:
+    return auto_tokenizer(path), auto_image_processor(path)
+
+
+def load_parts(cls, resolved, options, *, what: str, processing=tokenizer_and_image_processor, **kwargs) -> tuple:
+    """(model on its device in eval mode, *processing(folder)) of a checkpoint folder.
+
+    Any failure of safetensors, torch or transformers becomes one ModelLoadError naming the folder.
+    `processing` loads what turns images and text into tensors (default: a tokenizer and an image processor).
+    """
     from mmstudio.errors import ModelLoadError
     from mmstudio.models.loading import pick_device
 
     device = pick_device(options.device)
     try:
         model = from_pretrained(cls, resolved, options, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=False)
-        processor = (image_processor or auto_image_processor)(resolved.path)
+        parts = tuple(processing(resolved.path))
     except ModelLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
         raise load_error(resolved.path, what, exc) from None
-    return model.to(device).eval(), tokenizer, processor
+    return (model.to(device).eval(), *parts)
 
 
 def load_error(path, what: str, exc: BaseException):

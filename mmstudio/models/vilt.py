@@ -17,72 +17,37 @@ import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack
-from mmstudio.errors import ModelLoadError, UnsupportedTaskError
-from mmstudio.models.base import (
-    AdapterFactory,
-    AnswerResult,
-    CaptionResult,
-    GenerationOptions,
-    LoadOptions,
-    MatchResult,
-    ModelInfo,
-    Task,
-)
-from mmstudio.models.common import Architectures, from_pretrained, load_error
-from mmstudio.models.loading import ResolvedModel, pick_device
+from mmstudio.models.adapter import AdapterBase
+from mmstudio.models.base import AdapterFactory, AnswerResult, GenerationOptions, Task
+from mmstudio.models.common import Architectures
 
 FAMILY = Architectures("vilt", {"ViltForQuestionAnswering": Task.VQA})
 SAMPLING_SEED = 0
 
 
-class ViltAdapter:
+class ViltAdapter(AdapterBase):
     family: ClassVar[str] = "vilt"
+    TASKS = frozenset({Task.VQA})
+    loads = FAMILY
+    kind = "a ViLT VQA model"
+    checkpoint_kind = "ViLT VQA"
 
     def __init__(self, model, processor, *, name: str, path: Path, dtype: str = "fp32"):
-        import torch
-
-        self._torch = torch
-        self.model = model
+        # No vision cache: the patches are sampled and embedded with the question in one pass.
+        super().__init__(model, processor.tokenizer, processor.image_processor, name=name, path=path, dtype=dtype,
+                         cache_size=0)
         self.processor = processor
-        param = next(model.parameters())
-        self.device, self.dtype = str(param.device), param.dtype
-        config = model.config
-        side = config.image_size // config.patch_size
-        self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
-        self.info = ModelInfo(
-            name=name,
-            path=Path(path),
-            family=self.family,
-            architecture=type(model).__name__,
-            tasks=frozenset({Task.VQA}),
-            device=self.device,
-            dtype=dtype,
-            grid=(side, side),  # nominal: ViLT keeps the image's aspect ratio, so the real grid varies
-            image_size=config.image_size,
-            parameters=sum(p.numel() for p in model.parameters()),
-        )
 
-    @classmethod
-    def load(cls, resolved: ResolvedModel, options: LoadOptions) -> "ViltAdapter":
-        import transformers
+    def image_geometry(self) -> tuple[int, int]:
+        # nominal: ViLT keeps the image's aspect ratio, so the real grid varies
+        config = self.model.config
+        return config.image_size, config.patch_size
+
+    @staticmethod
+    def load_processing(path) -> tuple:
         from transformers import ViltProcessor
 
-        arch = FAMILY.of(resolved.config)
-        if arch is None:
-            raise ModelLoadError(f"{resolved.path}: not a ViLT VQA checkpoint")
-        device = pick_device(options.device)
-        try:
-            model = from_pretrained(getattr(transformers, arch), resolved, options)
-            processor = ViltProcessor.from_pretrained(resolved.path, trust_remote_code=False)
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
-            raise load_error(resolved.path, arch, exc) from None
-        model.to(device).eval()
-        return cls(model, processor, name=resolved.name, path=resolved.path, dtype=options.dtype)
-
-    def close(self) -> None:
-        self.model = None
+        return (ViltProcessor.from_pretrained(path, trust_remote_code=False),)
 
     def patches(self, image: Image.Image):
         """ViLT's patch embeddings of one image: (embeds (1, 1 + n, D), mask (1, 1 + n), positions (n, 2), grid).
@@ -147,12 +112,6 @@ class ViltAdapter:
             results.append(AnswerResult(question=question, answer=answer, question_tokens=tokens,
                                         question_attention=q_stack, answer_attention=a_stack))
         return results
-
-    def caption(self, images: Sequence[Image.Image], **_options) -> list[CaptionResult]:
-        raise UnsupportedTaskError(f"{self.info.name} is a ViLT VQA model: it does vqa, not caption")
-
-    def match(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
-        raise UnsupportedTaskError(f"{self.info.name} is a ViLT VQA model: it does vqa, not itm")
 
 
 def _scatter(weights: np.ndarray, positions: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

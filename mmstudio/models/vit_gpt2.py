@@ -14,23 +14,17 @@ from typing import ClassVar, Sequence
 
 from PIL import Image
 
-from mmstudio.errors import ModelLoadError, UnsupportedTaskError
-from mmstudio.imaging import content_key
+from mmstudio.errors import ModelLoadError
+from mmstudio.models.adapter import AdapterBase
 from mmstudio.models.base import (
     AdapterFactory,
-    AnswerResult,
     CancelCheck,
     CaptionResult,
     GenerationOptions,
-    LoadOptions,
-    MatchResult,
-    ModelInfo,
     Task,
     never_cancelled,
 )
-from mmstudio.models.common import architecture_names, check_token_ids, cut_at, load_parts, stack_from, to_numpy
-from mmstudio.models.loading import ResolvedModel
-from mmstudio.models.vision_cache import VisionCache
+from mmstudio.models.common import architecture_names, check_token_ids, cut_at, stack_from, to_numpy
 
 ARCHITECTURE = "VisionEncoderDecoderModel"
 
@@ -43,19 +37,15 @@ def tasks_of(config: dict) -> frozenset[Task]:
     return frozenset({Task.CAPTION}) if accepts(config) else frozenset()
 
 
-class VisionEncoderDecoderAdapter:
+class VisionEncoderDecoderAdapter(AdapterBase):
     family: ClassVar[str] = "vit-gpt2"
+    TASKS = frozenset({Task.CAPTION})
+    loads = ARCHITECTURE
+    kind = "a captioning model"
+    load_arguments = {"attn_implementation": "eager"}  # the fused kernels return no attention weights
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
                  cache_size: int = 64):
-        import torch
-
-        self._torch = torch
-        self.model = model
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        param = next(model.parameters())
-        self.device, self.dtype = str(param.device), param.dtype
         generation = model.generation_config
         config = model.config
         self.start_id = _first(generation.decoder_start_token_id, config.decoder_start_token_id,
@@ -67,50 +57,19 @@ class VisionEncoderDecoderAdapter:
         check_token_ids(path, {"decoder_start_token_id": self.start_id, "eos_token_id": self.eos_id,
                                "pad_token_id": self.pad_id}, config.decoder.vocab_size,
                         where="config.json or generation_config.json")
-        encoder = config.encoder
-        patch = getattr(encoder, "patch_size", 16)
-        image_size = getattr(encoder, "image_size", 224)
-        side = image_size // patch
-        self.cache: VisionCache = VisionCache(cache_size)
-        self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
-        self.info = ModelInfo(
-            name=name,
-            path=Path(path),
-            family=self.family,
-            architecture=f"{ARCHITECTURE} ({encoder.model_type} + {config.decoder.model_type})",
-            tasks=frozenset({Task.CAPTION}),
-            device=self.device,
-            dtype=dtype,
-            grid=(side, side),
-            image_size=image_size,
-            parameters=sum(p.numel() for p in model.parameters()),
-        )
+        super().__init__(model, tokenizer, image_processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
 
-    @classmethod
-    def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64):
-        from transformers import VisionEncoderDecoderModel
+    def architecture(self) -> str:
+        config = self.model.config
+        return f"{ARCHITECTURE} ({config.encoder.model_type} + {config.decoder.model_type})"
 
-        # Eager attention: the fused kernels return no attention weights.
-        model, tokenizer, image_processor = load_parts(VisionEncoderDecoderModel, resolved, options, what=ARCHITECTURE,
-                                                       attn_implementation="eager")
-        return cls(model, tokenizer, image_processor, name=resolved.name, path=resolved.path, dtype=options.dtype,
-                   cache_size=cache_size)
-
-    def close(self) -> None:
-        self.cache.clear()
-        self.model = None
+    def image_geometry(self) -> tuple[int, int]:
+        encoder = self.model.config.encoder
+        return getattr(encoder, "image_size", 224), getattr(encoder, "patch_size", 16)
 
     def encoder_states(self, images: Sequence[Image.Image]):
         """(B, 1 + patches, D) encoder outputs, from the cache where the same pixels were seen."""
-        torch = self._torch
-
-        def compute(indices: list[int]):
-            pixels = self.image_processor(images=[images[i] for i in indices], return_tensors="pt")["pixel_values"]
-            with torch.inference_mode():
-                out = self.model.encoder(pixel_values=pixels.to(self.device, self.dtype)).last_hidden_state
-            return list(out.split(1))
-
-        return torch.cat(self.cache.get_many([content_key(image) for image in images], compute))
+        return self.cached_vision(images, lambda pixels: self.model.encoder(pixel_values=pixels).last_hidden_state)
 
     def caption(
         self,
@@ -153,12 +112,6 @@ class VisionEncoderDecoderAdapter:
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
         return results
-
-    def answer(self, image: Image.Image, questions: Sequence[str], **_options) -> list[AnswerResult]:
-        raise UnsupportedTaskError(f"{self.info.name} is a captioning model: it does caption, not vqa")
-
-    def match(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
-        raise UnsupportedTaskError(f"{self.info.name} is a captioning model: it does caption, not itm")
 
 
 def _first(*values):

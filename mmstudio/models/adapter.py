@@ -1,0 +1,153 @@
+"""What every family's adapter shares, in one place; each family file writes only what differs.
+
+`ModelAdapter` (base.py) stays the engine's contract; `AdapterBase` is one way to meet it. It
+keeps the bookkeeping all four families repeated: the torch handle, the parts, the device and
+dtype of the weights, a vision cache and the cached vision pass, `hints`, the `ModelInfo`,
+`load` through `load_parts`, `close`, `pixel_values`, and the UnsupportedTaskError of a task the
+family does not do (a family overrides `caption`, `answer`, `match` for the tasks it does).
+
+Class attributes and hooks (override what differs; the defaults fit most families):
+  `family`, `TASKS`               the registry's family name; the tasks of every checkpoint
+  `kind`, `does`                  how the "does X, not Y" message names the model and its tasks
+  `loads`                         the transformers class (by name) that loads a folder, or the
+                                  family's `Architectures` where that follows the config
+  `load_arguments`                extra `from_pretrained` arguments (eager attention for maps)
+  `load_processing(path)`         what the constructor takes after the model
+  `tasks()`, `architecture()`, `image_geometry()`   what `ModelInfo` says
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+from PIL import Image
+
+from mmstudio.errors import ModelLoadError, UnsupportedTaskError
+from mmstudio.imaging import content_key
+from mmstudio.models.base import AnswerResult, CaptionResult, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.models.common import Architectures, load_parts, tokenizer_and_image_processor
+from mmstudio.models.loading import ResolvedModel
+from mmstudio.models.vision_cache import VisionCache
+
+
+class AdapterBase:
+    family: ClassVar[str]
+    TASKS: ClassVar[frozenset[Task]] = frozenset()  # what every checkpoint of the family does
+    kind: ClassVar[str] = "a model"  # "{name} is {kind}: it does ..., not ..."
+    loads: ClassVar[str | Architectures]
+    checkpoint_kind: ClassVar[str] = ""  # "{path}: not a {checkpoint_kind} checkpoint"
+    load_arguments: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
+                 cache_size: int = 64):
+        import torch
+
+        self._torch = torch
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        param = next(model.parameters())
+        self.device, self.dtype = str(param.device), param.dtype
+        image_size, patch_size = self.image_geometry()
+        side = image_size // patch_size
+        self.cache: VisionCache = VisionCache(cache_size)  # vision outputs by pixels; what is kept is the family's
+        self.hints: dict = {}  # measured best layers: only our trained BLIP checkpoints carry them
+        self.info = ModelInfo(
+            name=name,
+            path=Path(path),
+            family=self.family,
+            architecture=self.architecture(),
+            tasks=self.tasks(),
+            device=self.device,
+            dtype=dtype,
+            grid=(side, side),
+            image_size=image_size,
+            parameters=sum(p.numel() for p in model.parameters()),
+        )
+
+    # ----------------------------------------------------------------- hooks
+
+    def tasks(self) -> frozenset[Task]:
+        return self.TASKS
+
+    def architecture(self) -> str:
+        return type(self.model).__name__
+
+    def image_geometry(self) -> tuple[int, int]:
+        """(image side, patch side) of the vision tower."""
+        vision = self.model.config.vision_config
+        return vision.image_size, vision.patch_size
+
+    @property
+    def does(self) -> str:
+        return ", ".join(sorted(task.value for task in self.info.tasks))
+
+    @classmethod
+    def architecture_to_load(cls, config: dict) -> str | None:
+        """The transformers class that loads a checkpoint of `config`, or None where it is not this family's."""
+        if isinstance(cls.loads, Architectures):
+            return cls.loads.of(config)
+        return cls.loads  # one class for the whole family: the registry has called `accepts`
+
+    # The constructor's arguments after the model, loaded from the folder: (tokenizer, image processor).
+    load_processing = staticmethod(tokenizer_and_image_processor)
+
+    # ------------------------------------------------------------------ load
+
+    @classmethod
+    def load(cls, resolved: ResolvedModel, options: LoadOptions, **init):
+        """Load a checkpoint folder on guard (see `load_parts`); `init` goes to the constructor."""
+        import transformers
+
+        arch = cls.architecture_to_load(resolved.config)
+        if arch is None:
+            raise ModelLoadError(f"{resolved.path}: not a {cls.checkpoint_kind} checkpoint")
+        model, *processing = load_parts(getattr(transformers, arch), resolved, options, what=arch,
+                                        processing=cls.load_processing, **cls.load_arguments)
+        return cls(model, *processing, name=resolved.name, path=resolved.path, dtype=options.dtype, **init)
+
+    def clear_caches(self) -> None:
+        """Forget every image seen."""
+        self.cache.clear()
+
+    def close(self) -> None:
+        self.clear_caches()
+        self.model = None
+
+    def pixel_values(self, images: Sequence[Image.Image]):
+        batch = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        return batch.to(self.device, self.dtype)
+
+    def cached_vision(self, images: Sequence[Image.Image], forward: Callable, keys: Sequence[str] | None = None):
+        """(B, ...) `forward(pixel_values)` of the images, from the cache where the same pixels were seen.
+
+        `forward` is the family's vision pass, one row per image; `keys`: the images' content keys,
+        when the caller has them already.
+        """
+        torch = self._torch
+
+        def compute(indices: list[int]):
+            with torch.inference_mode():
+                return list(forward(self.pixel_values([images[i] for i in indices])).split(1))
+
+        keys = list(keys) if keys is not None else [content_key(image) for image in images]
+        return torch.cat(self.cache.get_many(keys, compute))
+
+    # ------------------------------------------------ tasks the family lacks
+
+    def unsupported(self, task: Task) -> UnsupportedTaskError:
+        return UnsupportedTaskError(f"{self.info.name} is {self.kind}: it does {self.does}, not {task.value}")
+
+    def _require(self, task: Task) -> None:
+        if task not in self.info.tasks:
+            raise self.unsupported(task)
+
+    def caption(self, images: Sequence[Image.Image], **_options) -> list[CaptionResult]:
+        raise self.unsupported(Task.CAPTION)
+
+    def answer(self, image: Image.Image, questions: Sequence[str], **_options) -> list[AnswerResult]:
+        raise self.unsupported(Task.VQA)
+
+    def match(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
+        raise self.unsupported(Task.ITM)
