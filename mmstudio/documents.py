@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from mmstudio.errors import MMStudioError, SettingsError
+from mmstudio.storage import disk_errors, write_json_atomic
 
 C = TypeVar("C")
 # A config class's UPGRADES map version N to a function turning a version-N document into version N+1.
@@ -65,9 +66,6 @@ def from_document(cls: type[C], document: object) -> C:
 
 def write_document(config, path: Path) -> Path:
     """Write the config's document atomically, with the mode of any other file the user keeps."""
-    from mmstudio.storage import disk_errors
-    from mmstudio.training.checkpoints import write_json_atomic
-
     path = Path(path)
     with disk_errors(path.parent, "cannot write the job settings to"):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,8 @@ from typing import Callable, Union
 
 from mmstudio.errors import MMStudioError
 from mmstudio.models.base import Task
-from mmstudio.training.checkpoints import latest_checkpoint, write_json_atomic
+from mmstudio.storage import write_json_atomic
+from mmstudio.training.checkpoints import latest_checkpoint
 from mmstudio.training.config import JOB_FILE, TrainConfig
 from mmstudio.training.run import PreparedJob, prepare
 from mmstudio.world.config import GenerateConfig

@@ -10,6 +10,7 @@ the disk how much room is left, the only sign that the failure was a full disk.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -152,3 +153,20 @@ def check_writable_folder(path: Path, what: str) -> None:
             probe.flush()
     except OSError as exc:
         raise storage_error(exc, path, f"cannot write to {what}") from None
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write `data` as JSON to `path` so a crash leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp makes files private; these get the mode of any other file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
-from mmstudio.storage import file_mode, fsync_path, fsync_tree, share_files
+from mmstudio.storage import fsync_path, fsync_tree, share_files, write_json_atomic
 
 CHECKPOINTS = "checkpoints"
 RUN_RECORD = "mmstudio.json"
@@ -155,22 +154,6 @@ def set_aside(path: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
     os.replace(path, target)
     return target
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, file_mode())  # mkstemp makes files private; these get the mode of any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def publish_model(staging: Path, out: Path) -> None:

@@ -19,10 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from mmstudio.models.base import Task
-from mmstudio.training.model_card import write_model_card
 from mmstudio.errors import CancelledError
-from mmstudio.training.checkpoints import RUN_RECORD, read_run_record, write_json_atomic
+from mmstudio.models.base import Task
+from mmstudio.storage import write_json_atomic
+from mmstudio.training.checkpoints import RUN_RECORD, read_run_record
+from mmstudio.training.model_card import write_model_card
 from mmstudio.training.run import SCRATCH, TrainConfig, train
 
 Emit = Callable[[dict], None]
@@ -133,8 +134,9 @@ TRAINING_FIELDS = ("task", "base", "data", "steps", "batch_size", "learning_rate
 
 def same_training(record: dict, config: TrainConfig) -> bool:
     """Whether a finished run record was trained exactly as `config` would train."""
-    from mmstudio.training.run import _jsonable
     from dataclasses import asdict
+
+    from mmstudio.training.run import _jsonable
 
     wanted = _jsonable(asdict(config))
     done = record.get("config") or {}
