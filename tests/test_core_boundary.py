@@ -46,3 +46,30 @@ def test_cli_help_does_not_import_torch_or_qt():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_the_layer_contracts_name_every_core_module():
+    """A new top-level module must be placed in pyproject's import-linter contracts, or it escapes them."""
+    from pathlib import Path
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    contracts = {c["name"]: c for c in config["tool"]["importlinter"]["contracts"]}
+    core = next(c for name, c in contracts.items() if name.startswith("The core never imports the GUI"))
+    top_level = {info.name for info in pkgutil.iter_modules(mmstudio.__path__, prefix="mmstudio.")}
+    assert set(core["source_modules"]) == top_level - {"mmstudio.gui", "mmstudio.cli", "mmstudio.__main__"}
+
+
+def test_lint_imports_keeps_every_contract():
+    from pathlib import Path
+
+    import pytest
+
+    tool = Path(sys.executable).parent / "lint-imports"
+    if not tool.exists():
+        pytest.skip("import-linter is not installed (pip install -e '.[dev]')")
+    out = subprocess.run([str(tool)], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stdout[-3000:]
