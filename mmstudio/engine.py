@@ -7,11 +7,12 @@ models and their caches are not shared across threads.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from PIL import Image
 
-from mmstudio.errors import UnsupportedTaskError
+from mmstudio.errors import MMStudioError, UnsupportedTaskError
 from mmstudio.models.base import (
     AnswerResult,
     CancelCheck,
@@ -26,9 +27,18 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.loading import builtin_name
 from mmstudio.models.registry import load_adapter
-from mmstudio.search import Collection, EmbeddingIndex, Hit, Source
+from mmstudio.search import Collection, EmbeddingIndex, Hit, Progress, Source
 
-Progress = Callable[[int, int], None]  # (done, total)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CaptionItem(Generic[T]):
+    """One input of `Engine.caption_each`: its caption, or why it has none."""
+
+    image: T  # the input as the caller gave it (a path, an ImageRef, pixels)
+    result: CaptionResult | None = None
+    error: str | None = None  # this image failed (e.g. a broken file); the others still ran
 
 
 class Engine:
@@ -91,16 +101,49 @@ class Engine:
         cancel: CancelCheck = never_cancelled,
         progress: Progress | None = None,
     ) -> list[CaptionResult]:
-        adapter = self.adapter(Task.CAPTION, model)
-        results: list[CaptionResult] = []
+        self.adapter(Task.CAPTION, model)  # an unusable model fails here, even for no images
+        return [item.result for item in self.caption_each(images, model=model, attention=attention,
+                                                           batch_size=batch_size, generation=generation,
+                                                           cancel=cancel, progress=progress)]
+
+    def caption_each(
+        self,
+        images: Sequence[T],
+        *,
+        load: Callable[[T], Image.Image] | None = None,
+        model: str | None = None,
+        attention: bool = False,
+        batch_size: int = 16,
+        generation: GenerationOptions = GenerationOptions(),
+        cancel: CancelCheck = never_cancelled,
+        progress: Progress | None = None,
+    ) -> Iterator[CaptionItem[T]]:
+        """Caption batch by batch: one item per input, in input order, as soon as its batch is done.
+
+        The one batching loop of the GUI worker, the CLI and `caption`. `load(image)` turns an input
+        (a path, an ImageRef) into pixels; without it the inputs are pixels. An MMStudioError from
+        `load` becomes that input's `error` and the rest of its batch still runs. `cancel()` is
+        called before each batch (the model calls it between its steps too); `progress(done, total)`
+        after each batch's items have been taken.
+        """
         size = max(1, int(batch_size))
-        for start in range(0, len(images), size):
+        total = len(images)
+        for start in range(0, total, size):
             cancel()
-            results += adapter.caption(images[start:start + size], attention=attention, generation=generation,
-                                       cancel=cancel)
+            chunk = images[start:start + size]
+            pixels: list[Image.Image] = []
+            errors: dict[int, str] = {}
+            for i, image in enumerate(chunk):
+                try:
+                    pixels.append(load(image) if load is not None else image)
+                except MMStudioError as exc:
+                    errors[i] = str(exc)
+            results = iter(self.adapter(Task.CAPTION, model).caption(
+                pixels, attention=attention, generation=generation, cancel=cancel) if pixels else ())
+            for i, image in enumerate(chunk):
+                yield CaptionItem(image, error=errors[i]) if i in errors else CaptionItem(image, result=next(results))
             if progress:
-                progress(len(results), len(images))
-        return results
+                progress(start + len(chunk), total)
 
     def ask(
         self,

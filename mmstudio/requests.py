@@ -12,14 +12,14 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 from PIL import Image
 
-from mmstudio.engine import Engine
+from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError
 from mmstudio.imaging import load_image
-from mmstudio.models.base import AnswerResult, CaptionResult, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.models.base import AnswerResult, LoadOptions, MatchResult, ModelInfo, Task
 from mmstudio.search import IndexReport
 
 _ids = itertools.count(1)
@@ -91,16 +91,9 @@ Request = Union[CaptionRequest, AskRequest, MatchRequest, LoadModelRequest, Sear
 
 
 @dataclass(frozen=True)
-class CaptionItem:
-    image: ImageRef
-    result: CaptionResult | None = None
-    error: str | None = None  # this image failed (e.g. a broken file); the others still ran
-
-
-@dataclass(frozen=True)
 class CaptionOutcome:
     request: CaptionRequest
-    items: tuple[CaptionItem, ...]
+    items: tuple[CaptionItem[ImageRef], ...]
 
 
 @dataclass(frozen=True)
@@ -136,7 +129,6 @@ class SearchOutcome:
 
 
 Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome]
-Progress = Callable[[int, int], None]
 
 
 class CancelToken:
@@ -181,29 +173,9 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
 
 
 def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progress: Progress | None):
-    from mmstudio.errors import MMStudioError
-
-    items: list[CaptionItem] = []
-    total = len(request.images)
-    size = max(1, request.batch_size)
-    for start in range(0, total, size):
-        token.check()
-        chunk = request.images[start:start + size]
-        loaded, failed = [], {}
-        for ref in chunk:
-            try:
-                loaded.append((ref, ref.load()))
-            except MMStudioError as exc:
-                failed[ref.key] = str(exc)
-        results = iter(engine.caption([img for _, img in loaded], model=request.model, attention=request.attention,
-                                      batch_size=size, cancel=token.check)) if loaded else iter(())
-        for ref in chunk:
-            if ref.key in failed:
-                items.append(CaptionItem(ref, error=failed[ref.key]))
-            else:
-                items.append(CaptionItem(ref, result=next(results)))
-        if progress:
-            progress(len(items), total)
+    items = engine.caption_each(request.images, load=ImageRef.load, model=request.model,
+                                attention=request.attention, batch_size=request.batch_size, cancel=token.check,
+                                progress=progress)
     return CaptionOutcome(request, tuple(items))
 
 

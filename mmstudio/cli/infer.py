@@ -98,36 +98,18 @@ def run_caption(args) -> int:
     printer = Printer(args.json)
     engine = _engine(args)
     engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
-    files = iter_image_files(args.paths)
-    # Failures wait in the batch too, so lines come out in the order the files were given.
-    batch: list[tuple[str, object]] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        images = [item for _, item in batch if not isinstance(item, str)]
-        results = iter(engine.caption(images, model=args.model, attention=args.attention,
-                                      batch_size=args.batch_size))
-        for name, item in batch:
-            if isinstance(item, str):
-                printer.error(name, item)
-                continue
-            result = next(results)
-            record = {"image": name, "caption": result.caption, "tokens": list(result.tokens)}
-            if args.attention and result.attention is not None:
-                record["grid"] = list(result.attention.grid)
-                record["attention"] = _flat(result.attention.maps())
-            printer.record(record, f"{name}: {result.caption}")
-        batch.clear()
-
-    for path in files:
-        try:
-            batch.append((str(path), load_image(path)))
-        except MMStudioError as exc:
-            batch.append((str(path), str(exc)))
-        if len(batch) >= max(1, args.batch_size):
-            flush()
-    flush()
+    # Lines come out as each batch finishes, in the order the files were given, failures in their place.
+    for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model,
+                                    attention=args.attention, batch_size=args.batch_size):
+        name, result = str(item.image), item.result
+        if result is None:
+            printer.error(name, item.error)
+            continue
+        record = {"image": name, "caption": result.caption, "tokens": list(result.tokens)}
+        if args.attention and result.attention is not None:
+            record["grid"] = list(result.attention.grid)
+            record["attention"] = _flat(result.attention.maps())
+        printer.record(record, f"{name}: {result.caption}")
     return printer.exit_code
 
 
