@@ -21,7 +21,6 @@ version of this file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mmstudio.models.base import Task  # noqa: E402
+from mmstudio.paths import cache_dir  # noqa: E402
 
 VERSION = 1  # bump when the built checkpoints change
 VOCAB_SIZE = 30524  # BERT-base's 30,522 word pieces + [DEC] + one spare, as in the BLIP base configs
@@ -38,13 +38,8 @@ KINDS = {"caption": Task.CAPTION, "vqa": Task.VQA, "retrieval": Task.ITM}
 STAMP = "mmstudio-bench.json"
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mmstudio" / "bench"
-
-
 def folder_for(kind: str) -> Path:
-    return cache_root() / f"blip-base-{kind}"
+    return cache_dir() / "bench" / f"blip-base-{kind}"
 
 
 def base_config(task: Task, tokenizer):

@@ -29,6 +29,7 @@ from typing import Callable, Union
 
 from mmstudio.errors import MMStudioError
 from mmstudio.models.base import Task
+from mmstudio.paths import data_dir
 from mmstudio.storage import write_json_atomic
 from mmstudio.training.checkpoints import latest_checkpoint
 from mmstudio.training.config import JOB_FILE, TrainConfig
@@ -209,8 +210,7 @@ class JobRecord:
 
 
 def default_store_path() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "mmstudio" / "jobs.json"
+    return data_dir() / "jobs.json"
 
 
 class JobStore:

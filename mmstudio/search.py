@@ -29,6 +29,7 @@ from mmstudio.errors import MMStudioError
 from mmstudio.imaging import content_key, load_image
 from mmstudio.models.base import CancelCheck, Embedder, ModelInfo, never_cancelled
 from mmstudio.models.common import one_torch_thread
+from mmstudio.paths import cache_dir
 
 INDEX_VERSION = 1
 VECTORS_FILE = "vectors.npy"
@@ -39,13 +40,8 @@ Source = tuple[str, Union[Path, Image.Image]]  # (name to report, a file or pixe
 Progress = Callable[[int, int], None]  # (done, total)
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mmstudio"
-
-
 def index_root() -> Path:
-    return cache_root() / "index"
+    return cache_dir() / "index"
 
 
 def model_id(info: ModelInfo) -> str:
