@@ -13,6 +13,8 @@ import numpy as np
 
 LayerChoice = Union[int, str]  # a model layer index, "default" or "mean"
 HeadChoice = Union[int, str]  # a head index, "mean" or "max"
+# Words that name nothing in the image: a caption's map opens on its first other word.
+STOP_WORDS = frozenset({"a", "the", "and"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +61,11 @@ class AttentionStack:
             layers=self.layers,
             default_layer=self.default_layer,
         )
+
+
+def first_content_token(tokens: Sequence[str]) -> int:
+    """The index of the first token worth showing the map of (not a STOP_WORDS word); 0 when there is none."""
+    return next((i for i, token in enumerate(tokens) if token not in STOP_WORDS), 0)
 
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from mmstudio import __version__
+from mmstudio.attention import first_content_token
 from mmstudio.errors import MMStudioError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
@@ -335,7 +336,7 @@ class MainWindow(QMainWindow):
         """A caption arrived: show the selected image's first word's evidence, unless another map is shown."""
         result = self.caption_panel.current_result()
         if result is not None and self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
-            self.caption_panel.select_token(_first_content_token(result.tokens))
+            self.caption_panel.select_token(first_content_token(result.tokens))
 
     def cancel_all(self) -> None:
         self.client.cancel_all()
@@ -451,9 +452,4 @@ def _add_correction(folder: Path, image, correction: dict) -> dict:
         return add_correction(folder, image, **correction)
     except (OSError, ValueError) as exc:  # a disk problem or a correction without text: the user's to fix
         raise MMStudioError(str(exc)) from None
-
-
-def _first_content_token(tokens) -> int:
-    """The first word worth showing (skip the article "a")."""
-    return next((i for i, t in enumerate(tokens) if t not in ("a", "the", "and")), 0)
 

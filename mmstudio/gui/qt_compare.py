@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDialog, QGridLayout, QLabel
 
+from mmstudio.attention import first_content_token
 from mmstudio.gui.qt_image_view import pil_to_qimage
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import Task
@@ -74,7 +75,7 @@ class CompareDialog(QDialog):
             if result is None:
                 text.setText(html.escape(item.error or "failed"))
                 return
-            focus = next((i for i, t in enumerate(result.tokens) if t not in ("a", "and", "the")), 0)
+            focus = first_content_token(result.tokens)
             if result.attention is not None and result.tokens:
                 self._show(picture, result.attention.maps()[focus])
             text.setText(f"<span style='font-size:13pt'>{html.escape(result.caption)}</span>")
