@@ -70,7 +70,8 @@ def first_content_token(tokens: Sequence[str]) -> int:
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:
     maps = np.asarray(maps, dtype=np.float32)
-    totals = maps.reshape(maps.shape[0], -1).sum(axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
+    # Sum over every axis but the first; reshape(T, -1) cannot do that for T == 0 (an empty caption).
+    totals = maps.sum(axis=tuple(range(1, maps.ndim)), keepdims=True)
     return np.divide(maps, totals, out=np.zeros_like(maps), where=totals > 0)
 
 

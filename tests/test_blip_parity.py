@@ -95,7 +95,7 @@ def test_follow_ups_reuse_the_images_cross_attention_keys(tiny_models, scene_ima
     assert adapter.cross_memo.installed == 2 * adapter.text_layers
     image = scene_images[0]
     first = engine.ask(image, ["what color is the circle?"], model=name, generation=GEN)[0].answer
-    (stored,) = adapter.cross_memo._entries.values()
+    (stored,) = adapter.cross_memo.stored()
     kept = dict(stored)
     assert len(kept) == 2 * adapter.text_layers
     both = engine.ask(image, ["how many objects are there?", "what color is the circle?"], model=name,

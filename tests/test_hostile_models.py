@@ -376,7 +376,7 @@ def test_the_model_dialog_shows_a_broken_cache_entry_disabled(qtbot, bad_cache):
                                                           (Task.ITM, "retrieval"))}
     dialog = ModelDialog(current, CPU)
     qtbot.addWidget(dialog)
-    combo = dialog._combos[Task.CAPTION]
+    combo = dialog.combos[Task.CAPTION]
     texts = [combo.itemText(i) for i in range(combo.count())]
     assert any("someone/good-caption" in t for t in texts)
     broken = [i for i, t in enumerate(texts) if "someone/not-json" in t]

@@ -27,7 +27,7 @@ class ModelDialog(QDialog):
     def __init__(self, current: dict[Task, str], options: LoadOptions, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Models and device")
-        self._combos: dict[Task, QComboBox] = {}
+        self.combos: dict[Task, QComboBox] = {}  # the model choice of each task
         form = QFormLayout(self)
         entries = available_models()
         for task in Task:
@@ -55,7 +55,7 @@ class ModelDialog(QDialog):
             layout.addWidget(combo, 1)
             layout.addWidget(browse)
             form.addRow(TASK_LABELS[task], row)
-            self._combos[task] = combo
+            self.combos[task] = combo
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(options.device)
@@ -78,7 +78,7 @@ class ModelDialog(QDialog):
 
     def chosen_models(self) -> dict[Task, str]:
         chosen = {}
-        for task, combo in self._combos.items():
+        for task, combo in self.combos.items():
             data = combo.currentData()
             text = combo.currentText().strip()
             chosen[task] = data if data and combo.itemText(combo.currentIndex()) == text else text

@@ -124,6 +124,10 @@ class CrossAttentionMemo:
     def clear(self) -> None:
         self._entries.clear()
 
+    def stored(self) -> list[dict]:
+        """Each remembered image's projections (slot -> tensors), oldest first: what a follow-up reuses."""
+        return list(self._entries.values())
+
     @contextlib.contextmanager
     def for_image(self, key: str) -> Iterator[None]:
         if not self.installed or not self.capacity:
