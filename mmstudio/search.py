@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from mmstudio.errors import MMStudioError
-from mmstudio.imaging import content_key, load_image
+from mmstudio.imaging import content_key, iter_image_files, load_image
 from mmstudio.models.base import CancelCheck, Embedder, ModelInfo, never_cancelled
 from mmstudio.models.common import one_torch_thread
 from mmstudio.paths import cache_dir
@@ -221,8 +221,6 @@ class EmbeddingIndex:
         return Collection(tuple(names), np.ascontiguousarray(vectors, dtype=np.float32), report)
 
     def collect_folder(self, folder: Path, **options) -> Collection:
-        from mmstudio.imaging import iter_image_files
-
         if not Path(folder).is_dir():
             raise MMStudioError(f"{folder}: not a folder of images")
         return self.collect([(str(path), path) for path in iter_image_files([folder])], **options)

@@ -21,6 +21,7 @@ def plain(cls_name: str, folder):
     return BlipProcessor.from_pretrained(folder), getattr(transformers, cls_name).from_pretrained(folder).eval()
 
 
+@pytest.mark.slow
 def test_captions_equal_plain_generate(tiny_models, scene_images):
     processor, model = plain("BlipForConditionalGeneration", tiny_models[Task.CAPTION])
     expected = []
@@ -34,6 +35,7 @@ def test_captions_equal_plain_generate(tiny_models, scene_images):
     assert [r.caption for r in batched] == expected
 
 
+@pytest.mark.slow
 def test_answers_equal_plain_generate(tiny_models, scene_images):
     processor, model = plain("BlipForQuestionAnswering", tiny_models[Task.VQA])
     questions = ["what color is the circle?", "how many objects are there?", "is there a red star?"]
@@ -61,6 +63,7 @@ def test_itm_and_itc_equal_plain_forward(tiny_models, scene_images):
             assert result.itc == pytest.approx(itc, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_cached_and_uncached_paths_agree(tiny_models, scene_images):
     engine = Engine(EXACT)
     name = str(tiny_models[Task.CAPTION])
@@ -88,6 +91,7 @@ def test_cached_and_uncached_paths_agree(tiny_models, scene_images):
     assert solo.itc == pytest.approx(many.itc, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_follow_ups_reuse_the_images_cross_attention_keys(tiny_models, scene_images):
     engine = Engine(EXACT)
     name = str(tiny_models[Task.VQA])

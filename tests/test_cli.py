@@ -125,6 +125,7 @@ def test_python_dash_m_entry_point():
         assert command in out.stdout
 
 
+@pytest.mark.slow
 def test_self_test_passes_on_the_built_in_models(tmp_path):
     """What the installer's check runs: every built-in model, the window offscreen, a 5-step job."""
     import os

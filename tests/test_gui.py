@@ -181,6 +181,7 @@ def test_corrupt_settings_mean_defaults(qtbot, tmp_path):
     win.client.stop()
 
 
+@pytest.mark.slow
 def test_train_panel_launch_progress_stop_and_load(qtbot, window, tmp_path):
     from mmstudio.world import generate_dataset
 

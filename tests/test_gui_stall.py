@@ -22,6 +22,7 @@ from tests.stall_watch import make_collection, run_scenarios, table  # noqa: E40
 BOUND_MS = 500
 
 
+@pytest.mark.slow
 def test_no_scenario_stalls_the_window(qtbot, tmp_path, monkeypatch, tiny_models):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))

@@ -106,6 +106,7 @@ for folder in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_a_model_folders_own_code_never_runs_even_with_yes_on_stdin(sources, tmp_path, photos):
     folders, markers = [], []
     for family, source in sources.items():

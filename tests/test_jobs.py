@@ -64,6 +64,7 @@ def test_invalid_data_is_refused_before_launch(tmp_path):
         prepare_launch(config(tmp_path / "data", tmp_path / "out"))
 
 
+@pytest.mark.slow
 def test_a_real_job_reports_progress_to_the_end(world, tmp_path):
     events = []
     job = JobProcess(prepare_launch(config(world, tmp_path / "run")), events.append)
@@ -76,6 +77,7 @@ def test_a_real_job_reports_progress_to_the_end(world, tmp_path):
     assert isinstance(caption[0].caption, str)
 
 
+@pytest.mark.slow
 def test_stop_saves_a_checkpoint_and_resume_finishes(world, tmp_path):
     store = JobStore(tmp_path / "jobs.json")
     # Settings a job could not carry before its config was data: a resume with the defaults would be refused.
@@ -140,6 +142,7 @@ def test_sigkill_at_random_moments_always_leaves_a_loadable_latest_checkpoint(wo
     Engine().caption([image], model=str(out))
 
 
+@pytest.mark.slow
 def test_the_same_command_trains_under_torchrun_with_two_processes(world, tmp_path):
     """Data-parallel on CPU (gloo): two ranks, one checkpoint, written once, that loads."""
     import json

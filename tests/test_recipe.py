@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mmstudio.engine import Engine
 from mmstudio.models.base import Task
 from mmstudio.training.recipe import FOLDER, Recipe, run_recipe
 from mmstudio.world import generate_dataset
 
 
+@pytest.mark.slow
 def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp_path):
     recipe = Recipe(train_scenes=16, select_scenes=4, valid_scenes=4, caption_steps=2, vqa_steps=2, itm_steps=2,
                     finetune_scenes=8, batch_size=4, vqa_images_per_batch=2, workers=1, model_size="tiny")

@@ -50,6 +50,7 @@ def summary(report) -> str:
             f"cancels {dict(report.cancels)}; RSS {report.rss_warm / 2**20:.0f} -> {report.rss_end / 2**20:.0f} MiB")
 
 
+@pytest.mark.slow
 def test_a_storm_of_1000_random_requests(client, tmp_path, tiny_models):
     seed, count = 20261129, 1000
     storm = Storm(client, build_world(tmp_path / "world", tiny_models, builtin=True), seed)

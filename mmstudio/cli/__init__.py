@@ -7,6 +7,8 @@ import sys
 from typing import Sequence
 
 from mmstudio import __version__
+from mmstudio.cli.options import check_environment
+from mmstudio.cli.selftest import run_self_test
 from mmstudio.errors import MMStudioError
 
 # Each module adds its subcommands with `register(subparsers)`; kept explicit like the model registry.
@@ -46,8 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _environment_ok():
         return 2
     if args.self_test:
-        from mmstudio.cli.selftest import run_self_test
-
         return run_self_test()
     if args.command is None:
         return _open_app([])
@@ -63,8 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _environment_ok() -> bool:
     """A mistyped $MMSTUDIO_DEVICE/$MMSTUDIO_DTYPE is one line now, not a torch traceback at the first model."""
-    from mmstudio.cli.options import check_environment
-
     problem = check_environment()
     if problem:
         print(f"mmstudio: error: {problem}", file=sys.stderr)

@@ -6,6 +6,9 @@ import argparse
 import json
 
 from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
+from mmstudio.engine import Engine
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.training.evaluate import evaluate_adapter
 
 
 def register(commands) -> None:
@@ -25,10 +28,6 @@ def register(commands) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from mmstudio.engine import Engine
-    from mmstudio.models.base import LoadOptions, Task
-    from mmstudio.training.evaluate import evaluate_adapter
-
     engine = Engine(LoadOptions.chosen(args.device, args.dtype))
     adapter = engine.adapter(Task(args.task), args.model)
     report = evaluate_adapter(adapter, args.data, limit=args.limit, attention=not args.no_attention,

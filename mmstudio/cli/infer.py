@@ -12,7 +12,12 @@ from typing import Iterator
 import numpy as np
 
 from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
+from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
+from mmstudio.imaging import iter_image_files, load_image
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.catalog import available_models
+from mmstudio.training.data import RowProblem, clean_text, read_rows
 
 
 def register(commands) -> None:
@@ -83,9 +88,6 @@ def _flat(maps: np.ndarray) -> list:
 
 
 def _engine(args):
-    from mmstudio.engine import Engine
-    from mmstudio.models.base import LoadOptions
-
     return Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle, args.allow_missing_weights))
 
 
@@ -93,8 +95,6 @@ def _engine(args):
 
 
 def run_caption(args) -> int:
-    from mmstudio.imaging import iter_image_files, load_image
-
     printer = Printer(args.json)
     engine = _engine(args)
     engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
@@ -142,8 +142,6 @@ def _read_jsonl(path: Path, key: str) -> Iterator[Request]:
     Read by the datasets' row reader, so the same caps hold: a line over 1 MiB or a file over 256 MiB
     (/dev/zero, a video given by mistake) ends the reading with an error on that line, not a MemoryError.
     """
-    from mmstudio.training.data import RowProblem, clean_text, read_rows
-
     wanted = '{"image": ..., "texts": [...]}' if key == "texts" else '{"image": ..., "question": ...}'
     for number, row in read_rows(path):
         where = f"{path}:{number}"
@@ -174,8 +172,6 @@ def _read_jsonl(path: Path, key: str) -> Iterator[Request]:
 
 def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
     """The loop `ask` and `match` share: each request's image loaded once, failures reported per input."""
-    from mmstudio.imaging import load_image
-
     printer = Printer(args.json)
     engine = _engine(args)
     engine.adapter(_task(task), args.model)  # a broken model fails once, before any input is read
@@ -249,8 +245,6 @@ def run_labels(args) -> int:
 
 
 def _serve_images(args, images: list[str], answer) -> int:
-    from mmstudio.imaging import load_image
-
     printer = Printer(args.json)
     engine = _engine(args)
     engine.adapter(_task("itm"), args.model)
@@ -268,8 +262,6 @@ def _serve_images(args, images: list[str], answer) -> int:
 
 
 def run_models(args) -> int:
-    from mmstudio.models.catalog import available_models
-
     entries = available_models()
     if args.json:
         for entry in entries:
@@ -286,6 +278,4 @@ def run_models(args) -> int:
 
 
 def _task(name: str):
-    from mmstudio.models.base import Task
-
     return Task(name)

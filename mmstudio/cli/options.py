@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from mmstudio import validation as check
+from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV
 
 DEVICE_HELP = "auto: cuda, then mps, then cpu (the default, or $MMSTUDIO_DEVICE); or cpu, cuda, cuda:N, mps"
 DTYPE_HELP = "fp32 (the default, or $MMSTUDIO_DTYPE), fp16 or bf16"
@@ -76,8 +77,6 @@ def check_environment() -> str | None:
     """Why $MMSTUDIO_DEVICE or $MMSTUDIO_DTYPE cannot be used (None: they are unset or fine).
 
     Checked when a command or the app starts, not when the first model loads deep inside torch."""
-    from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV
-
     for name, rule in ((DEVICE_ENV, check.device), (DTYPE_ENV, check.dtype)):
         value = os.environ.get(name)
         if value:

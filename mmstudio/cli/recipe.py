@@ -7,6 +7,8 @@ import json
 import sys
 
 from mmstudio.cli.options import non_empty_path, positive_float, positive_int
+from mmstudio.cli.train import _json_emit, _text_emit
+from mmstudio.training.recipe import Recipe, finish_all, run_recipe, with_steps
 
 
 def register(commands) -> None:
@@ -28,9 +30,6 @@ def register(commands) -> None:
 
 def run_recipe_command(args: argparse.Namespace) -> int:
     from dataclasses import replace
-
-    from mmstudio.cli.train import _json_emit, _text_emit
-    from mmstudio.training.recipe import Recipe, finish_all, run_recipe, with_steps
 
     recipe = with_steps(Recipe(), args.scale)
     if args.train_scenes:

@@ -6,7 +6,10 @@ import argparse
 import sys
 
 from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
+from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
+from mmstudio.imaging import iter_image_files
+from mmstudio.models.base import LoadOptions
 
 
 def register(commands) -> None:
@@ -31,10 +34,6 @@ def register(commands) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     import json
-
-    from mmstudio.engine import Engine
-    from mmstudio.imaging import iter_image_files
-    from mmstudio.models.base import LoadOptions
 
     query = " ".join(args.query).strip()
     if not query:

@@ -14,7 +14,13 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from mmstudio.engine import Engine
+from mmstudio.imaging import load_image
+from mmstudio.jobs import JobProcess, prepare_launch
+from mmstudio.models.base import Task
+from mmstudio.training.run import TrainConfig
 from mmstudio.training.selftest_scene import best_match_is_truth, scene, scene_seed
+from mmstudio.world import generate_dataset
 
 
 def run_self_test(emit: Callable[[str], None] = print) -> int:
@@ -32,8 +38,6 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
             emit(f"FAIL  {name}: {type(exc).__name__}: {exc}")
             if os.environ.get("MMSTUDIO_DEBUG"):
                 traceback.print_exc()
-
-    from mmstudio.engine import Engine
 
     engine = Engine()
     _, image, truth, qas, negatives = scene(scene_seed())
@@ -74,11 +78,6 @@ def _window_check() -> str:
 
 
 def _training_check() -> str:
-    from mmstudio.jobs import JobProcess, prepare_launch
-    from mmstudio.models.base import Task
-    from mmstudio.training.run import TrainConfig
-    from mmstudio.world import generate_dataset
-
     with tempfile.TemporaryDirectory() as folder:
         data = generate_dataset(Path(folder) / "data", 16, seed=7, size=128)
         config = TrainConfig(task=Task.CAPTION, data=data, out=Path(folder) / "run", steps=5, batch_size=4,
@@ -88,8 +87,6 @@ def _training_check() -> str:
         kinds = [e.get("event") for e in job.events]
         assert code == 0, f"job exited {code}: {job.events[-1]}"
         assert kinds.count("progress") == 5 and "done" in kinds, f"events: {kinds}"
-        from mmstudio.engine import Engine
-        from mmstudio.imaging import load_image
 
         first = sorted((data / "images").iterdir())[0]
         caption = Engine().caption([load_image(first)], model=str(config.out))[0].caption

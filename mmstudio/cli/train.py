@@ -7,15 +7,26 @@ import dataclasses
 import json
 import sys
 
-from mmstudio.cli.options import (fraction_below_one, non_empty, non_empty_path, non_negative_float,
-                                  non_negative_int, positive_float, positive_int, probability, seed)
+from mmstudio.cli.options import (
+    fraction_below_one,
+    non_empty,
+    non_empty_path,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    seed,
+)
+from mmstudio.errors import DatasetError, MMStudioError, SettingsError
+from mmstudio.models.base import Task
+from mmstudio.training.config import TrainConfig
+from mmstudio.training.run import prepare, train
 
 REQUIRED = ("task", "data", "out")  # without --config
 
 
 def register(commands) -> None:
-    from mmstudio.training.config import TrainConfig
-
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     p = commands.add_parser(
         "train", help="train a caption, VQA or ITM model (HF Trainer; works under torchrun)",
@@ -86,10 +97,6 @@ def config_from_args(args: argparse.Namespace):
     The settings flags are the only mapping from the command line to the config: a flag's dest is its
     field. Flags given with --config replace those fields of the file.
     """
-    from mmstudio.errors import SettingsError
-    from mmstudio.models.base import Task
-    from mmstudio.training.config import TrainConfig
-
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
     if "task" in given:
         given["task"] = Task(given["task"])
@@ -107,9 +114,6 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from mmstudio.errors import DatasetError, MMStudioError
-    from mmstudio.training.run import prepare, train
-
     emit = _json_emit if args.progress == "json" else _text_emit
     try:
         config = config_from_args(args)  # a bad config file is an error event too: the app shows it

@@ -6,6 +6,10 @@ import argparse
 import dataclasses
 
 from mmstudio.cli.options import non_empty_path, non_negative_int, positive_int
+from mmstudio.errors import SettingsError
+from mmstudio.storage import check_writable_folder, disk_errors
+from mmstudio.world import generate_dataset
+from mmstudio.world.config import GenerateConfig, canvas_side
 
 
 def register(commands) -> None:
@@ -31,8 +35,6 @@ def register(commands) -> None:
 
 
 def _canvas_side(text: str) -> int:
-    from mmstudio.world.config import canvas_side
-
     side = positive_int(text)
     problem = canvas_side(side)
     if problem:
@@ -46,9 +48,6 @@ def _names(text: str) -> tuple[str, ...]:
 
 def config_from_args(args: argparse.Namespace):
     """The GenerateConfig of a parsed command line, checked (SettingsError names the setting)."""
-    from mmstudio.errors import SettingsError
-    from mmstudio.world.config import GenerateConfig
-
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerateConfig) if hasattr(args, f.name)}
     if args.config is not None:
         config = dataclasses.replace(GenerateConfig.read(args.config), **given)
@@ -63,9 +62,6 @@ def config_from_args(args: argparse.Namespace):
 
 def run_generate(args: argparse.Namespace) -> int:
     import time
-
-    from mmstudio.storage import check_writable_folder, disk_errors
-    from mmstudio.world import generate_dataset
 
     config = config_from_args(args)
     check_writable_folder(config.out, "--out")  # a read-only or mistyped --out fails before any scene is drawn

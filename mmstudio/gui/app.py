@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from mmstudio import __version__
+from mmstudio import __version__, preload
+from mmstudio.models.base import Task
+from mmstudio.resources import resources_dir
 
 
 def run_app(images: list[str] | None = None) -> int:
-    from mmstudio import preload
-
     preload.start()  # torch and transformers import while Qt starts and the window paints
     from PySide6.QtCore import QCoreApplication, QTimer
     from PySide6.QtGui import QIcon
@@ -17,8 +17,6 @@ def run_app(images: list[str] | None = None) -> int:
 
     from mmstudio.gui.main_window import MainWindow
     from mmstudio.gui.qt_startup_trace import install_from_environment
-    from mmstudio.models.base import Task
-    from mmstudio.resources import resources_dir
 
     QCoreApplication.setOrganizationName("mmstudio")
     QCoreApplication.setApplicationName("mmstudio")

@@ -28,14 +28,19 @@ from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
 from mmstudio.gui.panels.search_panel import SearchPanel
 from mmstudio.gui.panels.train_panel import TrainPanel
+from mmstudio.gui.qt_clipboard import qimage_to_pil
+from mmstudio.gui.qt_compare import CompareDialog
 from mmstudio.gui.qt_gallery import Gallery
 from mmstudio.gui.qt_image_view import ImageView
+from mmstudio.gui.qt_model_dialog import ModelDialog
 from mmstudio.gui.qt_overlay_controls import OverlayControls
 from mmstudio.gui.qt_settings import Settings
 from mmstudio.gui.worker import InferenceClient, OpenTickets, Ticket
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.loading import builtin_name
+from mmstudio.overlay import blend
 from mmstudio.requests import LoadModelRequest, ModelOutcome
+from mmstudio.teach import add_correction
 
 WELCOME = """
 <div style='text-align:center; color:#555'>
@@ -275,8 +280,6 @@ class MainWindow(QMainWindow):
         if mime is not None and mime.hasUrls():
             self.add_paths([u.toLocalFile() for u in mime.urls() if u.isLocalFile()])
         elif mime is not None and mime.hasImage():
-            from mmstudio.gui.qt_clipboard import qimage_to_pil
-
             self.gallery.add_pixels(qimage_to_pil(QGuiApplication.clipboard().image()))
         else:
             self.show_info("The clipboard holds no image or image files.")
@@ -323,8 +326,6 @@ class MainWindow(QMainWindow):
             self.save_overlay(Path(path))
 
     def save_overlay(self, path: Path) -> None:
-        from mmstudio.overlay import blend
-
         blended = blend(self.view.image, self.view.overlay_map, opacity=self.controls.opacity.value() / 100,
                         colormap=self.controls.colormap.currentText())
         blended.save(path.with_suffix(".png"))
@@ -372,8 +373,6 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def open_model_dialog(self) -> None:
-        from mmstudio.gui.qt_model_dialog import ModelDialog
-
         dialog = ModelDialog(self.models, self.options, self)
         if dialog.exec():
             for task, name in dialog.chosen_models().items():
@@ -381,8 +380,6 @@ class MainWindow(QMainWindow):
                     self.load_model(task, name, dialog.chosen_options())
 
     def compare(self, task: Task, folder: str) -> None:
-        from mmstudio.gui.qt_compare import CompareDialog
-
         ref = self.gallery.current_ref()
         image = self.gallery.image_of(ref) if ref else None
         if image is None:
@@ -446,8 +443,6 @@ class MainWindow(QMainWindow):
 
 
 def _add_correction(folder: Path, image, correction: dict) -> dict:
-    from mmstudio.teach import add_correction
-
     try:
         return add_correction(folder, image, **correction)
     except (OSError, ValueError) as exc:  # a disk problem or a correction without text: the user's to fix

@@ -12,6 +12,8 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
 
 from mmstudio.errors import MMStudioError
+from mmstudio.gui.qt_clipboard import qimage_to_pil
+from mmstudio.gui.qt_image_view import pil_to_qimage
 from mmstudio.imaging import iter_image_files
 from mmstudio.requests import ImageRef
 
@@ -59,8 +61,6 @@ class _ThumbJob(QRunnable):
         self.ref, self.signals = ref, signals
 
     def run(self) -> None:
-        from mmstudio.gui.qt_image_view import pil_to_qimage
-
         try:
             image = self.ref.load()
         except MMStudioError as exc:
@@ -277,8 +277,6 @@ class Gallery(QListWidget):
         if local:
             self.add_paths(local)
         elif mime.hasImage():
-            from mmstudio.gui.qt_clipboard import qimage_to_pil
-
             self.add_pixels(qimage_to_pil(mime.imageData()), "Dropped image")
         event.acceptProposedAction()
 

@@ -24,8 +24,9 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slo
 from mmstudio import preload
 from mmstudio.engine import Engine
 from mmstudio.errors import CancelledError, MMStudioError
+from mmstudio.gui.qt_errors import describe
 from mmstudio.models.base import LoadOptions
-from mmstudio.requests import CancelToken, LoadModelRequest, Request, execute
+from mmstudio.requests import CancelToken, LoadModelRequest, Request, execute, next_id
 
 
 class Ticket(QObject):
@@ -146,8 +147,6 @@ class BackgroundCall:
     """A plain core function to run off the GUI thread (no model involved): the 'request' of its ticket."""
 
     def __init__(self, what: str, function: Callable, args: tuple, kwargs: dict):
-        from mmstudio.requests import next_id
-
         self.id = next_id()
         self.what = what
         self.function = function
@@ -333,8 +332,6 @@ class OpenTickets:
                on_error: Callable | None = None) -> Ticket:
         """Submit `request` and wire its ticket: on_finished(outcome); on_ended(request, reason) when it
         fails or is cancelled; on_error(text) also gets a failure, for the window's message bar."""
-        from mmstudio.gui.qt_errors import describe
-
         ticket = self.add(client.submit(request))
         ticket.finished.connect(on_finished)
 

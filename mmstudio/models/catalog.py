@@ -7,8 +7,8 @@ from pathlib import Path
 
 from mmstudio.errors import ModelLoadError
 from mmstudio.models.base import Task
-from mmstudio.models.loading import BUILTIN_PREFIX, list_cached_models, read_config
 from mmstudio.models.common import architecture_names
+from mmstudio.models.loading import BUILTIN_PREFIX, list_cached_models, read_config
 from mmstudio.models.registry import MODEL_TYPES, tasks_of
 from mmstudio.resources import builtin_models_dir
 

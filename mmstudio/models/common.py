@@ -10,7 +10,11 @@ from typing import Iterator
 import numpy as np
 
 from mmstudio.attention import AttentionStack, patches_to_grid
+from mmstudio.errors import ModelLoadError
 from mmstudio.models.base import Task
+from mmstudio.models.completeness import check_complete
+from mmstudio.models.loading import pick_device, torch_dtype
+from mmstudio.models.memory import check_fits
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,6 @@ def from_pretrained(cls, resolved, options, **kwargs):
     """
     import transformers
 
-    from mmstudio.models.completeness import check_complete
-    from mmstudio.models.loading import pick_device, torch_dtype
-    from mmstudio.models.memory import check_fits
-
     dtype = torch_dtype(options.dtype)
     check_token_ids_of_config(resolved.path, resolved.config)
     check_fits(resolved.path, cls, resolved.config, dtype=dtype, device=pick_device(options.device))
@@ -89,9 +89,6 @@ def load_parts(cls, resolved, options, *, what: str, processing=tokenizer_and_im
     Any failure of safetensors, torch or transformers becomes one ModelLoadError naming the folder.
     `processing` loads what turns images and text into tensors (default: a tokenizer and an image processor).
     """
-    from mmstudio.errors import ModelLoadError
-    from mmstudio.models.loading import pick_device
-
     device = pick_device(options.device)
     try:
         model = from_pretrained(cls, resolved, options, **kwargs)
@@ -105,8 +102,6 @@ def load_parts(cls, resolved, options, *, what: str, processing=tokenizer_and_im
 
 def load_error(path, what: str, exc: BaseException):
     """One line naming the folder, for whatever safetensors, torch or transformers raised while loading it."""
-    from mmstudio.errors import ModelLoadError
-
     text = " ".join(str(exc).split())
     if "trust_remote_code" in text:
         return ModelLoadError(
@@ -123,8 +118,6 @@ TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id",
 
 def check_token_ids(path, ids: dict, vocab_size, *, where: str = "config.json") -> None:
     """ModelLoadError for a special token id that is not a row of the vocabulary (an IndexError at inference)."""
-    from mmstudio.errors import ModelLoadError
-
     if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size <= 0:
         raise ModelLoadError(f"{path}: {where} gives no usable vocab_size ({vocab_size!r})")
     bad = []

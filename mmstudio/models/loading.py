@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmstudio.errors import ModelLoadError, ModelNotFoundError
-from mmstudio.models.base import Task
+from mmstudio.models.base import DEVICE_ENV, Task
 from mmstudio.resources import builtin_models_dir
+from mmstudio.validation import device
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_FOR_TASK = {Task.CAPTION: "caption", Task.VQA: "vqa", Task.ITM: "retrieval"}
@@ -154,8 +155,6 @@ def pick_device(requested: str = "auto") -> str:
         if mps is not None and mps.is_available():
             return "mps"
         return "cpu"
-    from mmstudio.models.base import DEVICE_ENV
-    from mmstudio.validation import device
 
     # "mpsfoo" or "cuda:x" once passed a prefix test here and failed deep in torch's .to()
     problem = device(requested)

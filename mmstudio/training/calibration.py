@@ -14,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mmstudio.engine import Engine
+from mmstudio.imaging import load_image
+from mmstudio.models.base import Task
+from mmstudio.training.evaluate import scene_rows
+
 HEAD_BIAS = "itm_head.bias"
 
 
 def _margins(adapter, data: Path) -> tuple[np.ndarray, np.ndarray]:
     """Logit margins (match minus no-match) of true captions and of hard negatives."""
-    from mmstudio.imaging import load_image
-    from mmstudio.models.base import Task
-    from mmstudio.training.evaluate import scene_rows
-
     positives, negatives = [], []
     for row in scene_rows(data, Task.ITM):
         if not row.get("negatives"):
@@ -57,9 +58,6 @@ def best_threshold(positives: np.ndarray, negatives: np.ndarray) -> tuple[float,
 def calibrate_itm(folder: Path, data: Path) -> dict:
     """Shift the ITM head's bias of the checkpoint in `folder` so that 0.5 is the best cut on `data`."""
     from safetensors.torch import load_file, save_file
-
-    from mmstudio.engine import Engine
-    from mmstudio.models.base import Task
 
     adapter = Engine().adapter(Task.ITM, str(folder))
     positives, negatives = _margins(adapter, data)

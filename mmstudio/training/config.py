@@ -15,6 +15,7 @@ from mmstudio import documents
 from mmstudio import validation as check
 from mmstudio.errors import SettingsError
 from mmstudio.models.base import Task
+from mmstudio.training.blank import SIZES
 
 JOB_FILE = "mmstudio-job.json"  # a job's settings, written into its run folder as it starts
 
@@ -63,8 +64,6 @@ class TrainConfig:
         from JSON files), so a 0 batch size or a NaN learning rate must be caught here too, before a
         ZeroDivisionError or a run that learns nothing.
         """
-        from mmstudio.training.blank import SIZES
-
         try:
             Task(self.task)
         except ValueError:

@@ -28,6 +28,7 @@ import numpy as np
 from mmstudio.errors import DatasetError, MMStudioError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
+from mmstudio.models.blip import processor_geometry
 
 _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
@@ -473,8 +474,6 @@ class PixelStore:
     """
 
     def __init__(self, dataset: Dataset, image_processor, cache: Path | None = None):
-        from mmstudio.models.blip import processor_geometry
-
         size, resample, self.mean, self.std = processor_geometry(image_processor)
         stored = Path(cache) / f"pixels-{_files_key(dataset.images, size, resample)}.npy" if cache else None
         if stored is not None and stored.is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from mmstudio.errors import MMStudioError
 from mmstudio.models.base import Task
 
 ADAPTER_FILE = "lora_adapter.safetensors"
@@ -29,8 +30,6 @@ def apply_lora(model, task: Task, rank: int = 8, token_ids: list[int] | None = N
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
-        from mmstudio.errors import MMStudioError
-
         raise MMStudioError("LoRA needs the peft package: pip install peft") from None
     tokens = {"word_embeddings": sorted(set(token_ids))} if token_ids and Task(task) in WRITES_WORDS else None
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS,

@@ -11,7 +11,6 @@ import random
 from typing import Sequence
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -19,12 +19,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from mmstudio.engine import Engine
 from mmstudio.errors import CancelledError
 from mmstudio.models.base import Task
 from mmstudio.storage import write_json_atomic
+from mmstudio.training.calibration import calibrate_itm
 from mmstudio.training.checkpoints import RUN_RECORD, read_run_record
+from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
 from mmstudio.training.model_card import write_model_card
-from mmstudio.training.run import SCRATCH, TrainConfig, train
+from mmstudio.training.run import SCRATCH, TrainConfig, _jsonable, train
+from mmstudio.training.selftest_scene import choose_scene
+from mmstudio.world import generate_dataset
 
 Emit = Callable[[dict], None]
 
@@ -69,8 +74,6 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
 
     reuse: keep a stage whose finished model in `work` was trained with the very same settings
     (a changed later stage then costs only itself); off, every stage trains from scratch."""
-    from mmstudio.world import generate_dataset
-
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -136,8 +139,6 @@ def same_training(record: dict, config: TrainConfig) -> bool:
     """Whether a finished run record was trained exactly as `config` would train."""
     from dataclasses import asdict
 
-    from mmstudio.training.run import _jsonable
-
     wanted = _jsonable(asdict(config))
     done = record.get("config") or {}
     defaults = _jsonable(asdict(TrainConfig(task=config.task, data=config.data, out=config.out)))
@@ -158,7 +159,6 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
                                         heldout=heldout, recipe_command=command(out, work),
                                         train_scenes=_rows(data["train"] / "metadata.jsonl"))
                for task in Task}
-    from mmstudio.training.selftest_scene import choose_scene
 
     emit({"event": "self-test-scene", "seed": choose_scene(out)})
     if timings:
@@ -170,9 +170,6 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
 def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit, *, heldout: Path | None,
                  recipe_command: str, train_scenes: int | None = None) -> dict:
     """Pick the attention layer on the selection set, measure on the validation set, write the card."""
-    from mmstudio.engine import Engine
-    from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
-
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for item in trained.iterdir():
@@ -181,8 +178,6 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
     store_half(target)
     calibration = None
     if task == Task.ITM:
-        from mmstudio.training.calibration import calibrate_itm
-
         calibration = calibrate_itm(target, data["select"])
         emit({"event": "calibrated", "task": task.value, **calibration})
     hints = {}

@@ -16,8 +16,14 @@ from pathlib import Path
 from typing import Callable
 
 from mmstudio.errors import DatasetError, MMStudioError, ModelLoadError, SettingsError
-from mmstudio.models.base import Task
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.blip import BlipAdapter, load_image_processor
+from mmstudio.models.common import architecture_names, check_token_ids_of_config, from_pretrained, load_error
+from mmstudio.models.completeness import ALLOW_FLAG, few
+from mmstudio.models.loading import builtin_name, quiet_transformers, read_config, resolve
+from mmstudio.models.memory import check_fits
 from mmstudio.storage import check_writable_folder, disk_errors
+from mmstudio.training.blank import ARCHITECTURE_FOR_TASK, build_model, save_checkpoint
 from mmstudio.training.checkpoints import (
     CHECKPOINTS,
     RUN_RECORD,
@@ -30,7 +36,10 @@ from mmstudio.training.checkpoints import (
     write_json_atomic,
 )
 from mmstudio.training.config import JOB_FILE, TrainConfig
-from mmstudio.training.data import Dataset, check_new_words, read_dataset
+from mmstudio.training.data import Dataset, PixelStore, check_new_words, read_dataset
+from mmstudio.training.evaluate import evaluate_adapter
+from mmstudio.training.lora import apply_lora, load_adapter, merged_copy, save_adapter
+from mmstudio.world.vocab import EXTRA_COLORS, EXTRA_SHAPES, all_words
 
 Emit = Callable[[dict], None]
 SCRATCH = "scratch"
@@ -79,8 +88,6 @@ def prepare(config: TrainConfig) -> PreparedJob:
     if config.base in (None, "") or config.base == SCRATCH:
         base_description = SCRATCH if config.base == SCRATCH else f"built-in {config.task.value} model"
     else:
-        from mmstudio.models.loading import resolve
-
         resolved = resolve(config.base)
         archs = resolved.config.get("architectures") or ["?"]
         base_description = f"{resolved.path} ({archs[0]})"
@@ -97,8 +104,6 @@ def prepare(config: TrainConfig) -> PreparedJob:
 
 
 def _fixed_settings(config: TrainConfig, dataset: Dataset, new_words: list[str]) -> dict:
-    from mmstudio.world.vocab import EXTRA_COLORS, EXTRA_SHAPES, all_words
-
     if config.base == SCRATCH:  # a scratch model's vocabulary is the world's words and the data's, in order
         words = sorted(dataset.words() - set(all_words()) - set(all_words(EXTRA_SHAPES, EXTRA_COLORS)))
     else:
@@ -145,13 +150,10 @@ def _check_unchanged(config: TrainConfig, checkpoint: Path, settings: dict) -> N
 def _base_vocabulary(config: TrainConfig) -> set[str]:
     from transformers import AutoTokenizer
 
-    from mmstudio.models.loading import builtin_name, resolve
-
     path = resolve(config.base or builtin_name(config.task)).path
     try:
         return set(AutoTokenizer.from_pretrained(path, trust_remote_code=False).get_vocab())
     except Exception as exc:  # noqa: BLE001 - a broken or hostile tokenizer fails in many ways
-        from mmstudio.models.common import load_error
 
         raise load_error(path, "BLIP", exc) from None
 
@@ -162,14 +164,6 @@ def _base_vocabulary(config: TrainConfig) -> set[str]:
 def build_start_model(job: PreparedJob):
     """(model, processor, note) the run starts from."""
     from transformers import AutoTokenizer, BlipProcessor
-
-    from mmstudio.models.base import LoadOptions
-    from mmstudio.models.blip import load_image_processor
-    from mmstudio.models.common import architecture_names, from_pretrained
-    from mmstudio.models.loading import builtin_name, resolve
-    from mmstudio.training.blank import ARCHITECTURE_FOR_TASK, build_model
-    from mmstudio.training.vocabulary import extend_vocabulary
-    from mmstudio.world.vocab import EXTRA_COLORS, EXTRA_SHAPES, all_words
 
     config = job.config
     if config.base == SCRATCH:
@@ -197,6 +191,8 @@ def build_start_model(job: PreparedJob):
         raise ModelLoadError(f"{resolved.path}: cannot load as a training base: "
                              f"{' '.join(str(exc).split())[:400]}") from None
     if job.new_words:
+        from mmstudio.training.vocabulary import extend_vocabulary  # a torch module: loaded only to train
+
         extend_vocabulary(model, processor.tokenizer, job.new_words)
     return model, processor, note
 
@@ -214,11 +210,6 @@ def _warm_start(cls, path: Path, cls_token_id: int | None = None, *, strict: boo
     import torch
     from safetensors.torch import load_file
     from transformers import BlipConfig
-
-    from mmstudio.models.common import check_token_ids_of_config
-    from mmstudio.models.completeness import ALLOW_FLAG, few
-    from mmstudio.models.loading import read_config
-    from mmstudio.models.memory import check_fits
 
     settings = read_config(Path(path))
     check_token_ids_of_config(path, settings)
@@ -293,9 +284,7 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     import torch
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
-    from mmstudio.models.loading import quiet_transformers
-    from mmstudio.training.objectives import OBJECTIVES, Collator
-    from mmstudio.training.data import PixelStore
+    from mmstudio.training.objectives import OBJECTIVES, Collator  # torch modules: loaded only to train
 
     quiet_transformers()
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports; the others train silently
@@ -308,8 +297,6 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     _set_aside_damaged(job, emit)
     model, processor, note = build_start_model(job)
     if config.lora:
-        from mmstudio.training.lora import apply_lora
-
         words = processor.tokenizer.convert_tokens_to_ids(sorted(job.dataset.words()))
         model = apply_lora(model, config.task, config.lora_rank, token_ids=[*words, processor.tokenizer.sep_token_id])
     emit({"event": "model", "note": note, "parameters": sum(p.numel() for p in model.parameters()),
@@ -473,11 +460,7 @@ class _Items:
 
 
 def _save_model(model, processor, folder: Path, config: TrainConfig) -> None:
-    from mmstudio.training.blank import save_checkpoint
-
     if config.lora:
-        from mmstudio.training.lora import merged_copy, save_adapter
-
         save_checkpoint(merged_copy(model), processor, folder)
         save_adapter(model, folder)
         return
@@ -488,8 +471,6 @@ def _load_weights(model, checkpoint: Path) -> None:
     from safetensors.torch import load_file
 
     if hasattr(model, "peft_config"):
-        from mmstudio.training.lora import load_adapter
-
         load_adapter(model, checkpoint)
         return
     state = {}
@@ -523,8 +504,6 @@ class _Evaluator:
     """Eval loss (the training objective on held-out rows) and quick task metrics, on the in-memory model."""
 
     def __init__(self, config: TrainConfig, processor, objective, grid_side: int):
-        from mmstudio.training.data import PixelStore
-
         self.config = config
         self.processor = processor
         self.objective = objective
@@ -534,9 +513,6 @@ class _Evaluator:
         self.grid_side = grid_side if self.dataset.has_objects() else 0
 
     def __call__(self, model) -> dict:
-        from mmstudio.training.evaluate import evaluate_adapter
-        from mmstudio.models.blip import BlipAdapter
-
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
         was_training = inner.training
         inner.eval()

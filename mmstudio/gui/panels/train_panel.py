@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from mmstudio.errors import MMStudioError
 from mmstudio.gui.qt_errors import describe
+from mmstudio.gui.qt_generate_dialog import GenerateDataDialog
 from mmstudio.gui.qt_jobs import JobRunner
 from mmstudio.gui.qt_loss_curve import LossCurve
 from mmstudio.gui.worker import Ticket
@@ -580,8 +581,6 @@ class TrainPanel(QWidget):
 
     def generate_data(self) -> Path | None:
         """Open the generate dialog; a generated dataset becomes the training set."""
-        from mmstudio.gui.qt_generate_dialog import GenerateDataDialog
-
         default = Path.home() / "mmstudio-data" / f"shapes-{time.strftime('%Y%m%d-%H%M%S')}"
         dialog = GenerateDataDialog(default, self)
         if dialog.exec() and dialog.folder is not None:
