@@ -80,7 +80,8 @@ def base_config(task: Task, tokenizer):
 
 
 def build_processor():
-    from mmstudio.training.blank import SPECIAL_TOKENS, build_processor as blank_processor
+    from mmstudio.training.blank import SPECIAL_TOKENS
+    from mmstudio.training.blank import build_processor as blank_processor
     from mmstudio.world import all_words
 
     words = sorted(set(all_words()))

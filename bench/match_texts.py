@@ -84,7 +84,8 @@ def measure(case: sbs.Case, args, texts: int) -> dict:
         got = {}
         for side in list(sides) if r % 2 == 0 else list(sides)[::-1]:
             sbs.forget(adapter)  # the image is new to mmstudio's side too
-            wall, cpu, got[side] = sbs.timed(lambda: sides[side](image, batch), args.device)
+            run = sides[side]
+            wall, cpu, got[side] = sbs.timed(lambda run=run, image=image, batch=batch: run(image, batch), args.device)
             walls[side].append(wall)
             cpus[side].append(cpu)
         worst = max(worst, float(np.abs(got["plain"] - got["mmstudio"]).max()))

@@ -52,8 +52,12 @@ def run_engine() -> dict:
 
 def run_plain() -> dict:
     import torch
-    from transformers import (BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipForQuestionAnswering,
-                              BlipProcessor)
+    from transformers import (
+        BlipForConditionalGeneration,
+        BlipForImageTextRetrieval,
+        BlipForQuestionAnswering,
+        BlipProcessor,
+    )
 
     from mmstudio.resources import builtin_models_dir
 

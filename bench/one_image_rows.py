@@ -37,9 +37,9 @@ def main() -> None:
     args = parser.parse_args()
     build(args.work, args.rows)
 
+    from mmstudio.models.base import Task
     from mmstudio.models.blip import load_image_processor
     from mmstudio.models.loading import builtin_name, resolve
-    from mmstudio.models.base import Task
     from mmstudio.training.data import PixelStore, read_dataset
 
     processor = load_image_processor(resolve(builtin_name(Task.CAPTION)).path)

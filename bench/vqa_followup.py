@@ -74,7 +74,9 @@ def measure(case: sbs.Case, args) -> dict:
         for name_ in list(sides) if r % 2 == 0 else list(sides)[::-1]:
             sbs.forget(adapter)  # the image is new to mmstudio's side too
             for q, question in enumerate(asked):
-                wall, cpu, answer = sbs.timed(lambda: sides[name_](image, question), args.device)
+                run = sides[name_]
+                wall, cpu, answer = sbs.timed(lambda run=run, image=image, question=question: run(image, question),
+                                              args.device)
                 (first if q == 0 else followup)[name_].append((wall, cpu))
                 answers[name_].append(answer)
     sbs.forget(adapter)

@@ -27,7 +27,7 @@ def build_tiny_checkpoint(task: Task, folder: Path, seed: int = 0) -> Path:
     model, processor = build_model(task, all_words(), "tiny", seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() >= 2:  # spread the weights so different images give different outputs
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
     model.tie_weights()

@@ -126,8 +126,8 @@ def test_follow_ups_reuse_the_images_cross_attention_keys(tiny_models, scene_ima
 
 
 def test_vision_cache_is_bounded(tiny_models, scene_images):
-    from mmstudio.models.loading import resolve
     from mmstudio.models.blip import BlipAdapter
+    from mmstudio.models.loading import resolve
 
     adapter = BlipAdapter.load(resolve(tiny_models[Task.CAPTION]), EXACT, cache_size=2)
     adapter.caption(scene_images, generation=GEN)

@@ -139,7 +139,7 @@ def test_hostile_jsonl_row_is_a_file_line_problem_before_training(tmp_path, worl
     shutil.copytree(world / "images", folder / "images")
     (folder / "metadata.jsonl").write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
     for task in (Task.CAPTION, Task.VQA):
-        problems = problems_of(lambda: prepare(config(task, folder, tmp_path / "run")))
+        problems = problems_of(lambda task=task: prepare(config(task, folder, tmp_path / "run")))
         assert len(problems) == 1 and f"{folder}/metadata.jsonl:3: " in problems[0] and words in problems[0], \
             problems
     # The same file as an evaluation set fails the same way, before training.

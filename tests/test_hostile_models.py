@@ -349,7 +349,8 @@ def bad_cache(sources, tmp_path, monkeypatch):
     _cache_entry(cache, "someone/string-architectures", sources["caption"],
                  json.dumps({**bad_archs, "architectures": "BlipForConditionalGeneration"}))
     _cache_entry(cache, "someone/not-json", sources["caption"], "{not json")
-    _cache_entry(cache, "someone/deep", sources["caption"], '{"model_type": "blip", "x": ' + "[" * 50_000 + "]" * 50_000 + "}")
+    _cache_entry(cache, "someone/deep", sources["caption"],
+                 '{"model_type": "blip", "x": ' + "[" * 50_000 + "]" * 50_000 + "}")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as constants

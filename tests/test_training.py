@@ -35,10 +35,15 @@ def test_every_bad_row_is_reported_with_file_and_line(tmp_path, world):
     shutil.copytree(world, data)
     rows = (data / "metadata.jsonl").read_text().splitlines()
     rows[1] = "{broken json"
-    row = json.loads(rows[2]); row.pop("file_name"); rows[2] = json.dumps(row)
-    row = json.loads(rows[3]); row["file_name"] = "images/missing.png"; rows[3] = json.dumps(row)
-    row = json.loads(rows[4]); row["file_name"] = "../../etc/passwd"; rows[4] = json.dumps(row)
-    row = json.loads(rows[5]); row.pop("caption"); row.pop("questions"); rows[5] = json.dumps(row)
+    def change(line: int, edit) -> None:
+        row = json.loads(rows[line])
+        edit(row)
+        rows[line] = json.dumps(row)
+
+    change(2, lambda row: row.pop("file_name"))
+    change(3, lambda row: row.update(file_name="images/missing.png"))
+    change(4, lambda row: row.update(file_name="../../etc/passwd"))
+    change(5, lambda row: (row.pop("caption"), row.pop("questions")))
     (data / "metadata.jsonl").write_text("\n".join(rows) + "\n")
     with pytest.raises(DatasetError) as info:
         read_dataset(data, Task.CAPTION)

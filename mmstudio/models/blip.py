@@ -520,7 +520,7 @@ def read_hints(path) -> dict:
 
 
 def valid_hints(hints: dict, layers: int, path) -> dict:
-    """The hints that name a layer this model has (or "mean" where that is allowed); each other one noted and dropped."""
+    """The hints that name a layer this model has (or "mean" where that is allowed); others noted and dropped."""
     kept = {}
     for key, value in hints.items():
         may_be_mean = HINT_KEYS.get(key)
