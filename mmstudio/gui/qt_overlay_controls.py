@@ -43,14 +43,16 @@ class OverlayControls(QWidget):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.save = QPushButton("Save PNG…")
         self.save.setToolTip("Save the image with this overlay as a PNG (Ctrl+Shift+S)")
-        # Two rows, so the controls fit beside a narrow image view.
-        layout.addWidget(self.label, 0, 0, 1, 4)
-        layout.addWidget(self.show_box, 0, 4)
-        layout.addWidget(self.save, 0, 5)
-        for column, widget in enumerate((QLabel("Colors"), self.colormap, QLabel("Opacity"), self.opacity,
-                                         QLabel("Layer"), self.layer, QLabel("Heads"), self.head)):
-            layout.addWidget(widget, 1, column)
-        layout.setColumnStretch(8, 1)
+        # Three short rows, so the controls fit beside a narrow image view: with all eight in one row the
+        # window could not be narrower than 1,106 px, and at 1000x700 it was cut off on the right.
+        layout.addWidget(self.label, 0, 0, 1, 2)
+        layout.addWidget(self.show_box, 0, 2)
+        layout.addWidget(self.save, 0, 3)
+        for row, widgets in enumerate(((QLabel("Colors"), self.colormap, QLabel("Opacity"), self.opacity),
+                                       (QLabel("Layer"), self.layer, QLabel("Heads"), self.head)), start=1):
+            for column, widget in enumerate(widgets):
+                layout.addWidget(widget, row, column)
+        layout.setColumnStretch(4, 1)
         self.colormap.currentTextChanged.connect(lambda _: self.changed.emit())
         self.layer.currentIndexChanged.connect(lambda _: self.changed.emit())
         self.head.currentIndexChanged.connect(lambda _: self.changed.emit())

@@ -104,7 +104,8 @@ class TrainPanel(QWidget):
         self.lr.setRange(1e-6, 1.0)
         self.lr.setSingleStep(1e-5)
         self.lr.setValue(1e-4)
-        self.lora = QCheckBox("LoRA (PEFT adapters on attention; small and fast)")
+        self.lora = QCheckBox("LoRA adapters (small and fast)")
+        self.lora.setToolTip("Train PEFT LoRA adapters on the attention layers instead of every weight")
         self.out = QLineEdit()
         self.out.setPlaceholderText("new folder for the trained model (default: ~/mmstudio-runs/…)")
         out_browse = QPushButton("Folder…")
@@ -162,6 +163,7 @@ class TrainPanel(QWidget):
         content = QWidget()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # it fits the tab's width
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
@@ -254,13 +256,13 @@ class TrainPanel(QWidget):
              ("Pixel cache", _row(self.pixel_cache, cache_browse)), ("", self.resume), ("", self.allow_missing)),
         )
         self.advanced = QWidget()
-        box = QHBoxLayout(self.advanced)
-        box.setContentsMargins(0, 0, 0, 0)
+        # One label-widget pair a row: the panel is about 420 px wide at 1000x700, where pairs side by side
+        # were cut off; the page scrolls instead.
+        form = QFormLayout(self.advanced)
+        form.setContentsMargins(0, 0, 0, 0)
         for rows in columns:
-            form = QFormLayout()
             for label, widget in rows:
                 form.addRow(label, widget)
-            box.addLayout(form, 1)
         self.advanced.hide()
 
     def _show_advanced(self, shown: bool) -> None:
