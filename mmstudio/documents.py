@@ -88,6 +88,28 @@ def read_document(cls: type[C], path: Path) -> C:
         raise SettingsError(exc.name, exc.reason, f"{path}: {exc}") from None
 
 
+class Document:
+    """What a config dataclass gets from being a document: JSON in and out, a file in and out.
+
+    Subclasses are frozen dataclasses with KIND, VERSION and UPGRADES class variables.
+    """
+
+    def to_document(self) -> dict:
+        return to_document(self)
+
+    @classmethod
+    def from_document(cls: type[C], document: object) -> C:
+        """The config of a document, validated (SettingsError names the first bad field)."""
+        return from_document(cls, document)
+
+    def write(self, path: Path) -> Path:
+        return write_document(self, path)
+
+    @classmethod
+    def read(cls: type[C], path: Path) -> C:
+        return read_document(cls, path)
+
+
 def _upgraded(cls, document: dict) -> dict:
     version = document.get("version")
     if not isinstance(version, int) or isinstance(version, bool):

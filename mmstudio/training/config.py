@@ -21,7 +21,7 @@ JOB_FILE = "mmstudio-job.json"  # a job's settings, written into its run folder 
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(documents.Document):
     KIND: ClassVar[str] = "train"
     VERSION: ClassVar[int] = 1
     UPGRADES: ClassVar[dict] = {}  # version N -> a function making a version-N document version N+1
@@ -78,22 +78,6 @@ class TrainConfig:
             if problem:
                 raise SettingsError(name, problem)
 
-    # ------------------------------------------------------------------ documents
-
-    def to_document(self) -> dict:
-        return documents.to_document(self)
-
-    @classmethod
-    def from_document(cls, document: object) -> "TrainConfig":
-        """The config of a document, validated (SettingsError names the first bad field)."""
-        return documents.from_document(cls, document)
-
-    def write(self, path: Path) -> Path:
-        return documents.write_document(self, path)
-
-    @classmethod
-    def read(cls, path: Path) -> "TrainConfig":
-        return documents.read_document(cls, path)
 
 
 _FIELD_CHECKS = (

@@ -27,7 +27,7 @@ def canvas_side(value) -> str | None:
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(documents.Document):
     KIND: ClassVar[str] = "generate"
     VERSION: ClassVar[int] = 1
     UPGRADES: ClassVar[dict] = {}
@@ -57,16 +57,3 @@ class GenerateConfig:
                 raise SettingsError(name, f"must name each of {', '.join(known)} at most once, "
                                           f"got {', '.join(map(str, chosen))}")
 
-    def to_document(self) -> dict:
-        return documents.to_document(self)
-
-    @classmethod
-    def from_document(cls, document: object) -> "GenerateConfig":
-        return documents.from_document(cls, document)
-
-    def write(self, path: Path) -> Path:
-        return documents.write_document(self, path)
-
-    @classmethod
-    def read(cls, path: Path) -> "GenerateConfig":
-        return documents.read_document(cls, path)
