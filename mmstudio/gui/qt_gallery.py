@@ -37,7 +37,7 @@ class _ListSignals(QObject):
 class _ListJob(QRunnable):
     """Walking a folder and resolving each path touches the disk once per file: not on the GUI thread."""
 
-    CHUNK = 200  # files per hand-over: the GUI thread adds them between two paints
+    CHUNK = 100  # files per hand-over: the GUI thread adds them between two paints
 
     def __init__(self, listing: int, paths: list[Path], signals: _ListSignals):
         super().__init__()
@@ -84,6 +84,11 @@ class Gallery(QListWidget):
         self.setGridSize(QSize(THUMB + 16, THUMB + 28))
         self.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.setMovement(QListWidget.Movement.Static)
+        # Thousands of items: every cell is the same size (no per-item size hints to compute), and the
+        # view lays them out a batch per turn of the event loop instead of all at once.
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListWidget.LayoutMode.Batched)
+        self.setBatchSize(200)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAcceptDrops(True)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
