@@ -207,3 +207,41 @@ def test_world_generate_from_a_config_file_writes_what_the_flags_write(tmp_path)
     assert main(["world", "generate", "--config", str(tmp_path / "gen.json")]) == 0
     for name in ("metadata.jsonl", "images/000002.png"):
         assert (tmp_path / "by-flags" / name).read_bytes() == (tmp_path / "by-config" / name).read_bytes()
+
+
+# ---------------------------------------------------------------- eval
+
+
+def test_eval_config_round_trips_and_the_flags_build_the_same_config(tmp_path, tiny_models):
+    from mmstudio.cli.evaluate import config_from_args as eval_config
+    from mmstudio.training.config import EvalConfig
+
+    config = EvalConfig(task=Task.VQA, data=tmp_path / "data", model=str(tiny_models[Task.VQA]), limit=3,
+                        attention=False, batch_size=8, device="cpu", dtype="fp32")
+    assert {f.name for f in dataclasses.fields(EvalConfig)} == {
+        name for name in config.to_document() if name not in ("kind", "version")}
+    assert EvalConfig.from_document(json.loads(json.dumps(config.to_document()))) == config
+    flags = ["eval", "--task", "vqa", "--data", str(tmp_path / "data"), "--model", str(tiny_models[Task.VQA]),
+             "--limit", "3", "--no-attention", "--batch-size", "8", "--device", "cpu", "--dtype", "fp32"]
+    assert eval_config(build_parser().parse_args(flags)) == config
+    saved = config.write(tmp_path / "eval.json")
+    assert eval_config(build_parser().parse_args(["eval", "--config", str(saved)])) == config
+    assert eval_config(build_parser().parse_args(["eval", "--config", str(saved), "--limit", "5"])).limit == 5
+    with pytest.raises(SettingsError, match="--data"):
+        eval_config(build_parser().parse_args(["eval", "--task", "vqa"]))
+    with pytest.raises(SettingsError, match="batch_size"):
+        EvalConfig.from_document({**config.to_document(), "batch_size": 0})
+
+
+def test_eval_from_a_config_file_prints_what_the_flags_print(tmp_path, capsys, tiny_models):
+    from mmstudio.training.config import EvalConfig
+
+    data = generate_dataset(tmp_path / "data", 4, seed=5, size=64)
+    flags = ["eval", "--json", "--task", "caption", "--data", str(data), "--model", str(tiny_models[Task.CAPTION]),
+             "--no-attention", "--device", "cpu"]
+    assert main(flags) == 0
+    by_flags = json.loads(capsys.readouterr().out)
+    file = EvalConfig(task=Task.CAPTION, data=data, model=str(tiny_models[Task.CAPTION]), attention=False,
+                      device="cpu").write(tmp_path / "eval.json")
+    assert main(["eval", "--json", "--config", str(file)]) == 0
+    assert json.loads(capsys.readouterr().out) == by_flags

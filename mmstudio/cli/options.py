@@ -8,10 +8,12 @@ raise argparse.ArgumentTypeError: argparse then prints the usage line and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
 from mmstudio import validation as check
+from mmstudio.errors import SettingsError
 from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV
 
 DEVICE_HELP = "auto: cuda, then mps, then cpu (the default, or $MMSTUDIO_DEVICE); or cpu, cuda, cuda:N, mps"
@@ -84,3 +86,26 @@ def check_environment() -> str | None:
             if problem:
                 return f"${name}: {problem}"
     return None
+
+
+def config_from_args(cls, args: argparse.Namespace, required: tuple[str, ...], convert=None):
+    """The config of type `cls` a parsed command line stands for, checked (SettingsError names the setting).
+
+    A settings flag's dest is its field, set only when the flag is given (argparse.SUPPRESS), so the flags
+    are the one mapping from the command line to the config; flags given with --config FILE replace those
+    fields of the file. `convert` turns given values into field types where argparse cannot (a Task).
+    """
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    if convert is not None:
+        given = convert(given)
+    if getattr(args, "config", None) is not None:
+        config = dataclasses.replace(cls.read(args.config), **given)
+    else:
+        missing = [name for name in required if name not in given]
+        if missing:
+            raise SettingsError(f"--{missing[0]}", "is required (or give --config FILE)",
+                                f"the following arguments are required: "
+                                f"{', '.join('--' + name for name in missing)} (or --config FILE)")
+        config = cls(**given)
+    config.validate()
+    return config

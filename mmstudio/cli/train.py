@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 
+from mmstudio.cli import options
 from mmstudio.cli.options import (
     fraction_below_one,
     non_empty,
@@ -18,7 +19,7 @@ from mmstudio.cli.options import (
     probability,
     seed,
 )
-from mmstudio.errors import DatasetError, MMStudioError, SettingsError
+from mmstudio.errors import DatasetError, MMStudioError
 from mmstudio.models.base import Task
 from mmstudio.training.config import TrainConfig
 from mmstudio.training.run import prepare, train
@@ -92,25 +93,11 @@ def register(commands) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The TrainConfig a parsed `mmstudio train` command line stands for, checked.
+    """The TrainConfig a parsed `mmstudio train` command line stands for, checked."""
+    def task(given: dict) -> dict:
+        return {**given, "task": Task(given["task"])} if "task" in given else given
 
-    The settings flags are the only mapping from the command line to the config: a flag's dest is its
-    field. Flags given with --config replace those fields of the file.
-    """
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    if "task" in given:
-        given["task"] = Task(given["task"])
-    if args.config is not None:
-        config = dataclasses.replace(TrainConfig.read(args.config), **given)
-    else:
-        missing = [name for name in REQUIRED if name not in given]
-        if missing:
-            raise SettingsError(f"--{missing[0]}", "is required (or give --config FILE)",
-                                f"the following arguments are required: "
-                                f"{', '.join('--' + name for name in missing)} (or --config FILE)")
-        config = TrainConfig(**given)
-    config.validate()
-    return config
+    return options.config_from_args(TrainConfig, args, REQUIRED, convert=task)
 
 
 def run_train(args: argparse.Namespace) -> int:

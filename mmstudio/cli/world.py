@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
+from mmstudio.cli import options
 from mmstudio.cli.options import non_empty_path, non_negative_int, positive_int
-from mmstudio.errors import SettingsError
 from mmstudio.storage import check_writable_folder, disk_errors
 from mmstudio.world import generate_dataset
 from mmstudio.world.config import GenerateConfig, canvas_side
@@ -48,16 +47,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def config_from_args(args: argparse.Namespace):
     """The GenerateConfig of a parsed command line, checked (SettingsError names the setting)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(GenerateConfig) if hasattr(args, f.name)}
-    if args.config is not None:
-        config = dataclasses.replace(GenerateConfig.read(args.config), **given)
-    else:
-        missing = [name for name in ("out", "count") if name not in given]
-        if missing:
-            raise SettingsError(f"--{missing[0]}", "is required (or give --config FILE)")
-        config = GenerateConfig(**given)
-    config.validate()
-    return config
+    return options.config_from_args(GenerateConfig, args, ("out", "count"))
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -94,3 +94,36 @@ _FIELD_CHECKS = (
     ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
     ("grounding", check.optional_boolean), ("allow_missing_weights", check.boolean),
 )
+
+
+@dataclass(frozen=True)
+class EvalConfig(documents.Document):
+    """The settings of one `mmstudio eval` run (`--config FILE` or flags, as for training)."""
+
+    KIND: ClassVar[str] = "eval"
+    VERSION: ClassVar[int] = 1
+    UPGRADES: ClassVar[dict] = {}
+
+    task: Task
+    data: Path
+    model: str | None = None  # None: the task's built-in model
+    limit: int | None = None  # only the first N scenes
+    attention: bool = True  # pointing accuracy of the evidence maps (slower)
+    batch_size: int = 64
+    device: str | None = None  # None: $MMSTUDIO_DEVICE, else auto
+    dtype: str | None = None  # None: $MMSTUDIO_DTYPE, else fp32
+
+    def validate(self) -> None:
+        try:
+            Task(self.task)
+        except ValueError:
+            raise SettingsError("task", f"must be one of {', '.join(t.value for t in Task)}, "
+                                        f"got {self.task!r}") from None
+        for name, rule in (("data", check.non_empty_path), ("limit", check.optional(check.positive_int)),
+                           ("attention", check.boolean), ("batch_size", check.positive_int),
+                           ("device", check.optional(check.device)), ("dtype", check.optional(check.dtype))):
+            problem = rule(getattr(self, name))
+            if problem:
+                raise SettingsError(name, problem)
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise SettingsError("model", f"must be a model folder, hub id or builtin:NAME, got {self.model!r}")
