@@ -56,6 +56,10 @@ def test_opened_files_are_added_in_order_and_the_first_is_shown(qtbot, tmp_path,
     assert added.args == [5]
     assert [r.key for r in gallery.refs(loaded_only=False)] == [str(p.resolve()) for p in paths]
     assert gallery.current_ref().key == str(paths[0].resolve())  # not whichever thumbnail decoded first
+    gallery.show()
+    qtbot.waitUntil(lambda: len(gallery.refs()) == 5, timeout=TIMEOUT)
+    cell = gallery.visualItemRect(gallery.item(0))
+    assert cell.width() >= qt_gallery.THUMB and cell.height() >= qt_gallery.THUMB  # room for the thumbnail
     with qtbot.waitSignal(gallery.added, timeout=TIMEOUT) as again:
         gallery.add_paths(paths[:2])
     assert again.args == [0] and gallery.count() == 5

@@ -157,6 +157,7 @@ class Gallery(QListWidget):
         item.setData(_REF_ROLE, ref)
         item.setToolTip(str(ref.path) if ref.path else label or ref.key)
         item.setFlags(Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled)
+        item.setSizeHint(self.gridSize())  # uniform item sizes take the first item's: the full cell, not an empty one
         self.addItem(item)
         self._items[ref.key] = item
         self._pool.start(_ThumbJob(ref, self._signals))
