@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -98,7 +99,9 @@ class Gallery(QListWidget):
         self._loaded: set[str] = set()  # keys whose image decoded once: usable, even when not in memory now
         self._items: dict[str, QListWidgetItem] = {}  # by key: folders of thousands stay fast
         self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
+        # Half the cores: decoding beside the inference worker on every core left the GUI thread waiting
+        # for a core and the GIL (bench/gui_stall.py, opening 1,000 images).
+        self._pool.setMaxThreadCount(max(1, (os.cpu_count() or 2) // 2))
         self._signals = _ThumbSignals()
         self._signals.loaded.connect(self._on_loaded)
         self._signals.failed.connect(self._on_failed)

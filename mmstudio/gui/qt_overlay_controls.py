@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSlider, QWidget
+from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSizePolicy, QSlider, QWidget
 
 from mmstudio.attention import AttentionStack
 from mmstudio.overlay import COLORMAPS
@@ -21,6 +21,9 @@ class OverlayControls(QWidget):
         layout.setContentsMargins(4, 2, 4, 2)
         self.label = QLabel("No attention map")
         self.label.setMinimumWidth(160)
+        # A long label ("Grad-CAM of ...") must not widen its columns and stretch the combo boxes below it:
+        # it takes the room there is, and its tooltip holds the whole text.
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.show_box = QPushButton("Overlay")
         self.show_box.setCheckable(True)
         self.show_box.setChecked(True)
@@ -83,6 +86,7 @@ class OverlayControls(QWidget):
         for combo in (self.layer, self.head):
             combo.blockSignals(False)
         self.label.setText(label or ("No attention map" if stack is None else ""))
+        self.label.setToolTip(self.label.text())
         for widget in (self.layer, self.head, self.save):
             widget.setEnabled(stack is not None)
 
