@@ -44,13 +44,15 @@ class OverlayControls(QWidget):
         for combo in (self.layer, self.head):
             # Their items arrive with the first map, after the first show: size to them then, not to empty.
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # "default (mean)" whole even when the image view is at its narrowest (the window at 1000 px).
+        self.layer.setMinimumContentsLength(len("default (mean)"))
         self.save = QPushButton("Save PNG…")
         self.save.setToolTip("Save the image with this overlay as a PNG (Ctrl+Shift+S)")
         # Three short rows, so the controls fit beside a narrow image view: with all eight in one row the
         # window could not be narrower than 1,106 px, and at 1000x700 it was cut off on the right.
-        layout.addWidget(self.label, 0, 0, 1, 2)
-        layout.addWidget(self.show_box, 0, 2)
-        layout.addWidget(self.save, 0, 3)
+        layout.addWidget(self.show_box, 0, 0)
+        layout.addWidget(self.save, 0, 1)
+        layout.addWidget(self.label, 0, 2, 1, 3)  # to the right edge: a long label has the room there is
         for row, widgets in enumerate(((QLabel("Colors"), self.colormap, QLabel("Opacity"), self.opacity),
                                        (QLabel("Layer"), self.layer, QLabel("Heads"), self.head)), start=1):
             for column, widget in enumerate(widgets):
