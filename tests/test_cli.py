@@ -136,3 +136,11 @@ def test_self_test_passes_on_the_built_in_models(tmp_path):
                           env=env, timeout=900, check=False)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert "5 of 5 checks passed" in done.stdout
+
+
+def test_a_mistyped_command_is_an_error_not_an_image_to_open(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["indx", "photos/"]) == 2
+    assert capsys.readouterr().err.startswith("mmstudio: error: no command or file 'indx'; see mmstudio --help")
+    assert main(["captoin", "x.png"]) == 2
+    assert "did you mean 'caption'?" in capsys.readouterr().err

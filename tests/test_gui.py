@@ -384,3 +384,9 @@ def test_warm_up_loads_the_caption_model_and_the_startup_trace_records_the_first
     assert events[-1]["caption"] == win.caption_panel.results[str(scene_file.resolve())].caption
     assert all(e["peak_rss_mb"] > 0 for e in events)
     win.client.stop()
+
+
+def test_caption_all_on_an_empty_gallery_says_to_open_images(qtbot, window):
+    window.caption_panel.caption_all(window.gallery.refs())
+    assert "Open some images first" in window.message_bar.label.text()
+    assert not window.caption_panel.batch_running

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from typing import Sequence
 
@@ -42,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # `mmstudio IMAGE...` opens the app with those images: anything that is not a command or a flag.
-    if not argv or (argv[0] not in _command_names(parser) and not argv[0].startswith("-")):
+    commands = _command_names(parser)
+    if not argv or (argv[0] not in commands and not argv[0].startswith("-")):
+        mistyped = _mistyped_command(argv[0], commands) if argv else None
+        if mistyped:
+            print(f"mmstudio: error: {mistyped}", file=sys.stderr)
+            return 2
         return _open_app(argv)
     args = parser.parse_args(argv)
     if not _environment_ok():
@@ -59,6 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mmstudio: interrupted", file=sys.stderr)
         return 130
+
+
+def _mistyped_command(word: str, commands: set[str]) -> str | None:
+    """Why `word` is taken for a mistyped command rather than an image to open (None: it is not).
+
+    A bare word (no folder, no extension) that names no file is a typo of a command, not an image path.
+    """
+    if os.path.exists(word) or os.sep in word or "." in word:
+        return None
+    close = difflib.get_close_matches(word, sorted(commands), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"no command or file {word!r}; {hint}see mmstudio --help"
 
 
 def _environment_ok() -> bool:

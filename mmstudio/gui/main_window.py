@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         self._action(view, "Zoom in", lambda: self.view.zoom(1.25), QKeySequence.StandardKey.ZoomIn)
         self._action(view, "Zoom out", lambda: self.view.zoom(0.8), QKeySequence.StandardKey.ZoomOut)
         self._action(view, "Show or hide overlay", self.controls.show_box.toggle, "H")
-        for i, name in enumerate(("Caption", "Ask", "Match", "Train")):
+        for i, name in enumerate(("Caption", "Ask", "Match", "Train", "Search")):
             self._action(view, f"{name} panel", lambda _=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
         run = bar.addMenu("&Run")
         self._action(run, "Caption all images", lambda: self.caption_panel.caption_all(self.gallery.refs()),

@@ -103,6 +103,9 @@ class CaptionPanel(QWidget):
 
     def caption_all(self, refs: list[ImageRef]) -> None:
         todo = tuple(r for r in refs if r.key not in self.results)
+        if not refs:
+            self.message.emit("Open some images first: Caption all runs over the gallery.")
+            return
         if not todo:
             self.message.emit("Every image already has a caption.")
             return
