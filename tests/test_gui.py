@@ -134,7 +134,8 @@ def test_cancel_a_batch(qtbot, window, tmp_path, scene_images):
     assert window.caption_panel.cancel_button.isEnabled()
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: not window.caption_panel.cancel_button.isEnabled(), timeout=TIMEOUT)
-    assert "Cancelled" in window.caption_panel.status.text()
+    assert "Cancelled after " in window.caption_panel.status.text() and " of 40 images." in \
+        window.caption_panel.status.text()
     assert len(window.caption_panel.results) < 40
     assert window.caption_panel.all_button.isEnabled()
 

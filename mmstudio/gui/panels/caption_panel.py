@@ -160,6 +160,8 @@ class CaptionPanel(QWidget):
             self.status.setText(reason)
 
     def _end_batch(self, text: str) -> None:
+        if text == "Cancelled.":  # say how far it got: those captions are kept
+            text = f"Cancelled after {self.progress.value()} of {self.progress.maximum()} images."
         self._batch = None
         self.progress.setVisible(False)
         self.cancel_button.setEnabled(False)

@@ -150,6 +150,7 @@ class TrainPanel(QWidget):
             buttons.addWidget(button, i // 4, i % 4)
 
         self.progress = QProgressBar()
+        self.progress.hide()  # until there is a job to show: an empty bar says nothing
         self.progress_label = QLabel("")
         self.curve = LossCurve()
         self.report = QLabel("")
@@ -499,6 +500,7 @@ class TrainPanel(QWidget):
     def _show_progress(self, record: JobRecord, event: dict) -> None:
         kind = event.get("event")
         if kind == "progress":
+            self.progress.show()
             self.progress.setRange(0, event["total"])
             self.progress.setValue(event["step"])
             self.progress_label.setText(f"step {event['step']} / {event['total']} · epoch {event['epoch']:.2f} · "
@@ -521,6 +523,7 @@ class TrainPanel(QWidget):
         total = max([p[0] for p in record.curve], default=0)
         self.curve.set_points(record.curve, total, [(e["step"], e["eval_loss"]) for e in record.evals
                                                     if "eval_loss" in e])
+        self.progress.setVisible(bool(record.curve))
         if record.curve:
             self.progress.setRange(0, int(total) or 1)
             self.progress.setValue(int(total))
