@@ -153,6 +153,10 @@ def test_bad_drops_show_errors_and_the_app_stays_up(qtbot, window, tmp_path, sce
     qtbot.waitUntil(lambda: window.message_bar.isVisible(), timeout=TIMEOUT)
     assert "broken.png" in window.message_bar.label.text()
     assert window.gallery.count() == 0
+    window.message_bar.hide()
+    drop_files(window.gallery, [text, truncated])  # several at once: every one is named, not only the last
+    qtbot.waitUntil(lambda: "2 files could not be opened" in window.message_bar.label.text(), timeout=TIMEOUT)
+    assert "notes.txt" in window.message_bar.label.text() and "broken.png" in window.message_bar.label.text()
     drop_files(window.gallery, [scene_file])
     wait_caption(qtbot, window, str(scene_file.resolve()))
 

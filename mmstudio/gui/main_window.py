@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
         self.models = {task: builtin_name(task) for task in Task}
         self._overlay: tuple | None = None  # (stack, index, label)
         self.model_loads = OpenTickets()
+        self._load_failures: list[str] = []  # of the files whose error the message bar shows now
 
         self.gallery = Gallery()
         self.view = ImageView()
@@ -200,7 +201,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         self.gallery.image_selected.connect(self._on_image)
-        self.gallery.load_failed.connect(lambda what, why: self.show_error(why))
+        self.gallery.load_failed.connect(self._on_load_failed)
         self.gallery.count_changed.connect(lambda n: self.stack.setCurrentIndex(1 if n else 0))
         self.gallery.added.connect(self._on_added)
         self.caption_panel.set_gallery_source(self.gallery.refs)
@@ -426,6 +427,20 @@ class MainWindow(QMainWindow):
         if not busy:
             self.statusBar().clearMessage()
         self._update_status()
+
+    def _on_load_failed(self, _what: str, why: str) -> None:
+        """Files that could not be opened, gathered in one message while it is shown (not only the last)."""
+        if not (self.message_bar.isVisible() and self._load_failures):
+            self._load_failures = []
+        if why not in self._load_failures:
+            self._load_failures.append(why)
+        if len(self._load_failures) == 1:
+            self.show_error(why)
+            return
+        shown = self._load_failures[-6:]
+        more = len(self._load_failures) - len(shown)
+        self.show_error(f"{len(self._load_failures)} files could not be opened:\n" + "\n".join(shown)
+                        + (f"\n… and {more} more" if more else ""))
 
     def show_error(self, text: str) -> None:
         self.message_bar.show_message(text, error=True)
