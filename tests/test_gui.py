@@ -354,8 +354,8 @@ def test_match_texts_add_edit_remove_and_gradcam(qtbot, window, scene_file):
     panel.set_texts(["a small red circle", "a large blue star"])
     panel.add_text("a small green square")
     qtbot.waitUntil(lambda: len(panel.results.get(key, [])) == 3, timeout=TIMEOUT)
-    itms = [panel.table.cellWidget(r, 1).value() for r in range(3)]
-    assert itms == sorted(itms, reverse=True)  # best match first
+    shown = [(panel.table.cellWidget(r, 1).value(), panel.table.cellWidget(r, 2).value()) for r in range(3)]
+    assert shown == sorted(shown, reverse=True)  # best match first; ties on ITM ordered by ITC
     panel.select_text("a large blue star")
     assert "Grad-CAM" in window.controls.label.text()
     item = next(panel.table.item(r, 0) for r in range(3) if panel.table.item(r, 0).text() == "a large blue star")

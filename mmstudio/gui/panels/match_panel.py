@@ -153,7 +153,8 @@ class MatchPanel(QWidget):
     def _show(self) -> None:
         self.table.blockSignals(True)
         results = self.results.get(self._current.key, []) if self._current else []
-        ordered = sorted(results, key=lambda r: r.itm, reverse=True) if results else \
+        # Ties on ITM (often 0.0 % or 100 %) are ordered by ITC, so the order always means something.
+        ordered = sorted(results, key=lambda r: (r.itm, r.itc), reverse=True) if results else \
             [MatchResult(t, float("nan"), float("nan")) for t in self.texts]
         self.table.setRowCount(len(ordered))
         for row, result in enumerate(ordered):
