@@ -354,8 +354,9 @@ def test_match_texts_add_edit_remove_and_gradcam(qtbot, window, scene_file):
     panel.set_texts(["a small red circle", "a large blue star"])
     panel.add_text("a small green square")
     qtbot.waitUntil(lambda: len(panel.results.get(key, [])) == 3, timeout=TIMEOUT)
-    shown = [(panel.table.cellWidget(r, 1).value(), panel.table.cellWidget(r, 2).value()) for r in range(3)]
-    assert shown == sorted(shown, reverse=True)  # best match first; ties on ITM ordered by ITC
+    shown = [panel.table.item(r, 0).text() for r in range(3)]
+    best_first = sorted(panel.results[key], key=lambda r: (r.itm, r.itc), reverse=True)
+    assert shown == [r.text for r in best_first]  # best match first; ties on ITM ordered by ITC
     panel.select_text("a large blue star")
     assert "Grad-CAM" in window.controls.label.text()
     item = next(panel.table.item(r, 0) for r in range(3) if panel.table.item(r, 0).text() == "a large blue star")
