@@ -144,3 +144,14 @@ def test_a_mistyped_command_is_an_error_not_an_image_to_open(capsys, tmp_path, m
     assert capsys.readouterr().err.startswith("mmstudio: error: no command or file 'indx'; see mmstudio --help")
     assert main(["captoin", "x.png"]) == 2
     assert "did you mean 'caption'?" in capsys.readouterr().err
+
+
+def test_no_display_is_one_line_not_a_core_dump(capsys, monkeypatch):
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("X11/Wayland displays are a Linux matter")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("mmstudio: error: no display to open the window on")

@@ -396,3 +396,14 @@ def test_caption_all_on_an_empty_gallery_says_to_open_images(qtbot, window):
     window.caption_panel.caption_all(window.gallery.refs())
     assert "Open some images first" in window.message_bar.label.text()
     assert not window.caption_panel.batch_running
+
+
+def test_the_window_opens_within_the_screen(qtbot, settings, tmp_path):
+    from mmstudio.jobs import JobStore
+
+    win = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))  # no saved size: 1360x820
+    qtbot.addWidget(win)
+    free = win.screen().availableGeometry()
+    assert win.height() <= free.height()
+    assert win.width() <= max(free.width(), win.minimumSizeHint().width())  # as narrow as its content allows
+    win.client.stop()

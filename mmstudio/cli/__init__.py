@@ -88,8 +88,23 @@ def _environment_ok() -> bool:
     return problem is None
 
 
+def _no_display() -> str | None:
+    """Why the window cannot open here (None: it can): Qt would abort with a core dump instead."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] not in (
+            "", "xcb", "wayland"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+            "the commands work without one: mmstudio --help")
+
+
 def _open_app(images: list[str]) -> int:
     if not _environment_ok():
+        return 2
+    problem = _no_display()
+    if problem:
+        print(f"mmstudio: error: {problem}", file=sys.stderr)
         return 2
     try:
         from mmstudio.gui.app import run_app

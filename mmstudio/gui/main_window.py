@@ -232,6 +232,7 @@ class MainWindow(QMainWindow):
         geometry = self.settings.geometry()
         if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1360, 820)
+        self._fit_on_screen()
         index = self.controls.colormap.findText(self.settings.get("overlay/colormap"))
         self.controls.colormap.setCurrentIndex(max(0, index))
         self.controls.opacity.setValue(max(0, min(100, self.settings.get("overlay/opacity", int))))
@@ -239,6 +240,20 @@ class MainWindow(QMainWindow):
             saved = self.settings.get(f"model/{task.value}")
             if saved and saved != self.models[task]:
                 self.load_model(task, saved)
+
+    def _fit_on_screen(self) -> None:
+        """Open within the screen's free area: a default (or a size saved on a larger screen) may not fit."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        free = screen.availableGeometry()
+        width, height = min(self.width(), free.width()), min(self.height(), free.height())
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        frame = self.frameGeometry()
+        if not free.contains(frame):
+            self.move(max(free.left(), min(frame.left(), free.right() - frame.width())),
+                      max(free.top(), min(frame.top(), free.bottom() - frame.height())))
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         self.settings.set_geometry(self.saveGeometry())
