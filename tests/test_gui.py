@@ -407,3 +407,14 @@ def test_the_window_opens_within_the_screen(qtbot, settings, tmp_path):
     assert win.height() <= free.height()
     assert win.width() <= max(free.width(), win.minimumSizeHint().width())  # as narrow as its content allows
     win.client.stop()
+
+
+def test_the_first_caption_says_the_model_is_loading(qtbot, window, scene_file, models):
+    started = []
+    window.client.started.connect(lambda _ticket, text: started.append(text))
+    drop_files(window.gallery, [scene_file])
+    wait_caption(qtbot, window, str(scene_file.resolve()))
+    assert any(text.startswith(f"Loading {models[Task.CAPTION]} (its first use), then captioning") for text in started)
+    window.caption_panel.request_current(force=True)
+    qtbot.waitUntil(lambda: not window.caption_panel.pending, timeout=TIMEOUT)
+    assert started[-1] == "Captioning…"  # loaded now: no loading message

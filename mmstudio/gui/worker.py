@@ -25,8 +25,18 @@ from mmstudio import preload
 from mmstudio.engine import Engine
 from mmstudio.errors import CancelledError, MMStudioError
 from mmstudio.gui.qt_errors import describe
-from mmstudio.models.base import LoadOptions
-from mmstudio.requests import CancelToken, LoadModelRequest, Request, execute, next_id
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.requests import (
+    AskRequest,
+    CancelToken,
+    CaptionRequest,
+    LoadModelRequest,
+    MatchRequest,
+    Request,
+    SearchRequest,
+    execute,
+    next_id,
+)
 
 
 class Ticket(QObject):
@@ -94,7 +104,7 @@ class _Worker(QObject):
             if token.cancelled:
                 raise CancelledError("cancelled before it started")
             self._ensure_engine()
-            self.started.emit(request.id, _describe(request))
+            self.started.emit(request.id, _describe(request, self.engine))
             outcome = execute(self.engine, request, token,
                               progress=lambda done, total: self.progress.emit(request.id, done, total))
             self.finished.emit(request.id, outcome)
@@ -136,11 +146,20 @@ class _Worker(QObject):
         return [adapter.info.name for adapter in engine.loaded()] if engine is not None else []
 
 
-def _describe(request: Request) -> str:
+_TASK_OF = {CaptionRequest: (Task.CAPTION, "captioning"), AskRequest: (Task.VQA, "answering"),
+            MatchRequest: (Task.ITM, "scoring"), SearchRequest: (Task.ITM, "searching")}
+
+
+def _describe(request: Request, engine: Engine) -> str:
+    """What the worker is doing now, for a status line: a model's first use says it is loading (seconds)."""
     if isinstance(request, LoadModelRequest):
         return f"Loading {request.name} on {request.options.device} ({request.options.dtype})…"
-    kind = type(request).__name__.replace("Request", "").lower()
-    return f"Working: {kind}…"
+    task, doing = _TASK_OF.get(type(request), (None, "working"))
+    if task is not None:
+        name = str(request.model or engine.model_name(task))
+        if name not in {adapter.info.name for adapter in engine.loaded()}:
+            return f"Loading {name} (its first use), then {doing}…"
+    return f"{doing.capitalize()}…"
 
 
 class BackgroundCall:

@@ -99,7 +99,8 @@ class CaptionPanel(QWidget):
         if any(ref in req.images for req in self.pending.requests()):
             return  # already on its way
         self.status.setText("Captioning…")
-        self._submit(CaptionRequest(images=(ref,), attention=True))
+        ticket = self._submit(CaptionRequest(images=(ref,), attention=True))
+        ticket.started.connect(self._on_started)
 
     def caption_all(self, refs: list[ImageRef]) -> None:
         todo = tuple(r for r in refs if r.key not in self.results)
@@ -130,6 +131,11 @@ class CaptionPanel(QWidget):
                                    on_error=self.error.emit)
 
     # -------------------------------------------------------------- results
+
+    def _on_started(self, text: str) -> None:
+        """A model's first use takes seconds: say it is loading, not only "Captioning…"."""
+        if self._batch is None:
+            self.status.setText(text)
 
     def _on_batch_progress(self, done: int, total: int) -> None:
         self.progress.setValue(done)
