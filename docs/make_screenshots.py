@@ -130,6 +130,8 @@ def drive_app(out: Path) -> int:
     pump(1)
     grab(out / "train.png")
     window.close()
+    app.processEvents()
+    shutil.rmtree(folder, ignore_errors=True)  # the scenes and the job's run: about 110 MB
     return 0
 
 
