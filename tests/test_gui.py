@@ -418,3 +418,26 @@ def test_the_first_caption_says_the_model_is_loading(qtbot, window, scene_file, 
     window.caption_panel.request_current(force=True)
     qtbot.waitUntil(lambda: not window.caption_panel.pending, timeout=TIMEOUT)
     assert started[-1] == "Captioning…"  # loaded now: no loading message
+
+
+def test_the_overlay_follows_the_tab_and_the_selected_image(qtbot, window, tmp_path, scene_images):
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"s{i}.png")
+        scene_images[i].save(paths[-1])
+    drop_files(window.gallery, paths)
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 2, timeout=TIMEOUT)
+    window.caption_panel.caption_all(window.gallery.refs())
+    keys = [str(p.resolve()) for p in paths]
+    qtbot.waitUntil(lambda: all(k in window.caption_panel.results for k in keys), timeout=TIMEOUT)
+    window.gallery.select_key(keys[1])  # captioned by Caption all: its map shows at once, no click needed
+    qtbot.waitUntil(lambda: window.gallery.current_ref().key == keys[1], timeout=TIMEOUT)
+    assert window.view.overlay_map is not None and window.controls.label.text().startswith("word")
+    window.tabs.setCurrentWidget(window.match_panel)
+    qtbot.waitUntil(lambda: keys[1] in window.match_panel.results, timeout=TIMEOUT)
+    window.match_panel.table.selectRow(0)
+    assert window.controls.label.text().startswith("Grad-CAM")
+    window.tabs.setCurrentWidget(window.search_panel)  # Search has no evidence: the Grad-CAM goes
+    assert window.view.overlay_map is None and window.controls.label.text() == "No attention map"
+    window.tabs.setCurrentWidget(window.caption_panel)
+    assert window.controls.label.text().startswith("word")

@@ -211,6 +211,7 @@ class MainWindow(QMainWindow):
         for panel in (self.caption_panel, self.ask_panel, self.match_panel):
             panel.overlay_requested.connect(self.show_overlay)
         self.caption_panel.captioned.connect(self._on_captioned)
+        self.tabs.currentChanged.connect(lambda _index: self._show_tab_evidence())
         self.search_panel.set_gallery_source(self.gallery.refs)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
@@ -310,12 +311,23 @@ class MainWindow(QMainWindow):
 
     def _on_image(self, ref, image) -> None:
         self.view.set_image(image)
-        self._overlay = None
-        self.controls.set_stack(None)
         for panel in (self.caption_panel, self.ask_panel, self.match_panel):
             panel.set_image(ref)
         if ref is not None:
             self.setWindowTitle(f"mmstudio — {ref.path.name if ref.path else 'pasted image'}")
+        self._show_tab_evidence()
+
+    def _show_tab_evidence(self) -> None:
+        """The overlay belongs to the tab in view: its evidence for the selected image, or none (Search, Train).
+
+        An image captioned by Caption all shows its first word's map at once, like one captioned on selection.
+        """
+        self._overlay = None
+        self.controls.set_stack(None)
+        self._redraw_overlay()
+        panel = self.tabs.currentWidget()
+        if panel in (self.caption_panel, self.ask_panel, self.match_panel):
+            panel.show_evidence()
 
     # --------------------------------------------------------------- overlay
 

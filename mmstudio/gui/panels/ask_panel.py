@@ -104,6 +104,13 @@ class AskPanel(QWidget):
             turn.error = reason
             self._show()
 
+    def show_evidence(self) -> None:
+        """Put the latest answer's evidence for the selected image on the image, if there is one."""
+        turns = self.history.get(self._current.key, []) if self._current else []
+        answered = [i for i, turn in enumerate(turns) if turn.result is not None]
+        if answered:
+            self.show_answer(answered[-1])
+
     def show_answer(self, index: int) -> None:
         turns = self.history.get(self._current.key, []) if self._current else []
         if 0 <= index < len(turns) and turns[index].result and turns[index].result.answer_attention is not None:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.attention import first_content_token
 from mmstudio.exports import write_captions
 from mmstudio.gui.worker import OpenTickets, Ticket
 from mmstudio.models.base import CaptionResult
@@ -197,6 +198,13 @@ class CaptionPanel(QWidget):
 
     def current_result(self) -> CaptionResult | None:
         return self.results.get(self._current.key) if self._current else None
+
+    def show_evidence(self) -> None:
+        """Put the selected image's caption evidence on the image: the chosen word's, or its first word's."""
+        result = self.current_result()
+        if result is not None and result.tokens:
+            chosen = self._selected_token
+            self.select_token(chosen if 0 <= chosen < len(result.tokens) else first_content_token(result.tokens))
 
     def select_token(self, index: int) -> None:
         result = self.current_result()

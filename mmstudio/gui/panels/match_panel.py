@@ -179,6 +179,10 @@ class MatchPanel(QWidget):
                 self.table.selectRow(row)
                 return
 
+    def show_evidence(self) -> None:
+        """Put the selected text's Grad-CAM on the image, if a text is selected."""
+        self._on_selection()
+
     def _on_selection(self) -> None:
         rows = self.table.selectionModel().selectedRows()
         if not rows:
