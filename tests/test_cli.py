@@ -155,3 +155,21 @@ def test_no_display_is_one_line_not_a_core_dump(capsys, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert main([]) == 2
     assert capsys.readouterr().err.startswith("mmstudio: error: no display to open the window on")
+
+
+def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(capsys, monkeypatch, tiny_models, photos):
+    import sys
+
+    argv = ["caption", "--model", str(tiny_models[Task.CAPTION]), "--batch-size", "2", str(photos)]
+    assert main(argv) == 0
+    piped = capsys.readouterr()
+    assert "\r" not in piped.err and "images (" not in piped.err  # piped: the captions and nothing else
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(argv) == 0
+    terminal = capsys.readouterr()
+    assert terminal.out == piped.out  # the same lines
+    assert "2/5 images (40%)" in terminal.err and "5/5 images (100%)" in terminal.err
+    assert terminal.err.endswith("\r\x1b[K")  # the progress line is gone at the end
+    assert main(["caption", "--json", *argv[1:]]) == 0
+    assert capsys.readouterr().err == ""  # --json: nothing extra

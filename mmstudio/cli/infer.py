@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -62,21 +63,57 @@ def register(commands) -> None:
 
 
 class Printer:
-    """Writes results as JSON lines or readable text, and remembers whether any input failed."""
+    """Writes results as JSON lines or readable text, and remembers whether any input failed.
+
+    On a terminal (text output, stdout and stderr both a terminal) it keeps a progress line at the
+    bottom: how many, how fast, how long still. Piped output and --json get nothing extra.
+    """
 
     def __init__(self, as_json: bool):
         self.as_json = as_json
         self.failed = False
+        self.on_terminal = not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+        self._progress = ""
+        self._started = time.monotonic()
+
+    def progress(self, done: int, total: int) -> None:
+        if not self.on_terminal or total <= 1:
+            return
+        elapsed = time.monotonic() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = f", about {round((total - done) / rate)} s left" if rate and done < total else ""
+        self._progress = f"{done}/{total} images ({done / total:.0%}), {rate:.1f}/s{left}"
+        sys.stderr.write("\r\x1b[K" + self._progress)
+        sys.stderr.flush()
+
+    def _clear_progress(self) -> None:
+        if self._progress:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+    def _redraw_progress(self) -> None:
+        if self._progress:
+            sys.stderr.write(self._progress)
+            sys.stderr.flush()
+
+    def finish(self) -> None:
+        """Leave the terminal as it was: no progress line after the last result."""
+        self._clear_progress()
+        self._progress = ""
 
     def record(self, record: dict, text: str) -> None:
+        self._clear_progress()
         print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
+        self._redraw_progress()
 
     def error(self, image: str, message: str, **extra) -> None:
         self.failed = True
+        self._clear_progress()
         if self.as_json:
             print(json.dumps({"image": image, **extra, "error": message}, ensure_ascii=False), flush=True)
         else:
             print(f"{image}: error: {message}", file=sys.stderr, flush=True)
+        self._redraw_progress()
 
     @property
     def exit_code(self) -> int:
@@ -99,8 +136,8 @@ def run_caption(args) -> int:
     engine = _engine(args)
     engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
     # Lines come out as each batch finishes, in the order the files were given, failures in their place.
-    for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model,
-                                    attention=args.attention, batch_size=args.batch_size):
+    for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model, attention=args.attention,
+                                    batch_size=args.batch_size, progress=printer.progress):
         name, result = str(item.image), item.result
         if result is None:
             printer.error(name, item.error)
@@ -110,6 +147,7 @@ def run_caption(args) -> int:
             record["grid"] = list(result.attention.grid)
             record["attention"] = _flat(result.attention.maps())
         printer.record(record, f"{name}: {result.caption}")
+    printer.finish()
     return printer.exit_code
 
 
