@@ -136,8 +136,9 @@ def run_caption(args) -> int:
     engine = _engine(args)
     engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
     # Lines come out as each batch finishes, in the order the files were given, failures in their place.
-    for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model, attention=args.attention,
-                                    batch_size=args.batch_size, progress=printer.progress):
+    for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model,
+                                    attention=args.attention, batch_size=args.batch_size,
+                                    progress=printer.progress):
         name, result = str(item.image), item.result
         if result is None:
             printer.error(name, item.error)
