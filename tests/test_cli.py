@@ -173,3 +173,16 @@ def test_a_terminal_gets_a_progress_line_and_a_pipe_does_not(capsys, monkeypatch
     assert terminal.err.endswith("\r\x1b[K")  # the progress line is gone at the end
     assert main(["caption", "--json", *argv[1:]]) == 0
     assert capsys.readouterr().err == ""  # --json: nothing extra
+
+
+def test_input_dash_reads_requests_from_standard_input(capsys, monkeypatch, tiny_models, scene_files):
+    import io
+    import sys
+
+    rows = [{"image": str(scene_files[0]), "question": "what color is the star?"}, "{broken"]
+    text = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code, lines, _ = run(capsys, "ask", "--model", str(tiny_models[Task.VQA]), "--json", "--input", "-")
+    assert code == 1  # the broken line is reported, the good one answered
+    assert lines[0]["question"] == "what color is the star?" and "answer" in lines[0]
+    assert "stdin" in lines[1]["error"] or "-:2" in lines[1]["error"]

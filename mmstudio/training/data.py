@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -263,6 +264,9 @@ def read_rows(path: Path | str) -> Iterator[tuple[int, dict | str]]:
     Raises DatasetError when the file cannot be opened or is over the size cap.
     """
     path = Path(path)
+    if str(path) == "-":  # `--input -`: rows from standard input, with the same caps as a file
+        yield from _jsonl_rows(sys.stdin.buffer, "stdin")
+        return
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below; the generator may be left unfinished
     except OSError as exc:
