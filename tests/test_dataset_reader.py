@@ -340,3 +340,14 @@ def test_teaching_checks_rows_as_the_reader_does(tmp_path, world):
     with pytest.raises(DatasetError, match="metadata.csv"):
         add_correction(tmp_path / "csv", image, caption="a pink hexagon")
     assert read_dataset(tmp_path / "csv", Task.CAPTION).rows == 1
+
+
+def test_a_corrupt_image_is_reported_with_the_row_problems_not_after_them(tmp_path, world):
+    rows = rows_of(world)
+    rows[1] = {"caption": "a red circle"}  # no file_name
+    folder = copy_with(tmp_path, world, "both", rows)
+    broken = folder / rows[3]["file_name"]
+    broken.write_bytes(b"\x89PNG garbage, not an image")
+    problems = problems_of(lambda: read_dataset(folder, Task.CAPTION))
+    assert len(problems) == 2
+    assert "metadata.jsonl:2" in problems[0] and "metadata.jsonl:4" in problems[1]

@@ -441,3 +441,18 @@ def test_the_overlay_follows_the_tab_and_the_selected_image(qtbot, window, tmp_p
     assert window.view.overlay_map is None and window.controls.label.text() == "No attention map"
     window.tabs.setCurrentWidget(window.caption_panel)
     assert window.controls.label.text().startswith("word")
+
+
+def test_caption_all_says_how_many_when_done(qtbot, window, tmp_path, scene_images):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"c{i}.png")
+        scene_images[i].save(paths[-1])
+    drop_files(window.gallery, paths)
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 3, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not window.client.busy, timeout=TIMEOUT)
+    window.caption_panel.results.clear()
+    window.caption_panel.caption_all(window.gallery.refs())
+    qtbot.waitUntil(lambda: not window.caption_panel.batch_running, timeout=TIMEOUT)
+    qtbot.wait(200)  # the results are shown after the summary: it must still be there
+    assert window.caption_panel.status.text() == "Captioned 3 images."

@@ -423,7 +423,7 @@ def read_dataset(folder: Path | str, task: Task, *, check_images: bool = True, r
     elif not examples and not problems:
         problems.append(f"{folder}: no row has what {task.value} training needs "
                         f"({'questions with answers' if task == Task.VQA else 'a caption'})")
-    if check_images and not problems:
+    if check_images:  # with row problems too: a corrupt image is reported in the same pass, not the next
         problems.extend(_broken_images(images, sources))
     if problems:
         raise DatasetError(f"{folder}: {len(problems)} problem(s); nothing was started", problems)

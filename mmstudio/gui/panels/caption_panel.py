@@ -194,7 +194,8 @@ class CaptionPanel(QWidget):
             style = "background:#ffd54f;" if i == self._selected_token else ""
             parts.append(f"<a href='token:{i}' style='text-decoration:none;{style}'>{html.escape(token)}</a>")
         self.words.setHtml(f"<p style='font-size:15pt; line-height:150%'>{' '.join(parts)}</p>")
-        self.status.setText("")
+        if self.status.text().startswith(("Captioning…", "Loading ")):  # done; a batch's summary stays
+            self.status.setText("")
 
     def current_result(self) -> CaptionResult | None:
         return self.results.get(self._current.key) if self._current else None
