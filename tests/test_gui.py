@@ -456,3 +456,18 @@ def test_caption_all_says_how_many_when_done(qtbot, window, tmp_path, scene_imag
     qtbot.waitUntil(lambda: not window.caption_panel.batch_running, timeout=TIMEOUT)
     qtbot.wait(200)  # the results are shown after the summary: it must still be there
     assert window.caption_panel.status.text() == "Captioned 3 images."
+
+
+def test_a_long_check_report_scrolls_inside_the_panel_not_the_window(qtbot, window, tmp_path):
+    bad = tmp_path / "bad40"
+    bad.mkdir()
+    (bad / "metadata.jsonl").write_text("".join('{"file_name": "x%d.png", "caption": "a red circle"}\n' % i
+                                                for i in range(40)))
+    panel = window.train_panel
+    window.tabs.setCurrentWidget(panel)
+    before = window.minimumSizeHint().height()
+    panel.data.setText(str(bad))
+    checking = panel.check()
+    qtbot.waitUntil(lambda: checking.done, timeout=TIMEOUT)
+    assert "metadata.jsonl:40" in panel.report.text() or "more" in panel.report.text()
+    assert window.minimumSizeHint().height() <= max(before, 700)  # the window does not grow past a screen
