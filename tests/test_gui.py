@@ -471,3 +471,9 @@ def test_a_long_check_report_scrolls_inside_the_panel_not_the_window(qtbot, wind
     qtbot.waitUntil(lambda: checking.done, timeout=TIMEOUT)
     assert "metadata.jsonl:40" in panel.report.text() or "more" in panel.report.text()
     assert window.minimumSizeHint().height() <= max(before, 700)  # the window does not grow past a screen
+
+
+def test_help_lists_the_shortcuts_and_the_window_says_what_the_built_in_models_know(window):
+    table = dict(window.shortcut_table())
+    assert table["Open images…"] == "Ctrl+O" and table["Search panel"] == "Ctrl+5" and "Keyboard shortcuts" in table
+    assert "Shapes World" in window.welcome.text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -46,10 +47,15 @@ WELCOME = """
 <div style='text-align:center; color:#555'>
 <p style='font-size:22pt'>Drop images here</p>
 <p style='font-size:12pt'>or open files (Ctrl+O), a folder (Ctrl+Shift+O), or paste an image (Ctrl+V).</p>
-<p style='font-size:11pt'>mmstudio captions them, answers questions about them, scores texts against them,<br>
+<p style='font-size:11pt'>mmstudio captions them, answers questions about them, scores texts against them,
 and shows which image patches each word looked at.</p>
+<p style='font-size:10pt; color:#777'>The built-in models know only Shapes World (coloured shapes on a plain
+background). For photos, load a BLIP, ViT-GPT2, ViLT or CLIP checkpoint: Model ▸ Models and device (Ctrl+M).</p>
 </div>
 """
+BUILTIN_NOTE = ("The built-in models were trained on Shapes World, generated scenes of coloured shapes, and know "
+                "nothing else: on a photo they still answer, wrongly. For photos, load a BLIP, ViT-GPT2, ViLT or "
+                "CLIP checkpoint (Model ▸ Models and device).")
 
 
 class MessageBar(QWidget):
@@ -197,6 +203,7 @@ class MainWindow(QMainWindow):
         self._action(model, "Models and device…", self.open_model_dialog, "Ctrl+M",
                      "Pick the models (built-in, a folder, the HF cache), the device and the precision")
         help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "Keyboard shortcuts", self.show_shortcuts, "F1", "Every shortcut of the window")
         self._action(help_menu, "About mmstudio", self.about)
 
     def _wire(self) -> None:
@@ -478,10 +485,28 @@ class MainWindow(QMainWindow):
             return
         self.message_bar.show_message(text)
 
+    def shortcut_table(self) -> list[tuple[str, str]]:
+        """(action, shortcut) of every action that has one, in menu order."""
+        rows = []
+        for action in self.actions():
+            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+            if keys:
+                rows.append((action.text().replace("&", ""), keys))
+        return rows
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td>{html.escape(text)}</td><td>&nbsp;&nbsp;<b>{html.escape(keys)}</b></td></tr>"
+                       for text, keys in self.shortcut_table())
+        QMessageBox.information(self, "Keyboard shortcuts",
+                                f"<table>{rows}</table><p>In the Ask panel, Ctrl+Enter sends the question. "
+                                "Scroll on the image to zoom, drag to pan, double-click to fit.</p>")
+
     def about(self) -> None:
         QMessageBox.about(self, "About mmstudio",
                           f"<b>mmstudio {__version__}</b><p>A desktop studio for image multimodal models: "
-                          "captions, visual questions, image-text matching and the attention behind them.</p>")
+                          "captions, visual questions, image-text matching and the attention behind them.</p>"
+                          f"<p>{BUILTIN_NOTE}</p><p>The README (set-up, the command line, benchmarks) comes with "
+                          "the source; <code>mmstudio --help</code> lists the commands.</p>")
 
 
 def _add_correction(folder: Path, image, correction: dict) -> dict:

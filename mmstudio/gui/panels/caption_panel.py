@@ -78,6 +78,7 @@ class CaptionPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel_batch)
         self._gallery_refs = lambda: []
         self.all_button.clicked.connect(lambda: self.caption_all(self._gallery_refs()))
+        self._show()
 
     # ------------------------------------------------------------- requests
 
