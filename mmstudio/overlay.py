@@ -21,6 +21,16 @@ COLORMAPS: dict[str, list[tuple[float, tuple[int, int, int]]]] = {
 }
 
 
+# The default style: it dims what the model did not look at and leaves what it looked at as it is, so the
+# colours of the evidence stay true (a colormap laid over a pink shape turns it purple, in an app that
+# answers colour questions). The colormaps remain for reading the map's values.
+SPOTLIGHT = "spotlight"
+STYLES = (SPOTLIGHT, *COLORMAPS)
+_SHADE = (16, 16, 24)  # what the unattended parts are dimmed towards
+_SHADE_DEPTH = 0.85  # how far, at opacity 1 and no attention
+_LIT = 0.6  # the share of the peak from which a cell is not shaded at all
+
+
 def colormap_lut(name: str) -> np.ndarray:
     """(256, 3) uint8 lookup table."""
     if name not in COLORMAPS:
@@ -47,10 +57,25 @@ def heatmap(amap: np.ndarray, size: tuple[int, int], colormap: str = "inferno") 
     return Image.fromarray(rgb, mode="RGB"), weights
 
 
-def blend(image: Image.Image, amap: np.ndarray, *, opacity: float = 0.6, colormap: str = "inferno") -> Image.Image:
-    """The image with the map laid over it; strong cells are opaque, weak ones let the image through."""
+def overlay_layer(amap: np.ndarray, size: tuple[int, int], style: str = SPOTLIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """((h, w, 3) uint8 colours, (h, w) alpha in [0, 1]) to lay over an image of `size` (w, h), at opacity 1.
+
+    A colormap: strong cells opaque, weak ones letting the image through. The spotlight: a shade over
+    the weak cells only, none over the strongest. The window and `blend` draw the same layer.
+    """
+    if style == SPOTLIGHT:
+        _, weights = heatmap(amap, size, "gray")
+        colors = np.broadcast_to(np.array(_SHADE, dtype=np.uint8), (*weights.shape, 3))
+        # Cells at 60 % of the peak or more stay as they are (upsampling softens the peak itself).
+        return np.ascontiguousarray(colors), _SHADE_DEPTH * np.clip(1.0 - weights / _LIT, 0.0, 1.0)
+    image, weights = heatmap(amap, size, style)
+    return np.asarray(image), 0.25 + 0.75 * weights
+
+
+def blend(image: Image.Image, amap: np.ndarray, *, opacity: float = 0.6, colormap: str = SPOTLIGHT) -> Image.Image:
+    """The image with the map's layer (`overlay_layer`) laid over it at `opacity`."""
     base = image.convert("RGB")
-    colors, weights = heatmap(amap, base.size, colormap)
-    alpha = (np.clip(opacity, 0.0, 1.0) * (0.25 + 0.75 * weights))[..., None]
+    colors, alpha = overlay_layer(amap, base.size, colormap)
+    alpha = (np.clip(opacity, 0.0, 1.0) * alpha)[..., None]
     mixed = np.asarray(base, dtype=np.float32) * (1 - alpha) + np.asarray(colors, dtype=np.float32) * alpha
     return Image.fromarray(mixed.round().astype(np.uint8), mode="RGB")

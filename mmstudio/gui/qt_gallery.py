@@ -173,7 +173,10 @@ class Gallery(QListWidget):
             return
         self._loaded.add(key)
         self._remember(key, image)
-        item.setIcon(QIcon(QPixmap.fromImage(thumb)))
+        pixmap = QPixmap.fromImage(thumb)
+        icon = QIcon(pixmap)
+        icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the selected image keeps its colours (no highlight tint)
+        item.setIcon(icon)
         if self.currentItem() is None:
             self.setCurrentItem(item)
         elif self.currentItem() is item:

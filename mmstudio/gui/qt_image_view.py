@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
-from mmstudio.overlay import heatmap
+from mmstudio.overlay import SPOTLIGHT, overlay_layer
 
 _OVERLAY_MAX_SIDE = 1024  # heatmaps are smooth: no need to build them at full photo size
 
@@ -23,9 +23,8 @@ def pil_to_qimage(image: Image.Image) -> QImage:
 def heatmap_qimage(amap: np.ndarray, size: tuple[int, int], colormap: str) -> QImage:
     scale = min(1.0, _OVERLAY_MAX_SIDE / max(size))
     small = (max(1, int(size[0] * scale)), max(1, int(size[1] * scale)))
-    colors, weights = heatmap(amap, small, colormap)
-    alpha = (255 * (0.25 + 0.75 * weights)).astype(np.uint8)
-    rgba = np.dstack([np.asarray(colors), alpha])
+    colors, alpha = overlay_layer(amap, small, colormap)
+    rgba = np.dstack([colors, (255 * alpha).round().astype(np.uint8)])
     return pil_to_qimage(Image.fromarray(rgba, mode="RGBA"))
 
 
@@ -68,7 +67,7 @@ class ImageView(QGraphicsView):
         self.scene().setSceneRect(0, 0, image.width, image.height)
         self.fit()
 
-    def set_overlay(self, amap: np.ndarray | None, colormap: str = "inferno", opacity: float = 0.6) -> None:
+    def set_overlay(self, amap: np.ndarray | None, colormap: str = SPOTLIGHT, opacity: float = 0.6) -> None:
         self._map = None if amap is None else np.asarray(amap)
         if amap is None or self._image is None:
             self._overlay_item.setVisible(False)

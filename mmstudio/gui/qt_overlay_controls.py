@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QPushButton, QSizePolicy, QSlider, QWidget
 
 from mmstudio.attention import AttentionStack
-from mmstudio.overlay import COLORMAPS
+from mmstudio.overlay import STYLES
 
 
 class OverlayControls(QWidget):
@@ -29,8 +29,9 @@ class OverlayControls(QWidget):
         self.show_box.setChecked(True)
         self.show_box.setToolTip("Show or hide the attention heatmap (H)")
         self.colormap = QComboBox()
-        self.colormap.addItems(list(COLORMAPS))
-        self.colormap.setToolTip("Colormap of the heatmap")
+        self.colormap.addItems(list(STYLES))
+        self.colormap.setToolTip("spotlight: dims what the model did not look at, keeping the colours true; "
+                                 "or a colormap of the attention values")
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QSettings
 
 DEFAULTS = {
-    "overlay/colormap": "inferno",
+    "overlay/colormap": "spotlight",
     "overlay/opacity": 60,
     "overlay/layer": "default",
     "overlay/head": "mean",
