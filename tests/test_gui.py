@@ -477,3 +477,18 @@ def test_help_lists_the_shortcuts_and_the_window_says_what_the_built_in_models_k
     table = dict(window.shortcut_table())
     assert table["Open images…"] == "Ctrl+O" and table["Search panel"] == "Ctrl+5" and "Keyboard shortcuts" in table
     assert "Shapes World" in window.welcome.text()
+
+
+def test_the_message_bar_floats_and_a_fixed_cause_clears_its_error(qtbot, window, tmp_path):
+    from mmstudio.world import generate_dataset
+
+    splitter_top = window.tabs.mapTo(window, window.tabs.rect().topLeft()).y()
+    panel = window.train_panel
+    panel.data.setText("")
+    assert panel.check() is None  # "Choose a dataset folder first."
+    assert window.message_bar.isVisible() and window.message_bar.is_error
+    assert window.tabs.mapTo(window, window.tabs.rect().topLeft()).y() == splitter_top  # nothing moved
+    panel.data.setText(str(generate_dataset(tmp_path / "data", 4, seed=2, size=64)))
+    checking = panel.check()
+    qtbot.waitUntil(lambda: checking.done, timeout=TIMEOUT)
+    assert not window.message_bar.is_error and "Data is valid" in window.message_bar.label.text()

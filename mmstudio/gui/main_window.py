@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -75,6 +75,9 @@ class MessageBar(QWidget):
         layout.addWidget(self.label, 1)
         layout.addWidget(close)
         self.setAutoFillBackground(True)
+        # A QWidget subclass paints a style sheet's background only with this; it floats over the window,
+        # so it must be opaque.
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         self._timer = QTimer(self)  # a child: it goes away with the bar
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.hide)
@@ -107,6 +110,7 @@ class MainWindow(QMainWindow):
         self.models = {task: builtin_name(task) for task in Task}
         self._overlay: tuple | None = None  # (stack, index, label)
         self.model_loads = OpenTickets()
+        self._message_source = None  # who showed the error in the message bar, when that is known
         self._load_failures: list[str] = []  # of the files whose error the message bar shows now
 
         self.gallery = Gallery()
@@ -149,9 +153,15 @@ class MainWindow(QMainWindow):
         root = QWidget()
         root_layout = QVBoxLayout(root)
         root_layout.setContentsMargins(0, 0, 0, 0)
-        root_layout.addWidget(self.message_bar)
         root_layout.addWidget(splitter, 1)
         self.setCentralWidget(root)
+        # The bar floats over the top of the image view instead of taking a row of the layout: when it
+        # appeared, everything moved down by its height and a click meant for a button landed elsewhere.
+        # Over the image it hides neither the tabs nor the gallery.
+        self._center = center
+        self.message_bar.setParent(root)
+        self.message_bar.hide()
+        center.installEventFilter(self)
         self.busy_label = QLabel()
         self.statusBar().addPermanentWidget(self.busy_label)
 
@@ -227,8 +237,9 @@ class MainWindow(QMainWindow):
         self.train_panel.compare_requested.connect(self.compare)
         self.caption_panel.teach_requested.connect(self.teach)
         self.ask_panel.teach_requested.connect(self.teach)
-        self.train_panel.message.connect(self.show_info)
-        self.train_panel.error.connect(self.show_error)
+        # Train's errors ("Choose a dataset folder first.") go once its next check or launch succeeds.
+        self.train_panel.message.connect(lambda text: self.show_info(text, source=self.train_panel))
+        self.train_panel.error.connect(lambda text: self.show_error(text, source=self.train_panel))
         self.client.started.connect(lambda _ticket, text: self.statusBar().showMessage(text, 4000))
         self.client.busy_changed.connect(self._on_busy)
         self.controls.changed.connect(self._redraw_overlay)
@@ -476,14 +487,32 @@ class MainWindow(QMainWindow):
         self.show_error(f"{len(self._load_failures)} files could not be opened:\n" + "\n".join(shown)
                         + (f"\n… and {more} more" if more else ""))
 
-    def show_error(self, text: str) -> None:
-        self.message_bar.show_message(text, error=True)
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        if watched is self._center and event.type() in (QEvent.Type.Resize, QEvent.Type.Move):
+            self._place_message_bar()
+        return False
 
-    def show_info(self, text: str) -> None:
-        if self.message_bar.isVisible() and self.message_bar.is_error:
+    def _place_message_bar(self) -> None:
+        top_left = self._center.mapTo(self.centralWidget(), self._center.rect().topLeft())
+        width = self._center.width()
+        bar = self.message_bar
+        height = bar.heightForWidth(width) if bar.hasHeightForWidth() else bar.sizeHint().height()
+        bar.setGeometry(top_left.x(), top_left.y(), width, max(height, bar.sizeHint().height()))
+        bar.raise_()
+
+    def show_error(self, text: str, source=None) -> None:
+        self._message_source = source
+        self.message_bar.show_message(text, error=True)
+        self._place_message_bar()
+
+    def show_info(self, text: str, source=None) -> None:
+        resolved = source is not None and source is self._message_source  # its cause reports success now
+        if self.message_bar.isVisible() and self.message_bar.is_error and not resolved:
             self.statusBar().showMessage(text, 6000)  # an unread error stays in view
             return
+        self._message_source = source
         self.message_bar.show_message(text)
+        self._place_message_bar()
 
     def shortcut_table(self) -> list[tuple[str, str]]:
         """(action, shortcut) of every action that has one, in menu order."""

@@ -415,11 +415,13 @@ class TrainPanel(QWidget):
         summary = launch.summary
         extra = f"<br>New words for the vocabulary: {', '.join(summary['new_words'])}" if summary["new_words"] else ""
         self.report.setText(f"Data is valid: {_escape(summary['data'])}<br>Base: {_escape(summary['base'])}{extra}")
+        self.message.emit(f"Data is valid: {summary['data']}")  # this also clears an earlier refusal
 
     def _start(self, launch) -> JobRecord:
         record = self.store.new(launch)
         if self._run(record, launch, "Launch refused: "):
             self.out.clear()  # the next job needs a new folder
+            self.message.emit(f"Training job started: {record.out}")  # this also clears an earlier refusal
         self._refresh_jobs(select=record.id)
         return record
 
