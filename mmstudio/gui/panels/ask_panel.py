@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QUrl, Signal
@@ -19,6 +20,21 @@ class Turn:
     result: AnswerResult | None = None
     error: str | None = None
     request_id: int | None = None
+
+
+def unread_words(question: str, tokens) -> list[str]:
+    """Words of the question that are not among the tokens the model read (its tokenizer dropped them).
+
+    Word pieces ("##s") are joined back to their word first, so a word split into pieces counts as read.
+    """
+    read: list[str] = []
+    for token in tokens:
+        if token.startswith("##") and read:
+            read[-1] += token[2:]
+        else:
+            read.append(token.lower())
+    known = set(read)
+    return [w for w in dict.fromkeys(re.findall(r"[a-z0-9]+", question.lower())) if w not in known]
 
 
 class ChatInput(QPlainTextEdit):
@@ -155,6 +171,10 @@ class AskPanel(QWidget):
             else:
                 words = html.escape(turn.question)
             blocks.append(f"<p><b>You:</b> {words}</p>")
+            unread = unread_words(turn.question, turn.result.question_tokens) if turn.result else []
+            if unread:  # the model never saw them: its answer is about the question without them
+                blocks.append("<p style='color:#a15c00'>Not in the model's vocabulary, so not read: "
+                              f"{html.escape(', '.join(unread))}</p>")
             if turn.error:
                 blocks.append(f"<p style='color:#b00'><b>Error:</b> {html.escape(turn.error)}</p>")
             elif turn.result is None:
