@@ -31,7 +31,14 @@ def _bar(value: float, low: float, high: float, text: str) -> QProgressBar:
     bar.setValue(int(round(1000 * (value - low) / (high - low))))
     bar.setFormat(text)
     bar.setTextVisible(True)
+    # One text colour over the filled and the empty part: the style's default switched colour at the
+    # chunk's edge, printing one number in two colours. A light fill keeps dark text readable on both.
+    bar.setStyleSheet(_BAR_STYLE)
     return bar
+
+
+_BAR_STYLE = ("QProgressBar { border: 1px solid #b8c4ce; border-radius: 2px; background: #ffffff; color: #1b1b1b;"
+              " text-align: center; } QProgressBar::chunk { background: #9cc9ef; }")
 
 
 class MatchPanel(QWidget):
