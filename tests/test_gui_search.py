@@ -51,6 +51,9 @@ def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos
     chosen = panel.hits[1].image.key
     panel.results.setCurrentRow(1)
     assert window.gallery.current_ref().key == chosen
+    # Thumbnails with the folder in the name, the full path in the status line.
+    assert not panel.results.item(1).icon().isNull()
+    assert f"{photos.name}/" in panel.results.item(1).text() and panel.status.text() == str(panel.hits[1].image.path)
 
     # A second search over the same gallery encodes nothing new.
     panel.search()

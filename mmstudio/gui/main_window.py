@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
             panel.overlay_requested.connect(self.show_overlay)
         self.caption_panel.captioned.connect(self._on_captioned)
         self.tabs.currentChanged.connect(lambda _index: self._show_tab_evidence())
-        self.search_panel.set_gallery_source(self.gallery.refs)
+        self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
         for task, name in self.models.items():

@@ -217,6 +217,11 @@ class Gallery(QListWidget):
         refs = [self.item(r).data(_REF_ROLE) for r in range(self.count())]
         return [r for r in refs if r.key in self._loaded] if loaded_only else refs
 
+    def icon_of(self, key: str):
+        """The thumbnail of a gallery image (an empty QIcon until it is decoded, or when it is gone)."""
+        item = self._item(key)
+        return item.icon() if item is not None else QIcon()
+
     @property
     def in_memory(self) -> set[str]:
         """Keys of the images held decoded now (the others are decoded again when needed)."""

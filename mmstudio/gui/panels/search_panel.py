@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -49,6 +50,14 @@ class SearchPanel(QWidget):
         self.search_button.clicked.connect(self.search)
         self.results = QListWidget()
         self.results.setToolTip("Click a result to show it")
+        # A grid of thumbnails, best first: a text list of file names could not tell two same-named files apart.
+        self.results.setViewMode(QListWidget.ViewMode.IconMode)
+        self.results.setIconSize(QSize(96, 96))
+        self.results.setGridSize(QSize(124, 150))
+        self.results.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.results.setMovement(QListWidget.Movement.Static)
+        self.results.setWordWrap(True)
+        self._icon_of = lambda key: QIcon()
         self.results.currentItemChanged.connect(self._on_current)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
@@ -66,8 +75,11 @@ class SearchPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
 
-    def set_gallery_source(self, refs_callable) -> None:
+    def set_gallery_source(self, refs_callable, icon_of=None) -> None:
+        """Where the images to search come from, and (optionally) their thumbnails by gallery key."""
         self._gallery_refs = refs_callable
+        if icon_of is not None:
+            self._icon_of = icon_of
 
     # ------------------------------------------------------------- requests
 
@@ -103,10 +115,11 @@ class SearchPanel(QWidget):
         self.results.blockSignals(True)
         self.results.clear()
         for hit in outcome.hits:
-            name = hit.image.path.name if hit.image.path else hit.image.key
-            item = QListWidgetItem(f"{hit.rank:>3}.  {hit.score:+.3f}   {name}")
+            path = hit.image.path
+            name = f"{path.parent.name}/{path.name}" if path is not None else "pasted image"
+            item = QListWidgetItem(self._icon_of(hit.image.key), f"{hit.rank}. {hit.score:+.3f}\n{name}")
             item.setData(_KEY_ROLE, hit.image.key)
-            item.setToolTip(str(hit.image.path) if hit.image.path else hit.image.key)
+            item.setToolTip(str(path) if path is not None else hit.image.key)
             self.results.addItem(item)
         self.results.blockSignals(False)
         report = outcome.report
@@ -121,4 +134,5 @@ class SearchPanel(QWidget):
 
     def _on_current(self, item, _previous) -> None:
         if item is not None:
+            self.status.setText(item.toolTip())  # the full path of the chosen result
             self.image_chosen.emit(item.data(_KEY_ROLE))
