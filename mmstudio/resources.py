@@ -23,3 +23,8 @@ def resources_dir() -> Path:
 
 def builtin_models_dir() -> Path:
     return resources_dir() / "models"
+
+
+def samples_dir() -> Path:
+    """Shapes World scenes shipped for the welcome screen's "Open sample images"."""
+    return resources_dir() / "samples"

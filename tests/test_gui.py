@@ -77,7 +77,7 @@ def wait_caption(qtbot, window, key):
 
 
 def test_first_screen_invites_a_drop(window):
-    assert window.stack.currentWidget() is window.welcome
+    assert window.stack.currentWidget() is window.welcome_page
     assert "Drop images here" in window.welcome.text()
 
 
@@ -505,3 +505,13 @@ def test_words_the_model_did_not_read_are_shown(qtbot, window, scene_file):
     window.ask_panel.ask("what color is the house?")
     qtbot.waitUntil(lambda: not window.ask_panel.pending, timeout=TIMEOUT)
     assert "not read: house" in window.ask_panel.chat.toPlainText()
+
+
+def test_the_welcome_screen_opens_the_sample_images(qtbot, window):
+    from mmstudio.resources import samples_dir
+
+    assert len(list(samples_dir().glob("*.png"))) == 12
+    window.samples_button.click()
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 12, timeout=TIMEOUT)
+    assert window.stack.currentWidget() is window.view
+    assert window.gallery.current_ref().path.name == "scene-01.png"

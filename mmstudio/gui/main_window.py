@@ -41,6 +41,7 @@ from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.loading import builtin_name
 from mmstudio.overlay import blend
 from mmstudio.requests import LoadModelRequest, ModelOutcome
+from mmstudio.resources import samples_dir
 from mmstudio.teach import add_correction
 
 WELCOME = """
@@ -125,8 +126,17 @@ class MainWindow(QMainWindow):
         self.welcome = QLabel(WELCOME)
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.welcome.setWordWrap(True)
+        self.samples_button = QPushButton("Open sample images")
+        self.samples_button.setToolTip("Twelve Shapes World scenes: what the built-in models know")
+        self.samples_button.clicked.connect(self.open_samples)
+        self.welcome_page = welcome_page = QWidget()
+        welcome_layout = QVBoxLayout(welcome_page)
+        welcome_layout.addStretch(1)
+        welcome_layout.addWidget(self.welcome)
+        welcome_layout.addWidget(self.samples_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        welcome_layout.addStretch(1)
         self.stack = QStackedWidget()
-        self.stack.addWidget(self.welcome)
+        self.stack.addWidget(welcome_page)
         self.stack.addWidget(self.view)
 
         center = QWidget()
@@ -188,6 +198,7 @@ class MainWindow(QMainWindow):
         file = bar.addMenu("&File")
         self._action(file, "Open images…", self.open_files, "Ctrl+O", "Open image files")
         self._action(file, "Open folder…", self.open_folder, "Ctrl+Shift+O", "Open every image in a folder")
+        self._action(file, "Open sample images", self.open_samples, tip="Twelve Shapes World scenes")
         self._action(file, "Paste image", self.paste, QKeySequence.StandardKey.Paste, "Paste an image or files")
         self._action(file, "Remove from gallery", self.gallery.remove_selected, QKeySequence.StandardKey.Delete,
                      "Remove the selected images from the gallery")
@@ -290,6 +301,14 @@ class MainWindow(QMainWindow):
                                                 "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;"
                                                 "All files (*)")
         self.add_paths(paths)
+
+    def open_samples(self) -> None:
+        """The shipped Shapes World scenes: the quickest way to see the built-in models work."""
+        folder = samples_dir()
+        if not folder.is_dir():
+            self.show_error(f"The sample images are missing from {folder}: reinstall mmstudio.")
+            return
+        self.add_paths([str(folder)])
 
     def open_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of images",

@@ -21,7 +21,7 @@ def open_main_window() -> str:
         window = MainWindow(settings=settings, job_store=JobStore(Path(folder) / "jobs.json"))
         window.show()
         app.processEvents()
-        shown = window.isVisible() and window.stack.currentWidget() is window.welcome
+        shown = window.isVisible() and window.stack.currentWidget() is window.welcome_page
         window.close()
         app.processEvents()
     assert shown, "the window did not show its first screen"
