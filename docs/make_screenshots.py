@@ -1,12 +1,15 @@
 """Screenshots of the app for the README, taken from a real X server (Xvfb).
 
-    python docs/make_screenshots.py [--out docs/screenshots]
+    python docs/make_screenshots.py [--out docs/screenshots] [--all-out DIR]
 
 Starts Xvfb, runs the app on a Shapes World scene with the built-in models,
 drives each panel (caption with an overlay, ask, match, a short
-fine-tuning job in the train panel) and captures the whole
-screen with ImageMagick's `import -window root`. Needs Debian's xvfb and
-imagemagick.
+fine-tuning job in the train panel) and captures the window with ImageMagick's
+`import -window root`. The README's four images (`--out`) are taken at
+1600x1000; every view (the welcome screen and each tab) is also taken at the
+smallest supported size, 1000x700, and at 1600x1000 into `--all-out` (default:
+a new folder under /tmp, printed at the end), to be looked at for clipping and
+overlaps. Needs Debian's xvfb and imagemagick.
 """
 
 from __future__ import annotations
@@ -21,38 +24,46 @@ import time
 from pathlib import Path
 
 DISPLAY = ":97"
-SCREEN = "1400x860x24"
+SCREEN = "1600x1000x24"
+SIZES = ((1000, 700), (1600, 1000))  # the smallest supported window, and a common large one
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "screenshots")
+    parser.add_argument("--all-out", type=Path, default=None, help="every view at every size (default: /tmp/...)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return drive_app(args.out)
+        return drive_app(args.out, args.all_out)
     for tool in ("Xvfb", "import"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing: apt-get install xvfb imagemagick", file=sys.stderr)
             return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    args.all_out = args.all_out or Path(tempfile.mkdtemp(prefix="mmstudio-screens-"))
+    args.all_out.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(["Xvfb", DISPLAY, "-screen", "0", SCREEN, "-nolisten", "tcp"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.5)
         env = {**os.environ, "DISPLAY": DISPLAY, "QT_QPA_PLATFORM": "xcb"}
-        return subprocess.call([sys.executable, __file__, "--child", "--out", str(args.out)], env=env)
+        code = subprocess.call([sys.executable, __file__, "--child", "--out", str(args.out),
+                                "--all-out", str(args.all_out)], env=env)
+        print(f"every view at {', '.join(f'{w}x{h}' for w, h in SIZES)}: {args.all_out}")
+        return code
     finally:
         server.terminate()
         server.wait(10)
 
 
-def grab(path: Path) -> None:
-    subprocess.run(["import", "-display", DISPLAY, "-window", "root", str(path)], check=True)
+def grab(path: Path, size: tuple[int, int] | None = None) -> None:
+    crop = ["-crop", f"{size[0]}x{size[1]}+0+0", "+repage"] if size else []
+    subprocess.run(["import", "-display", DISPLAY, "-window", "root", *crop, str(path)], check=True)
     print(f"wrote {path}")
 
 
-def drive_app(out: Path) -> int:
+def drive_app(out: Path, all_out: Path) -> int:
     import numpy as np
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -70,9 +81,8 @@ def drive_app(out: Path) -> int:
     from mmstudio.jobs import JobStore
 
     window = MainWindow(settings=settings, job_store=JobStore(Path(folder) / "jobs.json"))
-    window.setGeometry(0, 0, 1400, 860)
+    window.setGeometry(0, 0, *SIZES[-1])
     window.show()
-    window.add_paths([str(image_path)])
 
     def pump(seconds: float, until=lambda: False) -> None:
         end = time.monotonic() + seconds
@@ -81,6 +91,19 @@ def drive_app(out: Path) -> int:
             time.sleep(0.02)
         app.processEvents()
 
+    def grab_all(name: str, readme: bool = True) -> None:
+        """The view at every size (for looking), and at the last size for the README."""
+        for width, height in SIZES:
+            window.setGeometry(0, 0, width, height)
+            pump(1)
+            grab(all_out / f"{name}-{width}x{height}.png", (width, height))
+        if readme:
+            grab(out / f"{name}.png", SIZES[-1])
+
+    pump(1)
+    grab_all("welcome", readme=False)
+    window.add_paths([str(image_path)])
+
     key = str(image_path.resolve())
     pump(120, lambda: key in window.caption_panel.results)
     result = window.caption_panel.results[key]
@@ -88,7 +111,7 @@ def drive_app(out: Path) -> int:
     word = next((i for i, t in enumerate(result.tokens) if t in colors), 0)
     window.caption_panel.select_token(word)
     pump(1)
-    grab(out / "caption.png")
+    grab_all("caption")
 
     window.tabs.setCurrentWidget(window.ask_panel)
     for question in ("how many objects are there?", "what color is the leftmost object?",
@@ -97,7 +120,7 @@ def drive_app(out: Path) -> int:
         window.ask_panel.send()
         pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))
     pump(1)
-    grab(out / "ask.png")
+    grab_all("ask")
 
     window.tabs.setCurrentWidget(window.match_panel)
     truth = result.caption
@@ -108,7 +131,7 @@ def drive_app(out: Path) -> int:
     pump(60, lambda: key in window.match_panel.results)
     window.match_panel.select_text(truth)
     pump(1)
-    grab(out / "match.png")
+    grab_all("match")
 
     # A real short job from the Train panel: fine-tune the built-in caption model, with an eval set.
     from mmstudio.models.base import Task
@@ -128,7 +151,12 @@ def drive_app(out: Path) -> int:
     record = panel.selected()
     pump(900, lambda: record.status != "running" and record.id not in panel.processes)
     pump(1)
-    grab(out / "train.png")
+    grab_all("train")
+    window.tabs.setCurrentWidget(window.search_panel)
+    window.search_panel.query.setText("a large green circle")
+    window.search_panel.search()
+    pump(120, lambda: bool(window.search_panel.hits))
+    grab_all("search", readme=False)
     window.close()
     app.processEvents()
     shutil.rmtree(folder, ignore_errors=True)  # the scenes and the job's run: about 110 MB
