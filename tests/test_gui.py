@@ -515,3 +515,11 @@ def test_the_welcome_screen_opens_the_sample_images(qtbot, window):
     qtbot.waitUntil(lambda: len(window.gallery.refs()) == 12, timeout=TIMEOUT)
     assert window.stack.currentWidget() is window.view
     assert window.gallery.current_ref().path.name == "scene-01.png"
+
+
+def test_a_model_loading_message_counts_the_seconds(qtbot, window):
+    panel = window.caption_panel
+    text = "Loading builtin:caption (its first use), then captioning…"
+    panel._on_started(text)  # what a caption ticket's started signal delivers  # noqa: SLF001
+    qtbot.waitUntil(lambda: panel.status.text().startswith(text) and panel.status.text().endswith(" s"),
+                    timeout=5000)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtWidgets import (
     QFileDialog,
     QGridLayout,
@@ -40,6 +41,10 @@ class CaptionPanel(QWidget):
         self._current: ImageRef | None = None
         self.pending = OpenTickets()
         self._batch: Ticket | None = None
+        self._loading = ("", 0.0)  # the loading message shown, and since when
+        self._loading_clock = QTimer(self)
+        self._loading_clock.setInterval(1000)
+        self._loading_clock.timeout.connect(self._tick_loading)
         self._selected_token = -1
 
         self.words = QTextBrowser()
@@ -135,9 +140,20 @@ class CaptionPanel(QWidget):
     # -------------------------------------------------------------- results
 
     def _on_started(self, text: str) -> None:
-        """A model's first use takes seconds: say it is loading, not only "Captioning…"."""
-        if self._batch is None:
-            self.status.setText(text)
+        """A model's first use takes seconds: say it is loading, and for how long so far."""
+        if self._batch is not None:
+            return
+        self.status.setText(text)
+        if text.startswith("Loading "):
+            self._loading = (text, time.monotonic())
+            self._loading_clock.start()
+
+    def _tick_loading(self) -> None:
+        text, since = self._loading
+        if not self.status.text().startswith(text):  # the caption came (or something else was said)
+            self._loading_clock.stop()
+            return
+        self.status.setText(f"{text} {time.monotonic() - since:.0f} s")
 
     def _on_batch_progress(self, done: int, total: int) -> None:
         self.progress.setValue(done)
