@@ -28,3 +28,12 @@ def builtin_models_dir() -> Path:
 def samples_dir() -> Path:
     """Shapes World scenes shipped for the welcome screen's "Open sample images"."""
     return resources_dir() / "samples"
+
+
+def readme_path() -> Path | None:
+    """The README (set-up, the command line, benchmarks): inside the resources when installed or frozen,
+    at the top of a checkout. None when neither is there."""
+    for candidate in (resources_dir() / "README.md", resources_dir().parent / "README.md"):
+        if candidate.is_file():
+            return candidate
+    return None

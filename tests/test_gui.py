@@ -523,3 +523,10 @@ def test_a_model_loading_message_counts_the_seconds(qtbot, window):
     panel._on_started(text)  # what a caption ticket's started signal delivers  # noqa: SLF001
     qtbot.waitUntil(lambda: panel.status.text().startswith(text) and panel.status.text().endswith(" s"),
                     timeout=5000)
+
+
+def test_help_points_to_the_readme_that_comes_with_the_app(window):
+    from mmstudio.resources import readme_path
+
+    assert readme_path() is not None and "## Set up" in readme_path().read_text(encoding="utf-8")
+    assert any(a.text() == "Documentation (README)" for a in window.actions())

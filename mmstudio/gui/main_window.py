@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -41,7 +41,7 @@ from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.loading import builtin_name
 from mmstudio.overlay import blend
 from mmstudio.requests import LoadModelRequest, ModelOutcome
-from mmstudio.resources import samples_dir
+from mmstudio.resources import readme_path, samples_dir
 from mmstudio.teach import add_correction
 
 WELCOME = """
@@ -225,6 +225,8 @@ class MainWindow(QMainWindow):
                      "Pick the models (built-in, a folder, the HF cache), the device and the precision")
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "Keyboard shortcuts", self.show_shortcuts, "F1", "Every shortcut of the window")
+        self._action(help_menu, "Documentation (README)", self.open_documentation,
+                     tip="Set-up, the app, the command line, training and benchmarks")
         self._action(help_menu, "About mmstudio", self.about)
 
     def _wire(self) -> None:
@@ -541,6 +543,14 @@ class MainWindow(QMainWindow):
             if keys:
                 rows.append((action.text().replace("&", ""), keys))
         return rows
+
+    def open_documentation(self) -> bool:
+        """Open the README that came with mmstudio in the system's viewer for it."""
+        path = readme_path()
+        if path is None or not QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+            self.show_info("The README could not be opened here; `mmstudio --help` lists the commands.")
+            return False
+        return True
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td>{html.escape(text)}</td><td>&nbsp;&nbsp;<b>{html.escape(keys)}</b></td></tr>"
