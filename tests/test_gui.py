@@ -530,3 +530,15 @@ def test_help_points_to_the_readme_that_comes_with_the_app(window):
 
     assert readme_path() is not None and "## Set up" in readme_path().read_text(encoding="utf-8")
     assert any(a.text() == "Documentation (README)" for a in window.actions())
+
+
+def test_a_notice_stays_until_the_next_action(qtbot, window):
+    window.show_info("Exported 3 captions to /tmp/x.json")
+    qtbot.wait(800)
+    assert window.message_bar.isVisible()  # not gone while the user looked elsewhere
+    qtbot.mouseClick(window.gallery.viewport(), Qt.MouseButton.LeftButton)
+    assert not window.message_bar.isVisible()
+    window.show_error("Cannot open this image: x.png")
+    qtbot.wait(800)
+    qtbot.mouseClick(window.gallery.viewport(), Qt.MouseButton.LeftButton)
+    assert window.message_bar.isVisible()  # an error stays until dismissed or fixed

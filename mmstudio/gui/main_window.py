@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -79,23 +81,41 @@ class MessageBar(QWidget):
         # A QWidget subclass paints a style sheet's background only with this; it floats over the window,
         # so it must be opaque.
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self._timer = QTimer(self)  # a child: it goes away with the bar
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.hide)
         self.is_error = False
+        self._shown_at = 0.0
+        self._watching = False
         self.hide()
 
     def show_message(self, text: str, error: bool = False) -> None:
-        """Errors stay until dismissed; notices go away by themselves."""
+        """Errors stay until dismissed (or their cause is fixed); notices until the user's next action."""
         self.is_error = error
         color = "#fde2e1" if error else "#e3f0fd"
         self.setStyleSheet(f"MessageBar {{ background: {color}; }}")
         self.label.setText(text)
         self.show()
-        if error:
-            self._timer.stop()
-        else:
-            self._timer.start(6000)
+        self._shown_at = time.monotonic()
+        self._watch(not error)
+
+    def _watch(self, on: bool) -> None:
+        """Watch the application's input only while a notice is up: a filter on every event costs."""
+        app = QApplication.instance()
+        if on and not self._watching and app is not None:
+            app.installEventFilter(self)
+        elif not on and self._watching and app is not None:
+            app.removeEventFilter(self)
+        self._watching = on and app is not None
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
+        # A notice ("Exported 40 captions to ...") stays until the next click or key: it is not missed
+        # while the user looks elsewhere, and goes without a click on its own ✕.
+        if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.KeyPress) \
+                and time.monotonic() - self._shown_at > 0.5:
+            self.hide()
+        return False
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        self._watch(False)
+        super().hideEvent(event)
 
 
 class MainWindow(QMainWindow):
