@@ -542,3 +542,24 @@ def test_a_notice_stays_until_the_next_action(qtbot, window):
     qtbot.wait(800)
     qtbot.mouseClick(window.gallery.viewport(), Qt.MouseButton.LeftButton)
     assert window.message_bar.isVisible()  # an error stays until dismissed or fixed
+
+
+def test_correct_and_teach_can_start_a_new_dataset(qtbot, window):
+    from pathlib import Path
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QFileDialog
+
+    def choose_new() -> None:
+        box = QApplication.activeModalWidget()
+        QTimer.singleShot(300, accept_name)
+        next(b for b in box.buttons() if b.text().startswith("Start a new dataset")).click()
+
+    def accept_name() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, QFileDialog)
+        dialog.accept()  # the proposed name of a folder that does not exist yet
+
+    QTimer.singleShot(300, choose_new)
+    chosen = window._ask_teach_folder()  # noqa: SLF001 - the dialog step of Correct & teach
+    assert chosen is not None and Path(chosen).name.startswith("corrections-") and not Path(chosen).exists()

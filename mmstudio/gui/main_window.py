@@ -345,6 +345,23 @@ class MainWindow(QMainWindow):
                                                    else paths[0]))
         self.gallery.add_paths(paths)  # listed off the GUI thread; `added` reports how many were new
 
+    def _ask_teach_folder(self) -> str | None:
+        """Where corrections go: a new dataset folder (created on the first correction) or an existing one."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Correct & teach",
+                          "Corrections go into a dataset folder (the images and a metadata.jsonl) that the "
+                          "Train panel trains on. Start a new one, or add to a dataset you have?", parent=self)
+        new = box.addButton("Start a new dataset…", QMessageBox.ButtonRole.AcceptRole)
+        existing = box.addButton("Add to a dataset…", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is new:
+            default = Path.home() / "mmstudio-data" / time.strftime("corrections-%Y%m%d")
+            path, _ = QFileDialog.getSaveFileName(self, "Name the new dataset folder", str(default))
+            return path or None
+        if box.clickedButton() is existing:
+            return QFileDialog.getExistingDirectory(self, "Dataset folder to add corrections to") or None
+        return None
+
     def _on_added(self, count: int) -> None:
         if count:
             self.statusBar().showMessage(f"Added {count} image{'s' if count != 1 else ''}.", 6000)
@@ -487,7 +504,7 @@ class MainWindow(QMainWindow):
         """Add the image with the corrected caption or answer to the teaching dataset (off the GUI thread)."""
         folder = folder or self.settings.get("teach/folder")
         if not folder:
-            folder = QFileDialog.getExistingDirectory(self, "Dataset folder to add corrections to")
+            folder = self._ask_teach_folder()
             if not folder:
                 return None
             self.settings.set("teach/folder", folder)
