@@ -563,3 +563,12 @@ def test_correct_and_teach_can_start_a_new_dataset(qtbot, window):
     QTimer.singleShot(300, choose_new)
     chosen = window._ask_teach_folder()  # noqa: SLF001 - the dialog step of Correct & teach
     assert chosen is not None and Path(chosen).name.startswith("corrections-") and not Path(chosen).exists()
+
+
+def test_nothing_is_silent_without_an_image_and_the_window_fits_1000x700(qtbot, window):
+    window.caption_panel.caption_button.click()
+    assert "Open or select an image first" in window.message_bar.label.text()
+    window.message_bar.hide()
+    window.caption_panel.correct_dialog()
+    assert "Select an image first" in window.message_bar.label.text()
+    assert window.minimumSizeHint().width() <= 1000 and window.minimumSizeHint().height() <= 700

@@ -60,6 +60,11 @@ def test_opened_files_are_added_in_order_and_the_first_is_shown(qtbot, tmp_path,
     qtbot.waitUntil(lambda: len(gallery.refs()) == 5, timeout=TIMEOUT)
     cell = gallery.visualItemRect(gallery.item(0))
     assert cell.width() >= qt_gallery.THUMB and cell.height() >= qt_gallery.THUMB  # room for the thumbnail
+    from PySide6.QtGui import QIcon
+
+    icon = gallery.item(0).icon()  # the selected one keeps its colours: no highlight tint over the picture
+    size = icon.availableSizes()[0]
+    assert icon.pixmap(size, QIcon.Mode.Selected).toImage() == icon.pixmap(size, QIcon.Mode.Normal).toImage()
     with qtbot.waitSignal(gallery.added, timeout=TIMEOUT) as again:
         gallery.add_paths(paths[:2])
     assert again.args == [0] and gallery.count() == 5

@@ -68,7 +68,7 @@ class AskPanel(QWidget):
         self.chat.setOpenLinks(False)
         self.chat.anchorClicked.connect(self._on_link)
         self.input = ChatInput()
-        self.input.setPlaceholderText("Ask about the image, e.g. “what color is the circle?” — Ctrl+Enter to send")
+        self.input.setPlaceholderText("e.g. what color is the circle? (Ctrl+Enter sends)")
         self.input.setMaximumHeight(70)
         self.send_button = QPushButton("Ask")
         self.send_button.setToolTip("Send the question (Ctrl+Enter)")

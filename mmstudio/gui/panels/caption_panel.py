@@ -100,6 +100,8 @@ class CaptionPanel(QWidget):
     def request_current(self, force: bool = False) -> None:
         ref = self._current
         if ref is None:
+            if force:  # the Caption button with nothing selected: say why nothing happens
+                self.message.emit("Open or select an image first: Caption runs on the selected image.")
             return
         if force:
             self.results.pop(ref.key, None)
@@ -242,6 +244,7 @@ class CaptionPanel(QWidget):
 
         result = self.current_result()
         if self._current is None:
+            self.message.emit("Select an image first: a correction is saved with its image.")
             return
         text, ok = QInputDialog.getText(self, "Correct the caption", "The right caption for this image:",
                                         text=result.caption if result else "")
