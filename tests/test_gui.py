@@ -170,7 +170,10 @@ def test_failed_model_load_keeps_the_previous_model(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: ticket.done, timeout=TIMEOUT)
     assert ticket.error is not None
     assert window.models[Task.CAPTION] == before
-    assert "Still using" in window.message_bar.label.text()
+    assert "Still using" in window.message_bar.label.text() and ".." not in window.message_bar.label.text()
+    window.load_model(Task.CAPTION, before)  # a model that loads: the failure's message goes
+    qtbot.waitUntil(lambda: not window.model_loads, timeout=TIMEOUT)
+    assert not window.message_bar.isVisible()
 
 
 def test_corrupt_settings_mean_defaults(qtbot, tmp_path):
@@ -390,6 +393,11 @@ def test_warm_up_loads_the_caption_model_and_the_startup_trace_records_the_first
     assert events[-1]["caption"] == win.caption_panel.results[str(scene_file.resolve())].caption
     assert all(e["peak_rss_mb"] > 0 for e in events)
     win.client.stop()
+
+
+def test_no_empty_progress_bar_before_any_job(window):
+    window.tabs.setCurrentWidget(window.train_panel)
+    assert not window.train_panel.progress.isVisible()
 
 
 def test_caption_all_on_an_empty_gallery_says_to_open_images(qtbot, window):

@@ -453,13 +453,16 @@ class MainWindow(QMainWindow):
         request = LoadModelRequest(task=task, name=name, options=options or self.options)
         ticket = self.model_loads.submit(
             self.client, request, on_finished=self._model_loaded, on_ended=lambda _request, _reason: None,
-            on_error=lambda text: self.show_error(f"{text.rstrip('.')}. Still using {self.models[task]}."))
+            on_error=lambda text: self.show_error(f"{text.rstrip('.')}. Still using {self.models[task]}.",
+                                                  source=self.model_loads))
         ticket.ended.connect(self._update_status)
         self._update_status()
         return ticket
 
     def _model_loaded(self, outcome: ModelOutcome) -> None:
         request = outcome.request
+        if self.message_bar.isVisible() and self.message_bar.is_error and self._message_source is self.model_loads:
+            self.message_bar.hide()  # a model loads now: the earlier failure to load one is no longer news
         self.models[request.task] = request.name
         self.train_panel.set_loaded_model(request.task, request.name)
         self.options = request.options
