@@ -206,6 +206,16 @@ def csv_folder(tmp_path, world, name: str, raw: bytes):
     return folder
 
 
+def csv_lines(world) -> tuple[list[dict], list[str]]:
+    """The world's rows, and one `file_name,"caption"` CSV line for each (a test then spoils some)."""
+    rows = rows_of(world)
+    return rows, [f'{r["file_name"]},"{r["caption"]}"' for r in rows]
+
+
+def csv_of(tmp_path, world, name: str, lines: list[str]):
+    return csv_folder(tmp_path, world, name, ("file_name,caption\n" + "\n".join(lines) + "\n").encode())
+
+
 def test_csv_with_a_bom_reads_every_row(tmp_path, world):
     lines = "".join(f'{r["file_name"]},"{r["caption"]}"\r\n' for r in rows_of(world))
     folder = csv_folder(tmp_path, world, "bom", b"\xef\xbb\xbf" + ("file_name,caption\r\n" + lines).encode())
@@ -214,38 +224,34 @@ def test_csv_with_a_bom_reads_every_row(tmp_path, world):
 
 
 def test_csv_unterminated_quote_is_reported_at_its_line(tmp_path, world):
-    rows = rows_of(world)
-    lines = [f'{r["file_name"]},"{r["caption"]}"' for r in rows]
+    rows, lines = csv_lines(world)
     lines[3] = f'{rows[3]["file_name"]},"{rows[3]["caption"]}'  # line 5 of the file: never closed
-    folder = csv_folder(tmp_path, world, "quote", ("file_name,caption\n" + "\n".join(lines) + "\n").encode())
+    folder = csv_of(tmp_path, world, "quote", lines)
     problems = problems_of(lambda: read_dataset(folder, Task.CAPTION))
     assert problems == [f"{folder}/metadata.csv:5: a quote opened on this line is never closed"]
 
 
 def test_csv_quote_closed_lines_later_is_reported_not_swallowed(tmp_path, world):
-    rows = rows_of(world)
-    lines = [f'{r["file_name"]},"{r["caption"]}"' for r in rows]
+    rows, lines = csv_lines(world)
     lines[3] = f'{rows[3]["file_name"]},"{rows[3]["caption"]}'  # closed by the stray quote that ends line 6
     lines[4] = f'{rows[4]["file_name"]},{rows[4]["caption"]}"'
-    folder = csv_folder(tmp_path, world, "quote2", ("file_name,caption\n" + "\n".join(lines) + "\n").encode())
+    folder = csv_of(tmp_path, world, "quote2", lines)
     problems = problems_of(lambda: read_dataset(folder, Task.CAPTION))
     assert len(problems) == 1 and "metadata.csv:5: a quoted field runs on to line 6" in problems[0]
 
 
 def test_csv_field_over_the_csv_limit_names_its_line(tmp_path, world):
-    rows = rows_of(world)
-    lines = [f'{r["file_name"]},"{r["caption"]}"' for r in rows]
+    rows, lines = csv_lines(world)
     lines[2] = f'{rows[2]["file_name"]},"{"x" * 200_000}"'
-    folder = csv_folder(tmp_path, world, "field", ("file_name,caption\n" + "\n".join(lines) + "\n").encode())
+    folder = csv_of(tmp_path, world, "field", lines)
     problems = problems_of(lambda: read_dataset(folder, Task.CAPTION))
     assert len(problems) == 1 and "metadata.csv:4: not valid CSV (a field longer than 131,072" in problems[0]
 
 
 def test_csv_row_with_the_wrong_number_of_fields(tmp_path, world):
-    rows = rows_of(world)
-    lines = [f'{r["file_name"]},"{r["caption"]}"' for r in rows]
+    rows, lines = csv_lines(world)
     lines[0] += ",extra"
-    folder = csv_folder(tmp_path, world, "fields", ("file_name,caption\n" + "\n".join(lines) + "\n").encode())
+    folder = csv_of(tmp_path, world, "fields", lines)
     assert problems_of(lambda: read_dataset(folder, Task.CAPTION)) == [
         f"{folder}/metadata.csv:2: 3 fields where the header has 2"]
 

@@ -56,6 +56,17 @@ def cli(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out.splitlines()[0])
 
 
+def drop_scenes(qtbot, window, folder, scene_images, count: int) -> list:
+    """Save `count` scenes in `folder`, drop them on the gallery and wait until they are decoded; their paths."""
+    paths = []
+    for i in range(count):
+        paths.append(folder / f"scene-{i}.png")
+        scene_images[i % len(scene_images)].save(paths[-1])
+    drop_files(window.gallery, paths)
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == count, timeout=TIMEOUT)
+    return paths
+
+
 def drop_files(widget, paths) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
@@ -429,12 +440,7 @@ def test_the_first_caption_says_the_model_is_loading(qtbot, window, scene_file, 
 
 
 def test_the_overlay_follows_the_tab_and_the_selected_image(qtbot, window, tmp_path, scene_images):
-    paths = []
-    for i in range(2):
-        paths.append(tmp_path / f"s{i}.png")
-        scene_images[i].save(paths[-1])
-    drop_files(window.gallery, paths)
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 2, timeout=TIMEOUT)
+    paths = drop_scenes(qtbot, window, tmp_path, scene_images, 2)
     window.caption_panel.caption_all(window.gallery.refs())
     keys = [str(p.resolve()) for p in paths]
     qtbot.waitUntil(lambda: all(k in window.caption_panel.results for k in keys), timeout=TIMEOUT)
@@ -452,12 +458,7 @@ def test_the_overlay_follows_the_tab_and_the_selected_image(qtbot, window, tmp_p
 
 
 def test_caption_all_says_how_many_when_done(qtbot, window, tmp_path, scene_images):
-    paths = []
-    for i in range(3):
-        paths.append(tmp_path / f"c{i}.png")
-        scene_images[i].save(paths[-1])
-    drop_files(window.gallery, paths)
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 3, timeout=TIMEOUT)
+    drop_scenes(qtbot, window, tmp_path, scene_images, 3)
     qtbot.waitUntil(lambda: not window.client.busy, timeout=TIMEOUT)
     window.caption_panel.results.clear()
     window.caption_panel.caption_all(window.gallery.refs())
