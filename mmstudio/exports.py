@@ -5,16 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
-from mmstudio.errors import MMStudioError
+from mmstudio.storage import disk_errors, write_text_atomic
 
 
 def write_captions(path: Path, rows: list[dict]) -> Path:
     """Write rows of {"image", "caption", "tokens"} as CSV (by the suffix) or JSON; atomically.
 
-    Returns the path written. A disk problem is an MMStudioError naming the path.
+    Returns the path written. A disk problem is a StorageError naming the path and what to do.
     """
     path = Path(path)
     if path.suffix.lower() == ".csv":
@@ -25,13 +24,6 @@ def write_captions(path: Path, rows: list[dict]) -> Path:
         text = buffer.getvalue()
     else:
         text = json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        # newline="": the CSV writer already ended its rows with \r\n, as the format asks
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise MMStudioError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with disk_errors(path.parent, "cannot write the captions to"):
+        write_text_atomic(path, text)
     return path

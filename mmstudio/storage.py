@@ -157,12 +157,16 @@ def check_writable_folder(path: Path, what: str) -> None:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write `data` as JSON to `path` so a crash leaves the old file or the new one, never half of one."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8, line ends as given) to `path`: a crash leaves the old file or the new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, file_mode())  # mkstemp makes files private; these get the mode of any other file

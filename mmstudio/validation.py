@@ -43,10 +43,6 @@ def seed(value) -> str | None:
     return f"must be an integer from 0 to {SEED_MAX}, got {value!r}"
 
 
-def finite_float(value) -> str | None:
-    return None if _is_number(value) and math.isfinite(value) else f"must be a finite number, got {value!r}"
-
-
 def positive_float(value) -> str | None:
     if _is_number(value) and math.isfinite(value) and value > 0:
         return None

@@ -51,7 +51,6 @@ non_negative_int = _checked(_parse_int, check.non_negative_int, "non_negative_in
 seed = _checked(_parse_int, check.seed, "seed")
 positive_float = _checked(_parse_float, check.positive_float, "positive_float")
 non_negative_float = _checked(_parse_float, check.non_negative_float, "non_negative_float")
-finite_float = _checked(_parse_float, check.finite_float, "finite_float")
 probability = _checked(_parse_float, check.probability, "probability")
 fraction_below_one = _checked(_parse_float, check.fraction_below_one, "fraction_below_one")
 

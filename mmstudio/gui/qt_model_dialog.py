@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
 
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
+from mmstudio.validation import DTYPES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("fp32", "fp16", "bf16")
 TASK_LABELS = {Task.CAPTION: "Captioning", Task.VQA: "Questions (VQA)", Task.ITM: "Matching (ITM/ITC)"}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from mmstudio.errors import ModelLoadError, ModelNotFoundError
 from mmstudio.models.base import DEVICE_ENV, Task
 from mmstudio.resources import builtin_models_dir
-from mmstudio.validation import device
+from mmstudio.validation import device, dtype
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_FOR_TASK = {Task.CAPTION: "caption", Task.VQA: "vqa", Task.ITM: "retrieval"}
@@ -170,16 +170,13 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-DTYPES = ("fp32", "fp16", "bf16")
-
-
 def torch_dtype(name: str):
     import torch
 
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if name not in table:
-        raise ModelLoadError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}")
-    return table[name]
+    problem = dtype(name)  # the one list of precisions (mmstudio.validation.DTYPES) and its wording
+    if problem:
+        raise ModelLoadError(problem)
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def list_cached_models() -> list[tuple[str, Path, dict, str]]:
