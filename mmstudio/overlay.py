@@ -48,13 +48,18 @@ def heatmap(amap: np.ndarray, size: tuple[int, int], colormap: str = "inferno") 
     Bilinear upsampling of the grid keeps the patch structure readable without
     hard block edges; the map is scaled to its own maximum.
     """
+    weights = upsampled_weights(amap, size)
+    rgb = colormap_lut(colormap)[(weights * 255).astype(np.uint8)]
+    return Image.fromarray(rgb, mode="RGB"), weights
+
+
+def upsampled_weights(amap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) weights in [0, 1] of `size` (w, h): the map scaled to its maximum, upsampled bilinearly."""
     amap = np.asarray(amap, dtype=np.float32)
     peak = float(amap.max()) if amap.size else 0.0
     scaled = amap / peak if peak > 0 else np.zeros_like(amap)
     grid = Image.fromarray(scaled, mode="F").resize(size, resample=Image.BILINEAR)
-    weights = np.clip(np.asarray(grid, dtype=np.float32), 0.0, 1.0)
-    rgb = colormap_lut(colormap)[(weights * 255).astype(np.uint8)]
-    return Image.fromarray(rgb, mode="RGB"), weights
+    return np.clip(np.asarray(grid, dtype=np.float32), 0.0, 1.0)
 
 
 def overlay_layer(amap: np.ndarray, size: tuple[int, int], style: str = SPOTLIGHT) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +69,7 @@ def overlay_layer(amap: np.ndarray, size: tuple[int, int], style: str = SPOTLIGH
     the weak cells only, none over the strongest. The window and `blend` draw the same layer.
     """
     if style == SPOTLIGHT:
-        _, weights = heatmap(amap, size, "gray")
+        weights = upsampled_weights(amap, size)
         colors = np.broadcast_to(np.array(_SHADE, dtype=np.uint8), (*weights.shape, 3))
         # Cells at 60 % of the peak or more stay as they are (upsampling softens the peak itself).
         return np.ascontiguousarray(colors), _SHADE_DEPTH * np.clip(1.0 - weights / _LIT, 0.0, 1.0)

@@ -114,7 +114,7 @@ def run_scenarios(window, collection: Collection, out: Path, *, timeout_s: float
     measure("start-up: import torch, load the caption model", lambda: window.client.warm_up(Task.CAPTION),
             lambda: bool(window.client.loaded_models()))
     measure(f"open a folder of {n} images", lambda: window.add_paths([str(collection.images)]),
-            lambda: len(gallery.refs()) == n)
+            lambda: gallery.loaded_count == n)  # not refs(): polling must not load the thread it times
     measure(f"caption all {n} images", lambda: captions.caption_all(gallery.refs()),
             lambda: not captions.batch_running and len(captions.results) >= n)
 

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
 )
 
 from mmstudio import __version__
-from mmstudio.attention import first_content_token
 from mmstudio.errors import MMStudioError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
@@ -439,9 +438,8 @@ class MainWindow(QMainWindow):
 
     def _on_captioned(self, _outcome) -> None:
         """A caption arrived: show the selected image's first word's evidence, unless another map is shown."""
-        result = self.caption_panel.current_result()
-        if result is not None and self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
-            self.caption_panel.select_token(first_content_token(result.tokens))
+        if self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
+            self.caption_panel.show_evidence()
 
     def cancel_all(self) -> None:
         self.client.cancel_all()
@@ -452,7 +450,7 @@ class MainWindow(QMainWindow):
     def load_model(self, task: Task, name: str, options: LoadOptions | None = None) -> Ticket:
         request = LoadModelRequest(task=task, name=name, options=options or self.options)
         ticket = self.model_loads.submit(
-            self.client, request, on_finished=self._model_loaded, on_ended=lambda _request, _reason: None,
+            self.client, request, on_finished=self._model_loaded,
             on_error=lambda text: self.show_error(f"{text.rstrip('.')}. Still using {self.models[task]}.",
                                                   source=self.model_loads))
         ticket.ended.connect(self._update_status)

@@ -125,9 +125,9 @@ class Gallery(QListWidget):
         self._lister.start(_ListJob(listing, [Path(p) for p in paths], self._list_signals))
 
     @property
-    def listing(self) -> bool:
-        """Whether a folder is still being listed."""
-        return bool(self._listings)
+    def loaded_count(self) -> int:
+        """How many images have decoded once (cheap: `refs()` walks every item)."""
+        return len(self._loaded)
 
     def _on_found(self, listing: int, found: list, last: bool) -> None:
         new = [(key, path) for key, path in found if self._item(key) is None]

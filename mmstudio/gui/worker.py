@@ -68,10 +68,6 @@ class Ticket(QObject):
         """Ask the work to stop; harmless once it has ended."""
         self._token.cancel()
 
-    @property
-    def cancel_requested(self) -> bool:
-        return self._token.cancelled
-
     def _end(self, signal, *payload) -> None:
         if self.done:  # the worker reports each request once; a second report would be a bug upstream
             return
@@ -180,7 +176,6 @@ class _CallSignals(QObject):
     finished = Signal(int, object)
     failed = Signal(int, object)
     cancelled = Signal(int)
-    progress = Signal(int, int, int)
     started = Signal(int, str)
 
 
@@ -233,17 +228,13 @@ class InferenceClient(QObject):
             source.finished.connect(self._on_finished)
             source.failed.connect(self._on_failed)
             source.cancelled.connect(self._on_cancelled)
-            source.progress.connect(self._on_progress)
             source.started.connect(self._on_started)
+        self._worker.progress.connect(self._on_progress)  # background calls report no progress
         self._thread.start()
 
     @property
     def busy(self) -> bool:
         return bool(self._tickets)
-
-    @property
-    def open_tickets(self) -> list[Ticket]:
-        return list(self._tickets.values())
 
     def loaded_models(self) -> list[str]:
         """Names of the models the worker holds: a snapshot, meant for when it is idle."""
@@ -344,10 +335,7 @@ class OpenTickets:
     def __len__(self) -> int:
         return len(self._open)
 
-    def __iter__(self):
-        return iter(list(self._open.values()))
-
-    def submit(self, client: "InferenceClient", request, *, on_finished: Callable, on_ended: Callable,
+    def submit(self, client: "InferenceClient", request, *, on_finished: Callable, on_ended: Callable | None = None,
                on_error: Callable | None = None) -> Ticket:
         """Submit `request` and wire its ticket: on_finished(outcome); on_ended(request, reason) when it
         fails or is cancelled; on_error(text) also gets a failure, for the window's message bar."""
@@ -356,12 +344,14 @@ class OpenTickets:
 
         def failed(exc) -> None:
             title, message = describe(exc)
-            on_ended(ticket.request, message)
+            if on_ended is not None:
+                on_ended(ticket.request, message)
             if on_error is not None:
                 on_error(f"{title}: {message}")
 
         ticket.failed.connect(failed)
-        ticket.cancelled.connect(lambda: on_ended(ticket.request, "Cancelled."))
+        if on_ended is not None:
+            ticket.cancelled.connect(lambda: on_ended(ticket.request, "Cancelled."))
         return ticket
 
     def requests(self) -> list:

@@ -31,9 +31,6 @@ def _bar(value: float, low: float, high: float, text: str) -> QProgressBar:
     bar.setValue(int(round(1000 * (value - low) / (high - low))))
     bar.setFormat(text)
     bar.setTextVisible(True)
-    # One text colour over the filled and the empty part: the style's default switched colour at the
-    # chunk's edge, printing one number in two colours. A light fill keeps dark text readable on both.
-    bar.setStyleSheet(_BAR_STYLE)
     return bar
 
 
@@ -55,6 +52,9 @@ class MatchPanel(QWidget):
         self.pending = OpenTickets()
 
         self.table = QTableWidget(0, 3)
+        # One text colour over the filled and the empty part of each score's bar (the style's default
+        # switched colour at the chunk's edge); set once here, it reaches every bar in the table.
+        self.table.setStyleSheet(_BAR_STYLE)
         self.table.setHorizontalHeaderLabels(["Text", "ITM match", "ITC similarity"])
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)

@@ -100,10 +100,10 @@ class SearchPanel(QWidget):
         self.status.setText(f"Searching {len(refs)} images…")
         ticket = self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
                                      on_error=self.error.emit)
-        ticket.progress.connect(lambda done, total: self.on_progress(request.id, done, total))
+        ticket.progress.connect(lambda done, total: self._on_progress(ticket, done, total))
 
-    def on_progress(self, request_id: int, done: int, total: int) -> None:
-        if request_id == self._latest:
+    def _on_progress(self, ticket, done: int, total: int) -> None:
+        if ticket.id == self._latest:
             self.progress.setValue(done)
             self.status.setText(f"Indexed {done} of {total} images…")
 

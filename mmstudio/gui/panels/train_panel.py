@@ -227,7 +227,6 @@ class TrainPanel(QWidget):
         self.rows.setSpecialValueText("all")
         self.pixel_cache = QLineEdit()
         self.pixel_cache.setPlaceholderText("optional")
-        self.pixel_cache.setToolTip("Optional: a folder that keeps the resized images for later runs on them")
         self.pixel_cache.setToolTip("Keep the resized training images here; later runs on the same files reuse them")
         cache_browse = QPushButton("Folder…")
         cache_browse.clicked.connect(lambda: self._browse_into(self.pixel_cache, "Pixel cache folder"))
