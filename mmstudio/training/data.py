@@ -70,16 +70,20 @@ class Dataset:
     objects: list[list[dict] | None] = field(default_factory=list)
     sizes: list[tuple[int, int] | None] = field(default_factory=list)
     metadata: Path | None = None  # the file the rows came from
+    _words: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def has_objects(self) -> bool:
         return bool(self.objects) and all(o is not None for o in self.objects)
 
-    def words(self) -> set[str]:
-        found: set[str] = set()
-        for ex in self.examples:
-            for text in (ex.text, ex.answer, *ex.negatives):
-                found.update(tokenize_words(text))
-        return found
+    def words(self) -> frozenset[str]:
+        """Every word of the texts; tokenized once (preparing a run asks several times)."""
+        if self._words is None:
+            found: set[str] = set()
+            for ex in self.examples:
+                for text in (ex.text, ex.answer, *ex.negatives):
+                    found.update(tokenize_words(text))
+            self._words = frozenset(found)
+        return self._words
 
     def where(self, example: Example) -> str:
         return f"{self.metadata}:{example.line}"

@@ -62,6 +62,7 @@ class PreparedJob:
     resume_from: Path | None = None
     damaged: list[tuple[Path, str]] = field(default_factory=list)  # newer checkpoints than resume_from, and why
     settings: dict = field(default_factory=dict)  # the RESUME_FIXED settings, kept in each checkpoint
+    eval_dataset: Dataset | None = None  # read (and checked) once, here, for the evaluations of the run
 
     def summary(self) -> dict:
         return {"data": self.dataset.summary(), "base": self.base_description, "new_words": self.new_words,
@@ -74,8 +75,7 @@ def prepare(config: TrainConfig) -> PreparedJob:
     config.validate()
     config = replace(config, task=Task(config.task), data=Path(config.data), out=Path(config.out))
     dataset = read_dataset(config.data, config.task, rows=config.rows)
-    if config.eval_data is not None:
-        read_dataset(config.eval_data, config.task)
+    eval_dataset = read_dataset(config.eval_data, config.task) if config.eval_data is not None else None
     # A read-only, full or mistyped --out fails here, not after the model is built and trained.
     check_writable_folder(config.out, "the output folder")
     resume_from, damaged = None, []
@@ -100,7 +100,7 @@ def prepare(config: TrainConfig) -> PreparedJob:
     settings = _fixed_settings(config, dataset, new_words)
     if resume_from is not None:
         _check_unchanged(config, resume_from, settings)
-    return PreparedJob(config, dataset, base_description, new_words, resume_from, damaged, settings)
+    return PreparedJob(config, dataset, base_description, new_words, resume_from, damaged, settings, eval_dataset)
 
 
 def _fixed_settings(config: TrainConfig, dataset: Dataset, new_words: list[str]) -> dict:
@@ -324,7 +324,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
             return config.out
     stop = _StopRequest()
     stop.install()
-    evaluator = _Evaluator(config, processor, objective, collator.grid_side) if config.eval_data else None
+    evaluator = _Evaluator(config, job.eval_dataset, processor, objective, collator.grid_side) \
+        if job.eval_dataset is not None else None
 
     args = TrainingArguments(
         output_dir=str(config.out / CHECKPOINTS),
@@ -503,11 +504,11 @@ def _jsonable(value):
 class _Evaluator:
     """Eval loss (the training objective on held-out rows) and quick task metrics, on the in-memory model."""
 
-    def __init__(self, config: TrainConfig, processor, objective, grid_side: int):
+    def __init__(self, config: TrainConfig, dataset: Dataset, processor, objective, grid_side: int):
         self.config = config
         self.processor = processor
         self.objective = objective
-        self.dataset = read_dataset(config.eval_data, config.task)
+        self.dataset = dataset
         self.pixels = PixelStore(self.dataset, processor.image_processor)
         # The same loss as training (grounding included when the eval rows have boxes), so the curves compare.
         self.grid_side = grid_side if self.dataset.has_objects() else 0
