@@ -88,6 +88,14 @@ def read_document(cls: type[C], path: Path) -> C:
         raise SettingsError(exc.name, exc.reason, f"{path}: {exc}") from None
 
 
+def check_fields(config, rules) -> None:
+    """Raise SettingsError for the first (field name, rule) whose rule finds a problem with the value."""
+    for name, rule in rules:
+        problem = rule(getattr(config, name))
+        if problem:
+            raise SettingsError(name, problem)
+
+
 class Document:
     """What a config dataclass gets from being a document: JSON in and out, a file in and out.
 

@@ -64,19 +64,12 @@ class TrainConfig(documents.Document):
         from JSON files), so a 0 batch size or a NaN learning rate must be caught here too, before a
         ZeroDivisionError or a run that learns nothing.
         """
-        try:
-            Task(self.task)
-        except ValueError:
-            raise SettingsError("task", f"must be one of {', '.join(t.value for t in Task)}, "
-                                        f"got {self.task!r}") from None
+        documents.check_fields(self, (("task", _task),))
         if self.size not in SIZES:
             raise SettingsError("size", f"must be one of {', '.join(SIZES)}, got {self.size!r}")
         if self.base is not None and not isinstance(self.base, str):
             raise SettingsError("base", f"must be a model name or folder, got {self.base!r}")
-        for name, rule in _FIELD_CHECKS:
-            problem = rule(getattr(self, name))
-            if problem:
-                raise SettingsError(name, problem)
+        documents.check_fields(self, _FIELD_CHECKS)
 
 
 
@@ -114,16 +107,17 @@ class EvalConfig(documents.Document):
     dtype: str | None = None  # None: $MMSTUDIO_DTYPE, else fp32
 
     def validate(self) -> None:
-        try:
-            Task(self.task)
-        except ValueError:
-            raise SettingsError("task", f"must be one of {', '.join(t.value for t in Task)}, "
-                                        f"got {self.task!r}") from None
-        for name, rule in (("data", check.non_empty_path), ("limit", check.optional(check.positive_int)),
-                           ("attention", check.boolean), ("batch_size", check.positive_int),
-                           ("device", check.optional(check.device)), ("dtype", check.optional(check.dtype))):
-            problem = rule(getattr(self, name))
-            if problem:
-                raise SettingsError(name, problem)
+        documents.check_fields(self, (
+            ("task", _task), ("data", check.non_empty_path), ("limit", check.optional(check.positive_int)),
+            ("attention", check.boolean), ("batch_size", check.positive_int),
+            ("device", check.optional(check.device)), ("dtype", check.optional(check.dtype))))
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise SettingsError("model", f"must be a model folder, hub id or builtin:NAME, got {self.model!r}")
+
+
+def _task(value) -> str | None:
+    try:
+        Task(value)
+    except ValueError:
+        return f"must be one of {', '.join(t.value for t in Task)}, got {value!r}"
+    return None

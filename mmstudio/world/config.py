@@ -42,12 +42,9 @@ class GenerateConfig(documents.Document):
 
     def validate(self) -> None:
         """Raise SettingsError naming the first setting generate_dataset could not use."""
-        for name, rule in (("out", check.non_empty_path), ("count", check.positive_int),
-                           ("seed", check.non_negative_int), ("size", check.optional(canvas_side)),
-                           ("workers", check.positive_int)):
-            problem = rule(getattr(self, name))
-            if problem:
-                raise SettingsError(name, problem)
+        documents.check_fields(self, (("out", check.non_empty_path), ("count", check.positive_int),
+                                      ("seed", check.non_negative_int), ("size", check.optional(canvas_side)),
+                                      ("workers", check.positive_int)))
         for name, known in (("shapes", SHAPES + EXTRA_SHAPES), ("colors", COLORS + EXTRA_COLORS)):
             chosen = getattr(self, name)
             if not isinstance(chosen, tuple) or not chosen:
