@@ -249,6 +249,22 @@ def make_questions(rng, objs):
     return [{"question": q, "answer": a, "kind": k} for q, a, k in qs]
 
 
+def make_absent_questions(rng, objs):
+    """Addition to v1 (docs/shapes-world-additions.md): one question of each form that singles out an
+    object, about one the scene does not have; answer "none"."""
+    shapes = {o["shape"] for o in objs}
+    colors = {o["color"] for o in objs}
+    pairs = {(o["color"], o["shape"]) for o in objs}
+    forms = [
+        [(f"what color is the {s}?", "none", "absent") for s in SHAPE_WORDS if s not in shapes],
+        [(f"what shape is the {c} object?", "none", "absent") for c in COLOR_WORDS if c not in colors],
+        [(f"what size is the {c} {s}?", "none", "absent") for c in COLOR_WORDS for s in SHAPE_WORDS
+         if (c, s) not in pairs and (c in colors or s in shapes)],
+    ]
+    return [{"question": q, "answer": a, "kind": k}
+            for options in forms if options for q, a, k in [options[int(rng.integers(len(options)))]]]
+
+
 def make_negatives(rng, objs, k=6):
     truth = make_caption(objs)
     cands = []
@@ -288,6 +304,8 @@ def one_scene(seed, index, size):
         "width": side,
         "height": side,
     }
+    # Its own generator: v1's texts of every scene stay what they were.
+    meta["questions"] += make_absent_questions(np.random.default_rng([seed, index, 0xAB5E]), objs)
     for o in objs:
         box = extent(o["shape"], o["cx"], o["cy"], o["d"], o["ang"])
         meta["objects"].append({

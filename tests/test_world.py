@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 from mmstudio.errors import DatasetError  # noqa: E402
 from mmstudio.world import (  # noqa: E402
+    ABSENT_ANSWER,
     COLORS,
     EXTRA_COLORS,
     EXTRA_SHAPES,
@@ -33,6 +34,7 @@ from mmstudio.world import (  # noqa: E402
     SIZES,
     Scene,
     SceneObject,
+    absent_question,
     all_words,
     caption,
     generate_dataset,
@@ -93,7 +95,9 @@ def true_answer(question, objs):
     objs = sorted(objs, key=cx)
     if m := re.fullmatch(r"what color is the (\w+)\?", question):
         hits = [o for o in objs if g(o, "shape") == m.group(1)]
-        assert len(hits) == 1, question
+        assert len(hits) <= 1, question
+        if not hits:  # an absent object (addition to the spec)
+            return "none"
         return g(hits[0], "color")
     if question == "what color is the leftmost object?":
         assert len(objs) >= 2
@@ -103,11 +107,15 @@ def true_answer(question, objs):
         return g(objs[-1], "shape")
     if m := re.fullmatch(r"what shape is the (\w+) object\?", question):
         hits = [o for o in objs if g(o, "color") == m.group(1)]
-        assert len(hits) == 1, question
+        assert len(hits) <= 1, question
+        if not hits:  # an absent object (addition to the spec)
+            return "none"
         return g(hits[0], "shape")
     if m := re.fullmatch(r"what size is the (\w+) (\w+)\?", question):
         hits = [o for o in objs if (g(o, "color"), g(o, "shape")) == m.groups()]
-        assert len(hits) == 1, question
+        assert len(hits) <= 1, question
+        if not hits:  # an absent object (addition to the spec)
+            return "none"
         return g(hits[0], "size")
     if question == "how many objects are there?":
         return NUMBER_WORDS[len(objs)]
@@ -128,6 +136,8 @@ KIND_RE = {
     "exists": r"is there a \w+ \w+\?",
     "leftmost_color": r"what color is the leftmost object\?",
     "rightmost_shape": r"what shape is the rightmost object\?",
+    "absent": r"what (color is the (?!leftmost|rightmost)\w+|shape is the (?!rightmost)\w+ object"
+              r"|size is the \w+ \w+)\?",
 }
 
 
@@ -330,9 +340,12 @@ def test_questions_are_right_and_cover_every_kind(scenes):
     for i, sc in enumerate(scenes[:200]):
         qs = questions(sc, np.random.default_rng(i))
         assert qs == questions(sc, np.random.default_rng(i))
+        absent = absent_question(sc, np.random.default_rng(i))
+        assert absent is not None and absent.answer == "none"  # a scene never holds every shape and color
+        qs = [*qs, absent]
         seen = Counter(qa.kind for qa in qs)
         assert seen["count_all"] == 1 and 1 <= seen["count_shape"] <= 2
-        assert 1 <= seen["exists"] <= 2
+        assert 1 <= seen["exists"] <= 2 and seen["absent"] == 1
         assert (seen["leftmost_color"] == 1) == (len(sc.objects) >= 2)
         for qa in qs:
             assert qa.question == qa.question.lower() and qa.question.endswith("?")
@@ -400,11 +413,11 @@ def test_all_words_cover_texts():
     rng = np.random.default_rng(77)
     for sc in _scenes(500, seed=77):
         texts = [caption(sc)] + hard_negatives(sc, rng)
-        for qa in questions(sc, rng):
+        for qa in [*questions(sc, rng), absent_question(sc, rng)]:
             texts += [qa.question, qa.answer]
         for t in texts:
             used |= set(t.replace("?", " ").split())
-    assert used == words, (used - words, words - used)
+    assert used == words | {ABSENT_ANSWER}, (used - words, words - used)
 
 
 # ------------------------------------------------------------------ datasets

@@ -21,7 +21,7 @@ import numpy as np
 from mmstudio.errors import DatasetError
 from mmstudio.world.render import render_scene
 from mmstudio.world.scene import Scene, sample_scene
-from mmstudio.world.texts import caption, hard_negatives, questions
+from mmstudio.world.texts import absent_question, caption, hard_negatives, questions
 from mmstudio.world.vocab import COLORS, SHAPES
 
 METADATA = "metadata.jsonl"
@@ -44,6 +44,9 @@ def scene_record(scene: Scene, file_name: str, rng: np.random.Generator, *,
     """The metadata row of a scene (questions / negatives drawn from rng)."""
     qas = questions(scene, rng, shapes=shapes, colors=colors)
     negs = hard_negatives(scene, rng, shapes=shapes, colors=colors)
+    # Drawn after everything of Shapes World v1, so a seed still gives v1's scenes and texts, plus this.
+    absent = absent_question(scene, rng, shapes=shapes, colors=colors)
+    qas = [*qas, absent] if absent else qas
     return {
         "file_name": file_name,
         "caption": caption(scene),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmstudio.world.scene import Scene, SceneObject
-from mmstudio.world.vocab import COLORS, NUMBER_WORDS, SHAPES, SIZES, plural
+from mmstudio.world.vocab import ABSENT_ANSWER, COLORS, NUMBER_WORDS, SHAPES, SIZES, plural
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,34 @@ def questions(scene: Scene, rng: np.random.Generator, *, shapes: Sequence[str] =
         out.append(QA("what shape is the rightmost object?", objs[-1].shape,
                       "rightmost_shape"))
     return out
+
+
+def absent_question(scene: Scene, rng: np.random.Generator, *, shapes: Sequence[str] = SHAPES,
+                    colors: Sequence[str] = COLORS) -> QA | None:
+    """A question about an object the scene does not have, answered "none" (an addition to the spec).
+
+    One of the three forms that single out an object: the color of an absent shape, the shape of an
+    absent color, the size of an absent (color, shape), the last mostly a near miss (a color or a shape
+    the scene has). None when the scene leaves no absent object to ask about.
+    """
+    objs = _ordered(scene)
+    shapes = _vocab(shapes, [o.shape for o in objs])
+    colors = _vocab(colors, [o.color for o in objs])
+    forms = []
+    absent_shapes = [s for s in shapes if s not in {o.shape for o in objs}]
+    if absent_shapes:
+        forms.append(lambda: f"what color is the {_pick(rng, absent_shapes)}?")
+    absent_colors = [c for c in colors if c not in {o.color for o in objs}]
+    if absent_colors:
+        forms.append(lambda: f"what shape is the {_pick(rng, absent_colors)} object?")
+    pairs = {(o.color, o.shape) for o in objs}
+    near = [(c, s) for s in shapes for c in colors if (c, s) not in pairs
+            and (s in {o.shape for o in objs} or c in {o.color for o in objs})]
+    if near:
+        forms.append(lambda: "what size is the {} {}?".format(*_pick(rng, near)))
+    if not forms:
+        return None
+    return QA(_pick(rng, forms)(), ABSENT_ANSWER, "absent")
 
 
 def _exists_no(rng, objs, shapes, colors, pair_count):

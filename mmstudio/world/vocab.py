@@ -35,6 +35,11 @@ SIZE_RANGES: dict[str, tuple[float, float]] = {
 
 NUMBER_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four")
 
+# The answer to a question about an object the scene does not have (an addition to the spec,
+# docs/shapes-world-additions.md). Not part of all_words: the caption model, trained from scratch on
+# those words, stays the one it was; the VQA stage learns "none" as a new word.
+ABSENT_ANSWER = "none"
+
 QUESTION_KINDS: tuple[str, ...] = (
     "color_of_shape",
     "shape_of_color",
@@ -44,6 +49,7 @@ QUESTION_KINDS: tuple[str, ...] = (
     "exists",
     "leftmost_color",
     "rightmost_shape",
+    "absent",  # addition: what color / shape / size of an object that is not there -> "none"
 )
 
 # Every fixed word of the caption and question templates.
