@@ -6,9 +6,9 @@ Spec: docs shared as specs/shapes-world.md. Main entry points:
 """
 
 from mmstudio.world.dataset import generate_dataset, read_metadata, scene_record, scene_rng
+from mmstudio.world.descriptions import describes, false_descriptions, partial_description
 from mmstudio.world.render import render_scene
 from mmstudio.world.scene import RenderStyle, Scene, SceneObject, sample_scene
-from mmstudio.world.descriptions import describes, false_descriptions, partial_description
 from mmstudio.world.texts import QA, absent_question, caption, hard_negatives, questions
 from mmstudio.world.vocab import (
     ABSENT_ANSWER,
