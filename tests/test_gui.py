@@ -254,6 +254,7 @@ def test_train_panel_advanced_fields_reach_the_config(qtbot, window, tmp_path):
     panel.questions.setValue(2)
     panel.negatives.setValue(3)
     panel.order_share.setValue(0.25)
+    panel.partial_share.setValue(0.5)
     panel.rows.setValue(40)
     panel.pixel_cache.setText(str(tmp_path / "pixels"))
     panel.bf16.setCurrentText("off")
@@ -263,9 +264,9 @@ def test_train_panel_advanced_fields_reach_the_config(qtbot, window, tmp_path):
     panel.save_every.setValue(11)
     config = panel.config()
     assert (config.steps, config.epochs, config.weight_decay, config.questions_per_image,
-            config.negatives_per_image, config.order_share, config.rows, config.pixel_cache, config.bf16,
-            config.grounding, config.size, config.max_minutes, config.save_every) == (
-        None, 3.5, 0.01, 2, 3, 0.25, 40, tmp_path / "pixels", False, True, "tiny", 2.5, 11)
+            config.negatives_per_image, config.order_share, config.partial_share, config.rows, config.pixel_cache,
+            config.bf16, config.grounding, config.size, config.max_minutes, config.save_every) == (
+        None, 3.5, 0.01, 2, 3, 0.25, 0.5, 40, tmp_path / "pixels", False, True, "tiny", 2.5, 11)
     panel.rows.setValue(0)
     panel.bf16.setCurrentText("auto")
     assert (panel.config().rows, panel.config().bf16) == (None, None)  # "all" and "auto" are unset

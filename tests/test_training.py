@@ -309,3 +309,32 @@ def test_retrieval_from_a_caption_model_takes_the_decoders_text_weights(tmp_path
     vqa, _, _ = build_start_model(vqa_job)
     fresh = vqa.state_dict()["text_encoder.encoder.layer.0.attention.self.query.weight"]
     assert not torch.equal(fresh, decoder["text_decoder.bert.encoder.layer.0.attention.self.query.weight"])
+
+
+def test_partial_share_trains_on_true_partial_descriptions_and_their_misses(tmp_path, world):
+    from transformers import BlipProcessor
+
+    from mmstudio.training.data import PixelStore
+    from mmstudio.training.objectives import Collator
+    from mmstudio.world import describes
+
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", steps=2, partial_share=0.5))
+    assert read_run_record(out)["finished"]
+    dataset = read_dataset(world, Task.ITM)
+    processor = BlipProcessor.from_pretrained(out)
+    collator = Collator(Task.ITM, dataset, PixelStore(dataset, processor.image_processor), processor.tokenizer,
+                        negatives_per_image=2, partial_share=1.0)
+    items = list(range(len(dataset.examples)))
+    batch = collator(items)
+    decode = processor.tokenizer.batch_decode
+    texts = decode(batch["input_ids"], skip_special_tokens=True)
+    objects = [dataset.objects[dataset.examples[i].image] for i in items]
+    assert any(text != dataset.examples[i].text for i, text in zip(items, texts))
+    for row, objs in enumerate(objects):
+        assert describes(objs, texts[row])
+        # The target matrix says which texts are true of which image, not which are the same string.
+        assert batch["same_text"][row].tolist() == [describes(objs, text) for text in texts]
+    negatives = decode(batch["neg_input_ids"], skip_special_tokens=True)
+    for k, text in enumerate(negatives):
+        if batch["neg_valid"][k]:
+            assert not describes(objects[k // 2], text), (texts[k // 2], text)

@@ -48,6 +48,9 @@ class TrainConfig(documents.Document):
     questions_per_image: int = 4
     negatives_per_image: int = 1  # ITM: written hard negatives per image in each batch
     order_share: float = 0.0  # ITM: how often one of them is the caption's words in another order, where any is
+    # ITM on data with objects (Shapes World): how often an image's text is a true partial description (some of
+    # its objects, maybe without size or colour) with near misses of it as negatives, instead of its caption.
+    partial_share: float = 0.0
     rows: int | None = None  # train on the first N rows of the data only
     pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files
     lora: bool = False
@@ -83,6 +86,7 @@ _FIELD_CHECKS = (
     ("eval_samples", check.positive_int), ("save_every", check.positive_int), ("log_every", check.positive_int),
     ("max_minutes", check.optional(check.non_negative_float)), ("questions_per_image", check.positive_int),
     ("negatives_per_image", check.non_negative_int), ("order_share", check.probability),
+    ("partial_share", check.probability),
     ("rows", check.optional(check.positive_int)), ("lora", check.boolean), ("lora_rank", check.positive_int),
     ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
     ("grounding", check.optional_boolean), ("allow_missing_weights", check.boolean),

@@ -8,6 +8,7 @@ every part flow through the wrapper's forward.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch import nn
 from mmstudio.models.base import Task
 from mmstudio.training.data import Dataset, Example, PixelStore
 from mmstudio.training.grounding import GroundingHead, patch_labels
+from mmstudio.world.descriptions import describes, false_descriptions, partial_description
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
 
@@ -116,11 +118,14 @@ class Collator:
     """Turns a list of item indices into the objective's tensors."""
 
     def __init__(self, task: Task, dataset: Dataset, pixels: PixelStore, tokenizer, *,
-                 questions_per_image: int = 4, negatives_per_image: int = 1, order_share: float = 0.0, seed: int = 0,
-                 max_length: int = 48, grid_side: int = 0):
+                 questions_per_image: int = 4, negatives_per_image: int = 1, order_share: float = 0.0,
+                 partial_share: float = 0.0, seed: int = 0, max_length: int = 48, grid_side: int = 0):
         self.task = task
         self.negatives_per_image = negatives_per_image
         self.order_share = order_share
+        # Partial descriptions need every image's objects; data without them trains on its own texts.
+        self.partial_share = partial_share if dataset.objects and all(dataset.objects) else 0.0
+        self.np_rng = np.random.default_rng(seed)
         self.dataset = dataset
         self.pixels = pixels
         self.tokenizer = tokenizer
@@ -181,7 +186,7 @@ class Collator:
             return {"pixel_values": self.pixels.batch(items), "image_index": torch.tensor(image_index),
                     "input_ids": q_ids, "attention_mask": q_mask, "answer_ids": a_ids, "answer_mask": a_mask,
                     "labels": self._labels(a_ids, a_mask)}
-        examples = [self.dataset.examples[i] for i in items]
+        examples = [self._maybe_partial(self.dataset.examples[i]) for i in items]
         texts = [e.text for e in examples]
         # Rows without a written hard negative still learn from the in-batch ones.
         negatives = [text for e in examples for text in self._hard_negatives(e)]
@@ -189,12 +194,26 @@ class Collator:
         neg_ids, neg_mask = self._tokens(negatives, decoder=False)
         width = max(ids.shape[1], neg_ids.shape[1])
         ids, mask, neg_ids, neg_mask = (_pad_to(t, width) for t in (ids, mask, neg_ids, neg_mask))
-        same = torch.tensor([[a == b for b in texts] for a in texts])
+        if self.partial_share:  # a text is right for every image it is true of, not only its own
+            objects = [self.dataset.objects[e.image] for e in examples]
+            same = torch.tensor([[describes(objs, text) for text in texts] for objs in objects])
+        else:
+            same = torch.tensor([[a == b for b in texts] for a in texts])
         return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": ids,
                 "attention_mask": mask, "neg_input_ids": neg_ids, "neg_attention_mask": neg_mask,
                 "neg_valid": torch.tensor([bool(e.negatives) for e in examples
                                            for _ in range(self.negatives_per_image)]),
                 "same_text": same}
+
+    def _maybe_partial(self, example: Example) -> Example:
+        """The example, or (partial_share of the time) a true partial description of its image with near
+        misses of it as its negatives."""
+        if not self.partial_share or self.rng.random() >= self.partial_share:
+            return example
+        objects = self.dataset.objects[example.image]
+        text = partial_description(objects, self.np_rng)
+        misses = false_descriptions(objects, text, self.np_rng, k=max(1, self.negatives_per_image))
+        return replace(example, text=text, negatives=tuple(misses))
 
     def _hard_negatives(self, example: Example) -> list[str]:
         """`negatives_per_image` distinct written negatives where there are enough (placeholders where none).

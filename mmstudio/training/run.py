@@ -50,7 +50,8 @@ SCRATCH = "scratch"
 # weight decay), and what decides which batch comes next (batch size, seed, items per image). Steps, epochs,
 # evaluation, logging, saving, time limits, threads and the data's rows may change.
 RESUME_FIXED = ("task", "base", "size", "lora", "lora_rank", "grounding", "words", "batch_size", "learning_rate",
-                "warmup_ratio", "weight_decay", "seed", "questions_per_image", "negatives_per_image", "order_share")
+                "warmup_ratio", "weight_decay", "seed", "questions_per_image", "negatives_per_image", "order_share",
+                "partial_share")
 
 
 @dataclass
@@ -307,7 +308,7 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     collator = Collator(config.task, job.dataset, pixels, processor.tokenizer,
                         questions_per_image=config.questions_per_image,
                         negatives_per_image=config.negatives_per_image, order_share=config.order_share,
-                        seed=config.seed,
+                        partial_share=config.partial_share, seed=config.seed,
                         grid_side=vision.image_size // vision.patch_size if grounding else 0)
     items = collator.items()
     objective = OBJECTIVES[config.task](model, grounding=grounding)
@@ -536,7 +537,8 @@ class _Evaluator:
         collator = Collator(self.config.task, self.dataset, self.pixels, self.processor.tokenizer,
                             questions_per_image=self.config.questions_per_image,
                             negatives_per_image=self.config.negatives_per_image,
-                            order_share=self.config.order_share, seed=self.config.seed,
+                            order_share=self.config.order_share, partial_share=self.config.partial_share,
+                            seed=self.config.seed,
                             grid_side=self.grid_side)
         items = collator.items()[:self.config.eval_samples]
         device = next(self.objective.parameters()).device

@@ -223,6 +223,10 @@ class TrainPanel(QWidget):
         self.order_share = _double(0.0, 1.0, 2, d.order_share,
                                    "ITM: how often a negative is the caption's words in another order")
         self.order_share.setSingleStep(0.05)
+        self.partial_share = _double(0.0, 1.0, 2, d.partial_share,
+                                     "ITM on data with objects: how often an image's text is a true partial "
+                                     "description of it (some of its objects), with near misses as negatives")
+        self.partial_share.setSingleStep(0.05)
         self.rows = _spin(0, 2**31 - 1, 0, "Train on the first N rows of the dataset only")
         self.rows.setSpecialValueText("all")
         self.pixel_cache = QLineEdit()
@@ -255,8 +259,8 @@ class TrainPanel(QWidget):
              ("Seed", self.seed), ("Scratch size", self.scratch_size), ("LoRA rank", self.lora_rank),
              ("Threads", self.threads)),
             (("Grounding", self.grounding), ("bf16", self.bf16), ("Questions/image", self.questions),
-             ("Negatives/image", self.negatives), ("Order share", self.order_share), ("Rows", self.rows),
-             ("Time limit", self.max_minutes)),
+             ("Negatives/image", self.negatives), ("Order share", self.order_share),
+             ("Partial share", self.partial_share), ("Rows", self.rows), ("Time limit", self.max_minutes)),
             (("Eval samples", self.eval_samples), ("Save every", self.save_every), ("Log every", self.log_every),
              ("Pixel cache", _row(self.pixel_cache, cache_browse)), ("", self.resume), ("", self.allow_missing)),
         )
@@ -303,7 +307,8 @@ class TrainPanel(QWidget):
                            eval_samples=self.eval_samples.value(), save_every=save_every, log_every=log_every,
                            max_minutes=self.max_minutes.value() or None, size=self.scratch_size.currentText(),
                            questions_per_image=self.questions.value(), negatives_per_image=self.negatives.value(),
-                           order_share=self.order_share.value(), rows=self.rows.value() or None,
+                           order_share=self.order_share.value(),
+                           partial_share=self.partial_share.value(), rows=self.rows.value() or None,
                            pixel_cache=Path(pixel_cache) if pixel_cache else None, lora=self.lora.isChecked(),
                            lora_rank=self.lora_rank.value(), threads=self.threads.value() or None,
                            bf16=self.bf16.currentData(), grounding=self.grounding.currentData(),
@@ -338,6 +343,7 @@ class TrainPanel(QWidget):
         self.questions.setValue(config.questions_per_image)
         self.negatives.setValue(config.negatives_per_image)
         self.order_share.setValue(config.order_share)
+        self.partial_share.setValue(config.partial_share)
         self.rows.setValue(config.rows or 0)
         self.pixel_cache.setText(str(config.pixel_cache) if config.pixel_cache else "")
         self.lora.setChecked(config.lora)
