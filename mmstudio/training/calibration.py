@@ -18,20 +18,23 @@ from mmstudio.engine import Engine
 from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
 from mmstudio.training.evaluate import scene_rows
+from mmstudio.training.itm_probes import partial_probes
 
 HEAD_BIAS = "itm_head.bias"
 
 
 def _margins(adapter, data: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Logit margins (match minus no-match) of true captions and of hard negatives."""
+    """Logit margins (match minus no-match) of true texts and of false ones: captions and their hard
+    negatives, and where the data has objects, partial descriptions and their near misses (as measured)."""
     positives, negatives = [], []
-    for row in scene_rows(data, Task.ITM):
-        if not row.get("negatives"):
+    for i, row in enumerate(scene_rows(data, Task.ITM)):
+        probes = partial_probes(row["objects"], i) if row.get("objects") else []
+        texts = [(row["caption"], True), *((n, False) for n in row.get("negatives") or []), *probes]
+        if len(texts) < 2:
             continue
-        results = adapter.match(load_image(row["_path"]), [row["caption"], *row["negatives"]])
-        margins = [_logit(r.itm) for r in results]
-        positives.append(margins[0])
-        negatives += margins[1:]
+        results = adapter.match(load_image(row["_path"]), [t for t, _ in texts])
+        for (_, true), result in zip(texts, results):
+            (positives if true else negatives).append(_logit(result.itm))
     return np.array(positives), np.array(negatives)
 
 

@@ -20,6 +20,7 @@ from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
 from mmstudio.training.bleu import corpus_bleu
 from mmstudio.training.data import Dataset, read_dataset
+from mmstudio.training.itm_probes import one_object_queries, partial_probes, search_map
 from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
 
 NAMING_WORDS = set(COLORS) | set(SHAPES) | set(EXTRA_COLORS) | set(EXTRA_SHAPES)
@@ -184,6 +185,9 @@ def _vqa(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
             progress(i + 1, len(rows))
     report = EvalReport(Task.VQA, len(rows), examples=failures)
     report.metrics["accuracy"] = sum(right.values()) / max(1, sum(total.values()))
+    if "absent" in total:  # the addition's kind apart, to compare with models measured before it
+        v1 = [k for k in total if k != "absent"]
+        report.metrics["accuracy_v1_kinds"] = sum(right[k] for k in v1) / max(1, sum(total[k] for k in v1))
     report.per_kind = {k: right[k] / total[k] for k in total}
     _add_pointing(report, pointing, "question_pointing", adapter.hints.get("vqa_layer", "mean"))
     return report
@@ -218,10 +222,19 @@ def _question_pointing(pointing: _Pointing, row: dict, pair: dict, result) -> No
 
 def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
     correct = pairwise = decisions = pairs = 0
+    partial_right = partial_total = 0
     failures = []
     for i, row in enumerate(rows):
         negatives = row.get("negatives") or []
-        results = adapter.match(load_image(row["_path"]), [row["caption"], *negatives])
+        probes = partial_probes(row["objects"], i) if row.get("objects") else []
+        results = adapter.match(load_image(row["_path"]), [row["caption"], *negatives, *(t for t, _ in probes)])
+        for (text, true), result in zip(probes, results[len(results) - len(probes):]):
+            partial_right += (result.itm > 0.5) == true
+            partial_total += 1
+            if (result.itm > 0.5) != true and len(failures) < 20:
+                failures.append({"image": str(row["_path"]), "caption": row["caption"], "partial": text,
+                                 "true": true, "itm": round(result.itm, 4)})
+        results = results[:len(results) - len(probes)]
         positive = results[0].itm
         correct += positive > 0.5
         decisions += 1
@@ -238,17 +251,25 @@ def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
     report = EvalReport(Task.ITM, len(rows), examples=failures)
     report.metrics["itm_accuracy"] = correct / max(1, decisions)
     report.metrics["itm_pairwise_accuracy"] = pairwise / max(1, pairs)
+    if partial_total:
+        report.metrics["itm_partial_accuracy"] = partial_right / partial_total
+        report.metrics["itm_decision_accuracy"] = (correct + partial_right) / (decisions + partial_total)
     recalls = []
+    every_image = np.concatenate([adapter.image_features([load_image(r["_path"]) for r in rows[j:j + batch_size]])
+                                  for j in range(0, len(rows), batch_size)]) if rows else np.zeros((0, 1))
     for start in range(0, len(rows) - RETRIEVAL_GROUP + 1, RETRIEVAL_GROUP):
         group = rows[start:start + RETRIEVAL_GROUP]
-        images = np.concatenate([adapter.image_features([load_image(r["_path"]) for r in group[j:j + batch_size]])
-                                 for j in range(0, len(group), batch_size)])
+        images = every_image[start:start + RETRIEVAL_GROUP]
         texts = adapter.text_features([r["caption"] for r in group])
         best = (texts @ images.T).argmax(axis=1)
         # Two scenes can share a caption: retrieving either is right.
         recalls += [group[b]["caption"] == group[t]["caption"] for t, b in enumerate(best)]
     if recalls:
         report.metrics["recall_at_1"] = float(np.mean(recalls))
+    if rows and all(r.get("objects") for r in rows):
+        queries = one_object_queries()
+        report.metrics["search_map_one_object"], _ = search_map(
+            every_image, adapter.text_features(queries), [r["objects"] for r in rows], queries)
     return report
 
 

@@ -19,6 +19,10 @@ NAMES = {
     "itm_accuracy": "ITM accuracy (captions and hard negatives, threshold 0.5)",
     "itm_pairwise_accuracy": "ITM pairwise accuracy (caption above each hard negative)",
     "recall_at_1": "text-to-image recall@1 among 100 scenes (ITC)",
+    "itm_partial_accuracy": "ITM accuracy (partial descriptions and their near misses, threshold 0.5)",
+    "itm_decision_accuracy": "ITM accuracy (all of the above together, threshold 0.5)",
+    "search_map_one_object": "search mean average precision, one-object queries over the whole set (ITC)",
+    "accuracy_v1_kinds": "VQA accuracy (the spec's question kinds, absent objects left out)",
 }
 
 
@@ -80,7 +84,8 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
     if record.get("calibration"):
         c = record["calibration"]
         lines += ["", f"The ITM head's bias was shifted by {c['margin_shift']:+.2f} logits so that probability 0.5 "
-                      "is the cut that best separates true captions from hard negatives on the 300-scene selection "
+                      "is the cut that best separates true texts (captions, partial descriptions) from their hard "
+                      "negatives and near misses on the 300-scene selection "
                       f"set ({c['selection_accuracy_before']:.2%} before, {c['selection_accuracy_after']:.2%} after "
                       "on that set); rankings and ITC are unchanged."]
     if validation.get("pointing_by_layer"):

@@ -1,0 +1,57 @@
+"""What the retrieval model is measured on besides full captions: partial descriptions and one-object search.
+
+Both come from a scene's objects, so any Shapes World dataset (and any data with objects) has them:
+- decision probes: per scene, PARTIALS true partial descriptions (each in a random form: full phrases,
+  no sizes, no colours) and MISSES near misses of each, drawn from a generator seeded by the scene's
+  row, so every run and every model sees the same texts;
+- one-object queries: every `a {size} {color} {shape}` of the vocabulary, ranked over the whole set by
+  the ITC embeddings (what gallery search uses); a scene is relevant when it holds such an object.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mmstudio.world.descriptions import describes, false_descriptions, partial_description
+from mmstudio.world.vocab import COLORS, SHAPES, SIZES
+
+PARTIALS = 2
+MISSES = 2
+PROBE_SEED = 19
+
+
+def partial_probes(objects: list[dict], row: int) -> list[tuple[str, bool]]:
+    """(text, true of the scene) pairs: PARTIALS partial descriptions, each followed by its near misses."""
+    rng = np.random.default_rng([PROBE_SEED, row])
+    probes: list[tuple[str, bool]] = []
+    for _ in range(PARTIALS):
+        text = partial_description(objects, rng)
+        probes.append((text, True))
+        probes += [(miss, False) for miss in false_descriptions(objects, text, rng, k=MISSES)]
+    return probes
+
+
+def one_object_queries() -> list[str]:
+    return [f"a {z} {c} {s}" for s in SHAPES for c in COLORS for z in SIZES]
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
+    """Mean of the precision at the rank of each relevant item (ties broken by order)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = relevant[order]
+    if not hits.any():
+        return float("nan")
+    ranks = np.flatnonzero(hits) + 1
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+
+
+def search_map(image_features: np.ndarray, text_features: np.ndarray, objects: list[list[dict]],
+               queries: list[str]) -> tuple[float, dict[str, float]]:
+    """(mean AP over the queries some scene answers, AP per query) of ranking the set by ITC similarity."""
+    scores = text_features @ image_features.T
+    per_query = {}
+    for q, text in enumerate(queries):
+        relevant = np.array([describes(objs, text) for objs in objects])
+        if relevant.any():
+            per_query[text] = average_precision(scores[q], relevant)
+    return float(np.mean(list(per_query.values()))), per_query
