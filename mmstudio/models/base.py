@@ -10,12 +10,15 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack
+
+if TYPE_CHECKING:  # words.py builds on this module
+    from mmstudio.models.words import KnownWords
 
 
 class Task(str, enum.Enum):
@@ -78,6 +81,13 @@ class AnswerResult:
     question_tokens: tuple[str, ...] = ()
     question_attention: AttentionStack | None = None  # one map per question token
     answer_attention: AttentionStack | None = None  # one map: the answer's evidence on the image
+    # Words the tokenizer does not know (models/words.py). With any, nothing is generated: the answer is "".
+    unknown_words: tuple[str, ...] = ()
+
+    @property
+    def understood(self) -> bool:
+        """Whether the model read every word of the question, so that `answer` is its answer and not empty."""
+        return not self.unknown_words
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +100,7 @@ class MatchResult:
     token_attention: AttentionStack | None = None  # one Grad-CAM map per text token
     # Zero-shot label probability: softmax over the texts of one call of their scaled ITC similarities.
     label_probability: float | None = None
+    unknown_words: tuple[str, ...] = ()  # words the tokenizer does not know: the scores are of the text without them
 
 
 CancelCheck = Callable[[], None]  # raises CancelledError when the user cancelled
@@ -124,6 +135,11 @@ class ModelAdapter(Protocol):
     ) -> list[AnswerResult]: ...
 
     def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]: ...
+
+    def unknown_words(self, texts: Sequence[str]) -> list[tuple[str, ...]]: ...  # per text (models/words.py)
+
+    @property
+    def known_words(self) -> KnownWords | None: ...  # what a small built-in vocabulary knows, else None
 
     def close(self) -> None: ...
 
