@@ -77,6 +77,11 @@ def test_the_chat_marks_the_unknown_words_and_answers_with_them_instead_of_a_gue
     turn = panel.history[window.gallery.current_ref().key][-1]
     assert turn.result.understood and turn.result.answer in {"one", "two", "three", "four"}
     assert panel.chat.toPlainText().count("where it looked") == 1
+    panel.ask(SUNSET)  # asked last, it has no evidence: the image keeps showing the latest answer's
+    qtbot.waitUntil(lambda: not panel.pending, timeout=TIMEOUT)
+    with qtbot.waitSignal(panel.overlay_requested, timeout=5000) as shown:
+        panel.show_evidence()
+    assert shown.args[2] == f"answer “{turn.result.answer}”"
 
 
 def test_the_match_table_marks_the_unknown_words_of_a_text(qtbot, window):

@@ -110,7 +110,8 @@ class AskPanel(QWidget):
     def show_evidence(self) -> None:
         """Put the latest answer's evidence for the selected image on the image, if there is one."""
         turns = self.history.get(self._current.key, []) if self._current else []
-        answered = [i for i, turn in enumerate(turns) if turn.result is not None]
+        # A question the model did not understand has no evidence: the latest answer that has some.
+        answered = [i for i, turn in enumerate(turns) if turn.result is not None and turn.result.understood]
         if answered:
             self.show_answer(answered[-1])
 
