@@ -19,6 +19,7 @@ from mmstudio.models.base import (
     CaptionResult,
     Embedder,
     GenerationOptions,
+    KnownWords,
     LoadOptions,
     MatchResult,
     ModelAdapter,
@@ -27,7 +28,6 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.loading import builtin_name
 from mmstudio.models.registry import load_adapter
-from mmstudio.models.words import KnownWords
 from mmstudio.search import Collection, EmbeddingIndex, Hit, Progress, Source
 
 T = TypeVar("T")

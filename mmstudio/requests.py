@@ -19,8 +19,7 @@ from PIL import Image
 from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError
 from mmstudio.imaging import load_image
-from mmstudio.models.base import AnswerResult, LoadOptions, MatchResult, ModelInfo, Task
-from mmstudio.models.words import KnownWords
+from mmstudio.models.base import AnswerResult, KnownWords, LoadOptions, MatchResult, ModelInfo, Task
 from mmstudio.search import IndexReport
 
 _ids = itertools.count(1)

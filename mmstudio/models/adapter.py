@@ -29,11 +29,19 @@ from PIL import Image
 
 from mmstudio.errors import ModelLoadError, UnsupportedTaskError
 from mmstudio.imaging import content_key
-from mmstudio.models.base import AnswerResult, CaptionResult, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.models.base import (
+    AnswerResult,
+    CaptionResult,
+    KnownWords,
+    LoadOptions,
+    MatchResult,
+    ModelInfo,
+    Task,
+)
 from mmstudio.models.common import Architectures, load_parts, tokenizer_and_image_processor
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
-from mmstudio.models.words import KnownWords, known_words, unknown_words
+from mmstudio.models.words import known_words, unknown_words
 
 
 class AdapterBase:

@@ -10,15 +10,12 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack
-
-if TYPE_CHECKING:  # words.py builds on this module
-    from mmstudio.models.words import KnownWords
 
 
 class Task(str, enum.Enum):
@@ -101,6 +98,36 @@ class MatchResult:
     # Zero-shot label probability: softmax over the texts of one call of their scaled ITC similarities.
     label_probability: float | None = None
     unknown_words: tuple[str, ...] = ()  # words the tokenizer does not know: the scores are of the text without them
+
+
+@dataclass(frozen=True)
+class KnownWords:
+    """What a small word-level vocabulary holds, by kind, with texts of the forms the model was trained on."""
+
+    shapes: tuple[str, ...]
+    colors: tuple[str, ...]
+    sizes: tuple[str, ...]
+    # The world's extra concepts (hexagon, pink): in the vocabulary of every model the trainer builds, yet
+    # never in the scenes the built-in models learned from; a model knows them once fine-tuned on them.
+    extra: tuple[str, ...]
+    other: tuple[str, ...]  # words of none of the kinds above and of no Shapes World text (a user's own data)
+    examples: tuple[str, ...]  # one text per trained form, in the model's own words
+    MOST_OTHER: ClassVar[int] = 40  # other words listed; a user's own data may bring hundreds
+
+    def text(self) -> str:
+        """One line: "shapes: circle, ...; colors: ...; sizes: ...; questions like “...”, “...”"."""
+        parts = [f"{kind}: {', '.join(words)}" for kind, words in
+                 (("shapes", self.shapes), ("colors", self.colors), ("sizes", self.sizes)) if words]
+        if self.extra:
+            parts.append(f"{' and '.join(self.extra)} only after fine-tuning on them")
+        if self.other:
+            more = len(self.other) - self.MOST_OTHER
+            parts.append(f"{'other ' if parts else ''}words: {', '.join(self.other[:self.MOST_OTHER])}"
+                         + (f" and {more} more" if more > 0 else ""))
+        if self.examples:
+            kind = "questions" if self.examples[0].endswith("?") else "texts"
+            parts.append(f"{kind} like " + ", ".join(f"“{e}”" for e in self.examples))
+        return "; ".join(parts)
 
 
 CancelCheck = Callable[[], None]  # raises CancelledError when the user cancelled

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from mmstudio.models.base import Task
+from mmstudio.models.base import KnownWords, Task
 from mmstudio.world.texts import CAPTION_FORM, QUESTION_FORMS
 from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, SIZES, all_words, plural
 
@@ -22,7 +21,6 @@ from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, SIZ
 TRAINED_HERE = "mmstudio.json"
 # Our trained models have tens of words; a hub model's vocabulary has tens of thousands of pieces.
 SMALL_VOCABULARY = 1000
-MOST_OTHER_WORDS = 40
 
 
 def is_word(text: str) -> bool:
@@ -61,35 +59,6 @@ def _unknown_slow(tokenizer, text: str, unk: int) -> tuple[str, ...]:
         if ids and all(i == unk for i in ids) and is_word(chunk):
             words.append(chunk)
     return tuple(dict.fromkeys(words))
-
-
-@dataclass(frozen=True)
-class KnownWords:
-    """What a small word-level vocabulary holds, by kind, with texts of the forms the model was trained on."""
-
-    shapes: tuple[str, ...]
-    colors: tuple[str, ...]
-    sizes: tuple[str, ...]
-    # The world's extra concepts (hexagon, pink): in the vocabulary of every model the trainer builds, yet
-    # never in the scenes the built-in models learned from; a model knows them once fine-tuned on them.
-    extra: tuple[str, ...]
-    other: tuple[str, ...]  # words of none of the kinds above and of no Shapes World text (a user's own data)
-    examples: tuple[str, ...]  # one text per trained form, in the model's own words
-
-    def text(self) -> str:
-        """One line: "shapes: circle, ...; colors: ...; sizes: ...; questions like “...”, “...”"."""
-        parts = [f"{kind}: {', '.join(words)}" for kind, words in
-                 (("shapes", self.shapes), ("colors", self.colors), ("sizes", self.sizes)) if words]
-        if self.extra:
-            parts.append(f"{' and '.join(self.extra)} only after fine-tuning on them")
-        if self.other:
-            more = len(self.other) - MOST_OTHER_WORDS
-            parts.append(f"{'other ' if parts else ''}words: {', '.join(self.other[:MOST_OTHER_WORDS])}"
-                         + (f" and {more} more" if more > 0 else ""))
-        if self.examples:
-            kind = "questions" if self.examples[0].endswith("?") else "texts"
-            parts.append(f"{kind} like " + ", ".join(f"“{e}”" for e in self.examples))
-        return "; ".join(parts)
 
 
 def known_words(tokenizer, folder, tasks: frozenset[Task]) -> KnownWords | None:

@@ -10,8 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, 
 
 from mmstudio.gui.qt_unknown_words import COLOR, marked_html, wave_underlines
 from mmstudio.gui.worker import OpenTickets
-from mmstudio.models.base import AnswerResult
-from mmstudio.models.words import KnownWords
+from mmstudio.models.base import AnswerResult, KnownWords
 from mmstudio.requests import AskOutcome, AskRequest, ImageRef
 
 

@@ -20,8 +20,7 @@ from PySide6.QtWidgets import (
 
 from mmstudio.gui.qt_unknown_words import MarkedTextDelegate, mark_item
 from mmstudio.gui.worker import OpenTickets
-from mmstudio.models.base import MatchResult
-from mmstudio.models.words import KnownWords
+from mmstudio.models.base import KnownWords, MatchResult
 from mmstudio.requests import ImageRef, MatchOutcome, MatchRequest
 
 DEFAULT_TEXTS = ("a small red circle", "a large blue square", "a small green triangle and a large yellow star")
