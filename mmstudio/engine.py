@@ -19,6 +19,7 @@ from mmstudio.models.base import (
     CaptionResult,
     Embedder,
     GenerationOptions,
+    KnownWords,
     LoadOptions,
     MatchResult,
     ModelAdapter,
@@ -160,6 +161,14 @@ class Engine:
         self, image: Image.Image, texts: Sequence[str], *, model: str | None = None, attention: bool = False
     ) -> list[MatchResult]:
         return self.adapter(Task.ITM, model).match(image, texts, attention=attention)
+
+    def unknown_words(self, task: Task, texts: Sequence[str], *, model: str | None = None) -> list[tuple[str, ...]]:
+        """Per text, the words the task's model does not know (a search query's: the matching model's)."""
+        return self.adapter(task, model).unknown_words(texts)
+
+    def known_words(self, task: Task, *, model: str | None = None) -> KnownWords | None:
+        """What the task's model knows, for one of our small-vocabulary models (the built-in ones); else None."""
+        return self.adapter(task, model).known_words
 
     # ----------------------------------------------------------------- search
 

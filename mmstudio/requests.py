@@ -19,7 +19,7 @@ from PIL import Image
 from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError
 from mmstudio.imaging import load_image
-from mmstudio.models.base import AnswerResult, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.models.base import AnswerResult, KnownWords, LoadOptions, MatchResult, ModelInfo, Task
 from mmstudio.search import IndexReport
 
 _ids = itertools.count(1)
@@ -100,12 +100,14 @@ class CaptionOutcome:
 class AskOutcome:
     request: AskRequest
     result: AnswerResult
+    known: KnownWords | None = None  # what the model knows, when it did not understand the question
 
 
 @dataclass(frozen=True)
 class MatchOutcome:
     request: MatchRequest
     results: tuple[MatchResult, ...]
+    known: KnownWords | None = None  # what the model knows, when a text has words it does not
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class SearchOutcome:
     request: SearchRequest
     hits: tuple[SearchHit, ...]
     report: IndexReport
+    unknown_words: tuple[str, ...] = ()  # words of the query the model does not know: ranked without them
+    known: KnownWords | None = None  # what the model knows, when there are such words
 
 
 Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome]
@@ -162,11 +166,12 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
     if isinstance(request, AskRequest):
         result = engine.ask(request.image.load(), [request.question], model=request.model,
                             attention=request.attention)[0]
-        return AskOutcome(request, result)
+        return AskOutcome(request, result, _known(engine, Task.VQA, request.model, result.unknown_words))
     if isinstance(request, MatchRequest):
         results = engine.match(request.image.load(), list(request.texts), model=request.model,
                                attention=request.attention)
-        return MatchOutcome(request, tuple(results))
+        unknown = any(result.unknown_words for result in results)
+        return MatchOutcome(request, tuple(results), _known(engine, Task.ITM, request.model, unknown))
     if isinstance(request, SearchRequest):
         return _search(engine, request, token, progress)
     raise TypeError(f"not a request: {request!r}")
@@ -186,4 +191,11 @@ def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress
     collection = engine.index(sources, model=request.model, cancel=token.check, progress=progress)
     token.check()
     hits = engine.search(collection, request.query, model=request.model, top_k=request.top_k)
-    return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank) for h in hits), collection.report)
+    unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
+    return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank) for h in hits), collection.report,
+                         unknown, _known(engine, Task.ITM, request.model, unknown))
+
+
+def _known(engine: Engine, task: Task, model: str | None, unknown) -> KnownWords | None:
+    """What the model knows, only where a text had words it does not: nothing to carry otherwise."""
+    return engine.known_words(task, model=model) if unknown else None

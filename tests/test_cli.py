@@ -71,7 +71,7 @@ def test_ask_positional_and_jsonl(capsys, tiny_models, scene_files, tmp_path):
                          "what color is the star?", "how many objects are there?")
     assert code == 0
     assert [line["question"] for line in lines] == ["what color is the star?", "how many objects are there?"]
-    assert all(set(line) == {"image", "question", "answer"} for line in lines)
+    assert all(set(line) == {"image", "question", "answer", "unknown_words"} for line in lines)
 
     requests = tmp_path / "requests.jsonl"
     requests.write_text("\n".join([

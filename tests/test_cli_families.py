@@ -55,7 +55,7 @@ def test_search_prints_ranked_images_and_reindexes_nothing(capsys, family_models
             "a", "red", "circle"]
     code, rows, err = run(capsys, *argv)
     assert code == 0 and "5 encoded" in err
-    assert [sorted(r) for r in rows] == [["image", "rank", "score"]] * 3
+    assert [sorted(r) for r in rows] == [["image", "rank", "score", "unknown_words"]] * 3
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
     code, again, err = run(capsys, *argv)

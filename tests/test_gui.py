@@ -504,19 +504,6 @@ def test_the_message_bar_floats_and_a_fixed_cause_clears_its_error(qtbot, window
     assert not window.message_bar.is_error and "Data is valid" in window.message_bar.label.text()
 
 
-def test_words_the_model_did_not_read_are_shown(qtbot, window, scene_file):
-    from mmstudio.gui.panels.ask_panel import unread_words
-
-    assert unread_words("What colour is the house?", ("what", "colour", "is", "the", "?")) == ["house"]
-    assert unread_words("how many stars?", ("how", "many", "star", "##s", "?")) == []
-    drop_files(window.gallery, [scene_file])
-    qtbot.waitUntil(lambda: window.gallery.current_ref() is not None and bool(window.gallery.refs()),
-                    timeout=TIMEOUT)
-    window.ask_panel.ask("what color is the house?")
-    qtbot.waitUntil(lambda: not window.ask_panel.pending, timeout=TIMEOUT)
-    assert "not read: house" in window.ask_panel.chat.toPlainText()
-
-
 def test_the_welcome_screen_opens_the_sample_images(qtbot, window):
     from mmstudio.resources import samples_dir
 

@@ -18,6 +18,7 @@ from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
+from mmstudio.models.words import not_understood
 from mmstudio.training.data import RowProblem, clean_text, read_rows
 
 
@@ -231,12 +232,15 @@ def run_ask(args) -> int:
     def answer(engine, image, request, printer) -> None:
         for result in engine.ask(image, request.items, model=args.model, attention=args.attention):
             record = {"image": request.image, "question": result.question, "answer": result.answer}
+            record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
             if args.attention and result.question_attention is not None:
                 record["grid"] = list(result.question_attention.grid)
                 record["tokens"] = list(result.question_tokens)
                 record["attention"] = _flat(result.question_attention.maps())
                 record["answer_attention"] = _flat(result.answer_attention.maps())[0]
-            printer.record(record, f"{request.image}\n  Q: {result.question}\n  A: {result.answer}")
+            reply = f"A: {result.answer}" if result.understood else \
+                not_understood(result.unknown_words, engine.known_words(Task.VQA, model=args.model))
+            printer.record(record, f"{request.image}\n  Q: {result.question}\n  {reply}")
 
     return _serve(args, "vqa", "question", args.questions, answer)
 
@@ -248,15 +252,29 @@ def run_match(args) -> int:
     def answer(engine, image, request, printer) -> None:
         if not args.json:
             print(request.image)
-        for result in engine.match(image, request.items, model=args.model, attention=args.attention):
+        results = engine.match(image, request.items, model=args.model, attention=args.attention)
+        for result in results:
             record = {"image": request.image, "text": result.text, "itm": round(result.itm, 6),
                       "itc": round(result.itc, 6)}
+            record["unknown_words"] = list(result.unknown_words)  # scored as if they were not there
             if args.attention and result.attention is not None:
                 record["grid"] = list(result.attention.grid)
                 record["attention"] = _flat(result.attention.maps())[0]
-            printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}")
+            printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}{_note(result)}")
+        _what_it_knows(engine, args, results)
 
     return _serve(args, "itm", "texts", args.texts, answer)
+
+
+def _note(result) -> str:
+    return f"  ({not_understood(result.unknown_words, None)})" if result.unknown_words else ""
+
+
+def _what_it_knows(engine, args, results) -> None:
+    """After an image's scores: what the model knows, where a text had words it does not (once, not per text)."""
+    known = engine.known_words(Task.ITM, model=args.model)
+    if not args.json and known is not None and any(result.unknown_words for result in results):
+        print(f"  (the model knows {known.text()})")
 
 
 def run_labels(args) -> int:
@@ -278,7 +296,9 @@ def run_labels(args) -> int:
             print(request.image)
         for label, result in ranked:
             record = {"image": request.image, "label": label, "probability": round(result.label_probability, 6)}
-            printer.record(record, f"  {result.label_probability:6.1%}  {label}")
+            record["unknown_words"] = list(result.unknown_words)
+            printer.record(record, f"  {result.label_probability:6.1%}  {label}{_note(result)}")
+        _what_it_knows(engine, args, results)
 
     return _serve_images(args, images, answer)
 

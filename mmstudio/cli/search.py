@@ -9,7 +9,8 @@ from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non
 from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files
-from mmstudio.models.base import LoadOptions
+from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.words import not_understood
 
 
 def register(commands) -> None:
@@ -22,7 +23,8 @@ def register(commands) -> None:
     p.add_argument("--model", type=non_empty,
                    help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
     p.add_argument("--top", type=positive_int, default=10, metavar="K", help="how many images to print (default 10)")
-    p.add_argument("--json", action="store_true", help='one JSON object per line: "image", "score", "rank"')
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object per line: "image", "score", "rank", "unknown_words" (of the query)')
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     p.add_argument("--allow-pickle", action="store_true",
@@ -50,10 +52,14 @@ def run_search(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"indexed {report.images} images in {args.index} ({report.encoded} encoded, {report.reused} unchanged"
           f"{f', {len(report.failed)} unreadable' if report.failed else ''})", file=sys.stderr)
+    unknown = engine.unknown_words(Task.ITM, [query], model=args.model)[0]
+    if unknown:  # the images are ranked by the query without them: say so, on stderr with the other notes
+        print(f"mmstudio: {not_understood(unknown, engine.known_words(Task.ITM, model=args.model))}",
+              file=sys.stderr)
     for hit in engine.search(collection, query, model=args.model, top_k=args.top):
         if args.json:
-            print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank},
-                             ensure_ascii=False))
+            print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank,
+                              "unknown_words": list(unknown)}, ensure_ascii=False))
         else:
             print(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.image}")
     return 0

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialog, QGridLayout, QLabel
 
 from mmstudio.attention import first_content_token
 from mmstudio.gui.qt_image_view import pil_to_qimage
+from mmstudio.gui.qt_unknown_words import COLOR, marked_html
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import Task
 from mmstudio.overlay import blend
@@ -83,6 +84,10 @@ class CompareDialog(QDialog):
             result = outcome.result
             if result.answer_attention is not None:
                 self._show(picture, result.answer_attention.maps()[0])
+            if not result.understood:  # one model may know a word the other does not (a fine-tuned one)
+                text.setText(f"{marked_html(self.question, result.unknown_words)}<br><span style='color:{COLOR}'>"
+                             f"did not understand {html.escape(', '.join(result.unknown_words))}</span>")
+                return
             text.setText(f"{html.escape(self.question)}<br><b style='font-size:13pt'>"
                          f"{html.escape(result.answer)}</b>")
         else:

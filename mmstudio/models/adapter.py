@@ -4,7 +4,9 @@
 keeps the bookkeeping all four families repeated: the torch handle, the parts, the device and
 dtype of the weights, a vision cache and the cached vision pass, `hints`, the `ModelInfo`,
 `load` through `load_parts`, `close`, `pixel_values`, and the UnsupportedTaskError of a task the
-family does not do (a family overrides `caption`, `answer`, `match` for the tasks it does).
+family does not do (a family overrides `caption`, `answer_questions`, `score_texts` for the tasks
+it does). `answer` and `match` are the base's: they find the words the tokenizer does not know
+(models/words.py) and put them on the results, and a question with any gets no answer, not a guess.
 
 Class attributes and hooks (override what differs; the defaults fit most families):
   `family`, `TASKS`               the registry's family name; the tasks of every checkpoint
@@ -18,6 +20,8 @@ Class attributes and hooks (override what differs; the defaults fit most familie
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -25,10 +29,19 @@ from PIL import Image
 
 from mmstudio.errors import ModelLoadError, UnsupportedTaskError
 from mmstudio.imaging import content_key
-from mmstudio.models.base import AnswerResult, CaptionResult, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.models.base import (
+    AnswerResult,
+    CaptionResult,
+    KnownWords,
+    LoadOptions,
+    MatchResult,
+    ModelInfo,
+    Task,
+)
 from mmstudio.models.common import Architectures, load_parts, tokenizer_and_image_processor
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
+from mmstudio.models.words import known_words, unknown_words
 
 
 class AdapterBase:
@@ -146,8 +159,34 @@ class AdapterBase:
     def caption(self, images: Sequence[Image.Image], **_options) -> list[CaptionResult]:
         raise self.unsupported(Task.CAPTION)
 
-    def answer(self, image: Image.Image, questions: Sequence[str], **_options) -> list[AnswerResult]:
+    def answer_questions(self, image: Image.Image, questions: Sequence[str], **_options) -> list[AnswerResult]:
         raise self.unsupported(Task.VQA)
 
-    def match(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
+    def score_texts(self, image: Image.Image, texts: Sequence[str], **_options) -> list[MatchResult]:
         raise self.unsupported(Task.ITM)
+
+    # ------------------------------------------------------- words it knows
+
+    def unknown_words(self, texts: Sequence[str]) -> list[tuple[str, ...]]:
+        return unknown_words(self.tokenizer, texts)
+
+    @functools.cached_property
+    def known_words(self) -> KnownWords | None:
+        return known_words(self.tokenizer, self.info.path, self.info.tasks)
+
+    def answer(self, image: Image.Image, questions: Sequence[str], **options) -> list[AnswerResult]:
+        """Answers in question order. A question with a word the model does not know is not run: the model
+        would answer the question without that word (often "no", or a colour), a guess that reads as an answer."""
+        self._require(Task.VQA)
+        unknown = self.unknown_words(questions)
+        read = [question for question, words in zip(questions, unknown) if not words]
+        answers = iter(self.answer_questions(image, read, **options) if read else ())
+        return [AnswerResult(question=question, answer="", unknown_words=words) if words else next(answers)
+                for question, words in zip(questions, unknown)]
+
+    def match(self, image: Image.Image, texts: Sequence[str], **options) -> list[MatchResult]:
+        """Scores in text order, each with the words of its text the model does not know (scored without them)."""
+        self._require(Task.ITM)
+        results = self.score_texts(image, texts, **options)
+        return [replace(result, unknown_words=words) if words else result
+                for result, words in zip(results, self.unknown_words(texts))]

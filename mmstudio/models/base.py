@@ -78,6 +78,13 @@ class AnswerResult:
     question_tokens: tuple[str, ...] = ()
     question_attention: AttentionStack | None = None  # one map per question token
     answer_attention: AttentionStack | None = None  # one map: the answer's evidence on the image
+    # Words the tokenizer does not know (models/words.py). With any, nothing is generated: the answer is "".
+    unknown_words: tuple[str, ...] = ()
+
+    @property
+    def understood(self) -> bool:
+        """Whether the model read every word of the question, so that `answer` is its answer and not empty."""
+        return not self.unknown_words
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +97,37 @@ class MatchResult:
     token_attention: AttentionStack | None = None  # one Grad-CAM map per text token
     # Zero-shot label probability: softmax over the texts of one call of their scaled ITC similarities.
     label_probability: float | None = None
+    unknown_words: tuple[str, ...] = ()  # words the tokenizer does not know: the scores are of the text without them
+
+
+@dataclass(frozen=True)
+class KnownWords:
+    """What a small word-level vocabulary holds, by kind, with texts of the forms the model was trained on."""
+
+    shapes: tuple[str, ...]
+    colors: tuple[str, ...]
+    sizes: tuple[str, ...]
+    # The world's extra concepts (hexagon, pink): in the vocabulary of every model the trainer builds, yet
+    # never in the scenes the built-in models learned from; a model knows them once fine-tuned on them.
+    extra: tuple[str, ...]
+    other: tuple[str, ...]  # words of none of the kinds above and of no Shapes World text (a user's own data)
+    examples: tuple[str, ...]  # one text per trained form, in the model's own words
+    MOST_OTHER: ClassVar[int] = 40  # other words listed; a user's own data may bring hundreds
+
+    def text(self) -> str:
+        """One line: "shapes: circle, ...; colors: ...; sizes: ...; questions like “...”, “...”"."""
+        parts = [f"{kind}: {', '.join(words)}" for kind, words in
+                 (("shapes", self.shapes), ("colors", self.colors), ("sizes", self.sizes)) if words]
+        if self.extra:
+            parts.append(f"{' and '.join(self.extra)} only after fine-tuning on them")
+        if self.other:
+            more = len(self.other) - self.MOST_OTHER
+            parts.append(f"{'other ' if parts else ''}words: {', '.join(self.other[:self.MOST_OTHER])}"
+                         + (f" and {more} more" if more > 0 else ""))
+        if self.examples:
+            kind = "questions" if self.examples[0].endswith("?") else "texts"
+            parts.append(f"{kind} like " + ", ".join(f"“{e}”" for e in self.examples))
+        return "; ".join(parts)
 
 
 CancelCheck = Callable[[], None]  # raises CancelledError when the user cancelled
@@ -124,6 +162,11 @@ class ModelAdapter(Protocol):
     ) -> list[AnswerResult]: ...
 
     def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]: ...
+
+    def unknown_words(self, texts: Sequence[str]) -> list[tuple[str, ...]]: ...  # per text (models/words.py)
+
+    @property
+    def known_words(self) -> KnownWords | None: ...  # what a small built-in vocabulary knows, else None
 
     def close(self) -> None: ...
 

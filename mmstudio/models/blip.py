@@ -308,7 +308,7 @@ class BlipAdapter(AdapterBase):
 
     # ------------------------------------------------------------------- VQA
 
-    def answer(
+    def answer_questions(
         self,
         image: Image.Image,
         questions: Sequence[str],
@@ -316,7 +316,6 @@ class BlipAdapter(AdapterBase):
         attention: bool = False,
         generation: GenerationOptions = GenerationOptions(),
     ) -> list[AnswerResult]:
-        self._require(Task.VQA)
         torch = self._torch
         if not questions:
             return []
@@ -381,8 +380,7 @@ class BlipAdapter(AdapterBase):
 
     # ------------------------------------------------------------------- ITM
 
-    def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]:
-        self._require(Task.ITM)
+    def score_texts(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]:
         torch = self._torch
         if not texts:
             return []

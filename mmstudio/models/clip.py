@@ -75,7 +75,7 @@ class ClipAdapter(AdapterBase):
 
     # ----------------------------------------------------------------- match
 
-    def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]:
+    def score_texts(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]:
         torch = self._torch
         if not texts:
             return []

@@ -65,7 +65,7 @@ class ViltAdapter(AdapterBase):
             )
         return embeds, mask, positions[0].cpu().numpy(), (int(rows), int(cols))
 
-    def answer(
+    def answer_questions(
         self,
         image: Image.Image,
         questions: Sequence[str],

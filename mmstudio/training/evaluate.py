@@ -166,6 +166,7 @@ def _vqa(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
     right, total = Counter(), Counter()
     pointing = _Pointing()
     failures = []
+    not_understood = 0
     for i, row in enumerate(rows):
         pairs = row.get("questions") or []
         if not pairs:
@@ -173,12 +174,15 @@ def _vqa(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
         results = adapter.answer(load_image(row["_path"]), [p["question"] for p in pairs], attention=attention)
         for pair, result in zip(pairs, results):
             kind = pair.get("kind", "all")
-            ok = result.answer == pair["answer"]
+            # A question with words the model does not know has no answer: wrong, and counted apart as well.
+            ok = result.understood and result.answer == pair["answer"]
             right[kind] += ok
             total[kind] += 1
+            not_understood += not result.understood
             if not ok and len(failures) < 20:
                 failures.append({"image": str(row["_path"]), "question": pair["question"],
-                                 "expected": pair["answer"], "got": result.answer})
+                                 "expected": pair["answer"], "got": result.answer,
+                                 **({"unknown_words": list(result.unknown_words)} if not result.understood else {})})
             if attention and result.question_attention is not None and row.get("objects"):
                 _question_pointing(pointing, row, pair, result)
         if i % 20 == 0:
@@ -189,6 +193,8 @@ def _vqa(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
         v1 = [k for k in total if k != "absent"]
         report.metrics["accuracy_v1_kinds"] = sum(right[k] for k in v1) / max(1, sum(total[k] for k in v1))
     report.per_kind = {k: right[k] / total[k] for k in total}
+    if not_understood:  # only then: the reports of data in the model's words stay as they were
+        report.metrics["not_understood"] = not_understood / max(1, sum(total.values()))
     _add_pointing(report, pointing, "question_pointing", adapter.hints.get("vqa_layer", "mean"))
     return report
 

@@ -22,6 +22,22 @@ class QA:
     kind: str
 
 
+# The forms of the questions `questions` writes, one per kind ({shape}, {shapes}, {color} stand for words of the
+# world): what a model trained on the world's data can answer, and all it can (tests check they stay in step).
+QUESTION_FORMS: tuple[str, ...] = (
+    "what color is the {shape}?",
+    "what shape is the {color} object?",
+    "what size is the {color} {shape}?",
+    "how many objects are there?",
+    "how many {shapes} are there?",
+    "is there a {color} {shape}?",
+    "what color is the leftmost object?",
+    "what shape is the rightmost object?",
+)
+# The form of a caption (and so of every text a retrieval model was trained to score): phrases joined by " and ".
+CAPTION_FORM = "a {size} {color} {shape} and a {size} {color} {shape}"
+
+
 def phrase(obj: SceneObject) -> str:
     return f"a {obj.size} {obj.color} {obj.shape}"
 

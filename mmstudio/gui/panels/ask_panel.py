@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import html
-import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
+from mmstudio.gui.qt_unknown_words import COLOR, marked_html, wave_underlines
 from mmstudio.gui.worker import OpenTickets
-from mmstudio.models.base import AnswerResult
+from mmstudio.models.base import AnswerResult, KnownWords
 from mmstudio.requests import AskOutcome, AskRequest, ImageRef
 
 
@@ -20,21 +20,7 @@ class Turn:
     result: AnswerResult | None = None
     error: str | None = None
     request_id: int | None = None
-
-
-def unread_words(question: str, tokens) -> list[str]:
-    """Words of the question that are not among the tokens the model read (its tokenizer dropped them).
-
-    Word pieces ("##s") are joined back to their word first, so a word split into pieces counts as read.
-    """
-    read: list[str] = []
-    for token in tokens:
-        if token.startswith("##") and read:
-            read[-1] += token[2:]
-        else:
-            read.append(token.lower())
-    known = set(read)
-    return [w for w in dict.fromkeys(re.findall(r"[a-z0-9]+", question.lower())) if w not in known]
+    known: KnownWords | None = None  # what the model knows, when it did not understand the question
 
 
 class ChatInput(QPlainTextEdit):
@@ -108,7 +94,7 @@ class AskPanel(QWidget):
 
     def on_finished(self, outcome: AskOutcome) -> None:
         key, turn = self._turns.pop(outcome.request.id)
-        turn.result = outcome.result
+        turn.result, turn.known = outcome.result, outcome.known
         if self._current is not None and self._current.key == key:
             self._show()
             self.show_answer(len(self.history[key]) - 1 if turn is self.history[key][-1]
@@ -123,7 +109,8 @@ class AskPanel(QWidget):
     def show_evidence(self) -> None:
         """Put the latest answer's evidence for the selected image on the image, if there is one."""
         turns = self.history.get(self._current.key, []) if self._current else []
-        answered = [i for i, turn in enumerate(turns) if turn.result is not None]
+        # A question the model did not understand has no evidence: the latest answer that has some.
+        answered = [i for i, turn in enumerate(turns) if turn.result is not None and turn.result.understood]
         if answered:
             self.show_answer(answered[-1])
 
@@ -164,24 +151,35 @@ class AskPanel(QWidget):
             return
         blocks = []
         for i, turn in enumerate(turns):
-            if turn.result is not None and turn.result.question_attention is not None:
+            if turn.result is not None and not turn.result.understood:
+                words = marked_html(turn.question, turn.result.unknown_words)
+            elif turn.result is not None and turn.result.question_attention is not None:
                 words = "".join(("" if t in "?,.!" or j == 0 else " ") +
                                 f"<a href='q:{i}:{j}' style='color:#1a3d6b;text-decoration:none'>"
                                 f"{html.escape(t)}</a>" for j, t in enumerate(turn.result.question_tokens))
             else:
                 words = html.escape(turn.question)
             blocks.append(f"<p><b>You:</b> {words}</p>")
-            unread = unread_words(turn.question, turn.result.question_tokens) if turn.result else []
-            if unread:  # the model never saw them: its answer is about the question without them
-                blocks.append("<p style='color:#a15c00'>Not in the model's vocabulary, so not read: "
-                              f"{html.escape(', '.join(unread))}</p>")
             if turn.error:
                 blocks.append(f"<p style='color:#b00'><b>Error:</b> {html.escape(turn.error)}</p>")
             elif turn.result is None:
                 blocks.append("<p style='color:gray'><i>thinking…</i></p>")
+            elif not turn.result.understood:
+                blocks.append(_not_understood(i, turn))
             else:
                 blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{html.escape(turn.result.answer)}"
                               f"</span> &nbsp; <a href='answer:{i}'>where it looked</a>"
                               f" &nbsp; <a href='correct:{i}'>correct &amp; teach</a></p>")
         self.chat.setHtml("".join(blocks))
+        wave_underlines(self.chat.document())
         self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())
+
+
+def _not_understood(index: int, turn: Turn) -> str:
+    """The reply to a question with words the model does not know: which, instead of a guess, and what it knows."""
+    words = ", ".join(f"“{html.escape(w)}”" for w in turn.result.unknown_words)
+    reply = (f"<p><b>Model:</b> <span style='color:{COLOR}'>did not understand {words}</span>: not in its "
+             f"vocabulary, so no answer &nbsp; <a href='correct:{index}'>teach it</a></p>")
+    if turn.known is not None:
+        reply += f"<p style='color:#555'>It knows {html.escape(turn.known.text())}.</p>"
+    return reply

@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.gui.qt_unknown_words import MarkedTextDelegate, mark_item
 from mmstudio.gui.worker import OpenTickets
-from mmstudio.models.base import MatchResult
+from mmstudio.models.base import KnownWords, MatchResult
 from mmstudio.requests import ImageRef, MatchOutcome, MatchRequest
 
 DEFAULT_TEXTS = ("a small red circle", "a large blue square", "a small green triangle and a large yellow star")
@@ -50,8 +51,10 @@ class MatchPanel(QWidget):
         self.results: dict[str, list[MatchResult]] = {}  # per image key, for the current texts
         self._current: ImageRef | None = None
         self.pending = OpenTickets()
+        self.known: KnownWords | None = None  # what the model knows, as of the latest texts with unknown words
 
         self.table = QTableWidget(0, 3)
+        self.table.setItemDelegateForColumn(0, MarkedTextDelegate(self.table))
         # One text colour over the filled and the empty part of each score's bar (the style's default
         # switched colour at the chunk's edge); set once here, it reaches every bar in the table.
         self.table.setStyleSheet(_BAR_STYLE)
@@ -85,6 +88,7 @@ class MatchPanel(QWidget):
         for button in (add, paste, remove, self.score_button):
             row.addWidget(button)
         self.status = QLabel("")
+        self.status.setWordWrap(True)  # a note on unknown words says what the model knows: a few lines
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Match — how well each text fits the image"))
         layout.addWidget(self.table, 1)
@@ -150,8 +154,8 @@ class MatchPanel(QWidget):
         if list(outcome.request.texts) != self.texts:
             return  # the texts changed meanwhile: a newer request is on its way
         self.results[key] = list(outcome.results)
+        self.known = outcome.known or self.known
         if self._current is not None and self._current.key == key:
-            self.status.setText("")
             self._show()
 
     def on_ended(self, request, reason: str) -> None:
@@ -167,6 +171,7 @@ class MatchPanel(QWidget):
         for row, result in enumerate(ordered):
             item = QTableWidgetItem(result.text)
             item.setData(Qt.ItemDataRole.UserRole, result.text)
+            mark_item(item, result.text, result.unknown_words)
             self.table.setItem(row, 0, item)
             if result.itm == result.itm:  # not NaN
                 self.table.setCellWidget(row, 1, _bar(result.itm, 0.0, 1.0, f"{result.itm:.1%}"))
@@ -175,6 +180,14 @@ class MatchPanel(QWidget):
                 self.table.removeCellWidget(row, 1)
                 self.table.removeCellWidget(row, 2)
         self.table.blockSignals(False)
+        if results:
+            self.status.setText(self._unknown_note(results))
+
+    def _unknown_note(self, results) -> str:
+        if not any(result.unknown_words for result in results):
+            return ""
+        note = "Words in red are not in the model's vocabulary: it scored those texts as if they were not there."
+        return f"{note} It knows {self.known.text()}." if self.known is not None else note
 
     def result_for(self, text: str) -> MatchResult | None:
         results = self.results.get(self._current.key, []) if self._current else []

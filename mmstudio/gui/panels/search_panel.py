@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
@@ -17,7 +19,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from mmstudio.gui.qt_unknown_words import marked_html
 from mmstudio.gui.worker import OpenTickets
+from mmstudio.models.words import not_understood
 from mmstudio.requests import ImageRef, SearchOutcome, SearchRequest
 
 _KEY_ROLE = Qt.ItemDataRole.UserRole
@@ -38,7 +42,8 @@ class SearchPanel(QWidget):
 
         self.query = QLineEdit()
         self.query.setPlaceholderText("Describe the image you are looking for")
-        self.query.setToolTip("A text; the gallery's images are ranked by how well they fit it (Enter searches)")
+        self._query_tip = "A text; the gallery's images are ranked by how well they fit it (Enter searches)"
+        self.query.setToolTip(self._query_tip)
         self.query.returnPressed.connect(self.search)
         self.top_k = QSpinBox()
         self.top_k.setRange(1, 1000)
@@ -97,7 +102,7 @@ class SearchPanel(QWidget):
         self.progress.setRange(0, len(refs))
         self.progress.setValue(0)
         self.progress.setVisible(True)
-        self.status.setText(f"Searching {len(refs)} images…")
+        self._say(f"Searching {len(refs)} images…")
         ticket = self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
                                      on_error=self.error.emit)
         ticket.progress.connect(lambda done, total: self._on_progress(ticket, done, total))
@@ -105,7 +110,7 @@ class SearchPanel(QWidget):
     def _on_progress(self, ticket, done: int, total: int) -> None:
         if ticket.id == self._latest:
             self.progress.setValue(done)
-            self.status.setText(f"Indexed {done} of {total} images…")
+            self._say(f"Indexed {done} of {total} images…")
 
     def on_finished(self, outcome: SearchOutcome) -> None:
         if outcome.request.id != self._latest:
@@ -124,15 +129,25 @@ class SearchPanel(QWidget):
         self.results.blockSignals(False)
         report = outcome.report
         fresh = f", {report.encoded} newly indexed" if report.encoded else ""
-        self.status.setText(f"{len(outcome.hits)} best of {report.images} images for “{outcome.request.query}”"
-                            f"{fresh}.")
+        query = marked_html(outcome.request.query, outcome.unknown_words)
+        text = f"{len(outcome.hits)} best of {report.images} images for “{query}”{html.escape(fresh)}."
+        if outcome.unknown_words:  # ranked by the query without them: say so, and what the model knows
+            text += "<br>" + html.escape(not_understood(outcome.unknown_words, outcome.known).capitalize())
+        self._say(text, rich=True)
+        self.query.setToolTip(not_understood(outcome.unknown_words, None) if outcome.unknown_words else
+                              self._query_tip)
 
     def on_ended(self, request, reason: str) -> None:
         if request.id == self._latest:
             self.progress.setVisible(False)
-            self.status.setText(reason)
+            self._say(reason)
+
+    def _say(self, text: str, rich: bool = False) -> None:
+        # Only the marked query is rich text: a file name with "<" or "&" in it must read as typed.
+        self.status.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+        self.status.setText(text)
 
     def _on_current(self, item, _previous) -> None:
         if item is not None:
-            self.status.setText(item.toolTip())  # the full path of the chosen result
+            self._say(item.toolTip())  # the full path of the chosen result
             self.image_chosen.emit(item.data(_KEY_ROLE))
