@@ -34,8 +34,9 @@ QUESTION_FORMS: tuple[str, ...] = (
     "what color is the leftmost object?",
     "what shape is the rightmost object?",
 )
-# The form of a caption (and so of every text a retrieval model was trained to score): phrases joined by " and ".
-CAPTION_FORM = "a {size} {color} {shape} and a {size} {color} {shape}"
+# The form of a caption and of a partial description (docs/shapes-world-additions.md: size or colour may be left
+# out): every text a retrieval model was trained to score.
+CAPTION_FORM = "a {size} {color} {shape} and a {color} {shape} and a {size} {shape}"
 
 
 def phrase(obj: SceneObject) -> str:
