@@ -15,7 +15,7 @@ from typing import Sequence
 
 from mmstudio.models.base import KnownWords, Task
 from mmstudio.world.texts import CAPTION_FORM, QUESTION_FORMS
-from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, SIZES, all_words, plural
+from mmstudio.world.vocab import ABSENT_ANSWER, COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, SIZES, all_words, plural
 
 # The trainer's record in a folder it wrote (training/checkpoints.RUN_RECORD; models know nothing of training).
 TRAINED_HERE = "mmstudio.json"
@@ -71,7 +71,7 @@ def known_words(tokenizer, folder, tasks: frozenset[Task]) -> KnownWords | None:
     colors = tuple(c for c in COLORS if c in vocab)
     sizes = tuple(s for s in SIZES if s in vocab)
     extra = tuple(w for w in (*EXTRA_SHAPES, *EXTRA_COLORS) if w in vocab)
-    world = set(all_words((*SHAPES, *EXTRA_SHAPES), (*COLORS, *EXTRA_COLORS)))
+    world = set(all_words((*SHAPES, *EXTRA_SHAPES), (*COLORS, *EXTRA_COLORS))) | {ABSENT_ANSWER}
     forms = QUESTION_FORMS if Task.VQA in tasks else (CAPTION_FORM,) if Task.ITM in tasks else ()
     fill = {"shape": shapes, "shapes": tuple(plural(s) for s in shapes), "color": colors, "size": sizes}
     examples = [text for text in (_example(form, fill) for form in forms)
