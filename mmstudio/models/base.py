@@ -69,6 +69,7 @@ class CaptionResult:
     caption: str
     tokens: tuple[str, ...]
     attention: AttentionStack | None = None  # one map per generated token
+    in_domain: float | None = None  # see IN_DOMAIN below
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,6 +79,7 @@ class AnswerResult:
     question_tokens: tuple[str, ...] = ()
     question_attention: AttentionStack | None = None  # one map per question token
     answer_attention: AttentionStack | None = None  # one map: the answer's evidence on the image
+    in_domain: float | None = None  # see IN_DOMAIN below
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +92,12 @@ class MatchResult:
     token_attention: AttentionStack | None = None  # one Grad-CAM map per text token
     # Zero-shot label probability: softmax over the texts of one call of their scaled ITC similarities.
     label_probability: float | None = None
+    in_domain: float | None = None  # see IN_DOMAIN below
+
+
+# IN_DOMAIN: how likely the image belongs to the world the model was trained on (mmstudio.models.in_domain;
+# flagged below in_domain.FLAG_BELOW). Only models whose folder ships the check carry it (the built-in ones);
+# for every other model it is None, and nothing is ever flagged.
 
 
 CancelCheck = Callable[[], None]  # raises CancelledError when the user cancelled
