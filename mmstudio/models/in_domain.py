@@ -2,10 +2,11 @@
 
 The built-in models know Shapes World only, yet caption a photo as confidently as a scene. Their own vision
 pass tells the two apart: the CLS token, the mean patch token and the patch tokens' spread (per dimension)
-of the vision encoder's last hidden state sit in a tight cloud for scenes and far outside it for photos, text
-or screenshots (the spread is what sets a sparse light window apart: without it 4 % of screenshots passed). A model folder that
-ships `in-domain.safetensors` (written by mmstudio.training.in_domain_fit) holds that cloud's mean and
-whitening (a Mahalanobis distance) and the sorted distances of separate in-domain calibration scenes.
+of the vision encoder's last hidden state sit in a tight cloud for scenes and far outside it for photos,
+text or screenshots (the spread is what sets a sparse light window apart: without it 4 % of screenshots
+passed). A model folder that ships `in-domain.safetensors` (written by mmstudio.training.in_domain_fit)
+holds that cloud's mean and whitening (a Mahalanobis distance) and the sorted distances of separate
+in-domain calibration scenes.
 
 `in_domain` is a conformal p-value: the share of calibration scenes at least as far out as the image,
 with an exponential tail past the 90th percentile so that it keeps falling smoothly beyond the farthest
