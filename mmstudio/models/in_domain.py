@@ -28,10 +28,11 @@ FILE = "in-domain.safetensors"
 NOTE = "in-domain.json"
 VERSION = 1
 FEATURES = "cls+mean+std"  # of the vision encoder's last hidden state: CLS, patch tokens' mean and std
-# 0.2 % of in-domain scenes by construction, a tenth of the issue's 2 % budget: the rest is margin for
-# renderers other than the one the check was fitted on (the independent renderer's scenes came out up to
-# 4 times as often; photos, text and screenshots lie at 1e-13 and far below, so the margin costs little).
-FLAG_BELOW = 0.002
+# 0.1 % of in-domain scenes by construction, a twentieth of the issue's 2 % budget: the rest is margin for
+# renderers other than the one the check was fitted on. At 0.002 the spec's corners (steep gradients, dark
+# outlines on every object) came out at up to 2.5 % for the VQA model, at 0.001 at 1.5 %; photos, text and
+# screenshots lie near 1e-13 and far below, so the margin costs little.
+FLAG_BELOW = 0.001
 TAIL_FROM = 0.9  # the exponential tail replaces the empirical share past this calibration quantile
 log = logging.getLogger(__name__)
 

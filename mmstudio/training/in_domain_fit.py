@@ -47,11 +47,16 @@ def spec_wide(scene: Scene, rng: np.random.Generator) -> Scene:
         background = np.clip(rng.integers(200, 256) + rng.integers(-8, 9, 3), 200, 255)
     else:  # near white, the plainest canvas another renderer draws on
         background = np.clip(rng.integers(245, 256) + rng.integers(-3, 4, 3), 200, 255)
-    # Gradients as steep as the spec's range allows: one channel from 200 to 255 across the canvas.
-    second = np.clip(background + rng.integers(-55, 56, 3), 200, 255) if mode == "gradient" else background
+    second = background
+    if mode == "gradient":  # any two light colours, and a third of them as steep as the spec allows
+        second = rng.integers(200, 256, 3)
+        if rng.random() < 0.3:
+            channel = int(rng.integers(3))
+            background[channel], second[channel] = (200, 255) if rng.random() < 0.5 else (255, 200)
     outlines = scene.style.outline_px
-    if rng.random() < 0.4:
-        outlines = tuple((int(rng.integers(1, 3)) if o.diameter >= 24 else 1) if rng.random() < 0.5 else 0
+    if rng.random() < 0.4:  # some objects outlined, or (half the time) every one of them
+        share = 1.0 if rng.random() < 0.5 else 0.5
+        outlines = tuple((int(rng.integers(1, 3)) if o.diameter >= 24 else 1) if rng.random() < share else 0
                          for o in scene.objects)
     grey = int(rng.integers(20, 90))
     style = dataclasses.replace(
