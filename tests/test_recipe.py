@@ -34,6 +34,7 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
         note = json.loads((folder / "in-domain.json").read_text())
         assert note["fit_scenes"] == 40 and set(note["flagged_in_domain"]) == {"valid", "heldout"}
         assert engine.adapter(task, str(folder)).in_domain_check is not None
+        assert "## Out of the world" in (folder / "README.md").read_text()
     timings = json.loads((out / "recipe-timings.json").read_text())
     assert {"data", "caption", "vqa", "itm", "training_total"} <= set(timings)
     # Models trained for two steps are right on hardly any scene: the run ends all the same, and records
