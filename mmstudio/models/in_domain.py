@@ -17,7 +17,6 @@ in-domain scenes are flagged, whatever the model, so one threshold serves every 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,12 +147,3 @@ def _problem(check: InDomainCheck, meta: dict, folder: Path, dimension: int | No
     if meta.get("weights") != weights_digest(folder):
         return "fitted on other weights: refit it with mmstudio.training.in_domain_fit.fit_in_domain"
     return None
-
-
-def note(folder: Path) -> dict:
-    """The folder's in-domain.json (what the check means and measured), or {} where there is none."""
-    try:
-        value = json.loads((Path(folder) / NOTE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
