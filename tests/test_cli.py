@@ -37,7 +37,7 @@ def test_caption_json_with_attention(capsys, tiny_models, scene_files):
     assert code == 0
     assert [line["image"] for line in lines] == [str(p) for p in scene_files]
     for line in lines:
-        assert set(line) == {"image", "caption", "tokens", "grid", "attention"}
+        assert set(line) == {"image", "caption", "tokens", "grid", "attention", "in_domain"}
         rows, cols = line["grid"]
         assert len(line["attention"]) == len(line["tokens"])
         assert all(len(m) == rows * cols for m in line["attention"])
@@ -71,7 +71,7 @@ def test_ask_positional_and_jsonl(capsys, tiny_models, scene_files, tmp_path):
                          "what color is the star?", "how many objects are there?")
     assert code == 0
     assert [line["question"] for line in lines] == ["what color is the star?", "how many objects are there?"]
-    assert all(set(line) == {"image", "question", "answer", "unknown_words"} for line in lines)
+    assert all(set(line) == {"image", "question", "answer", "unknown_words", "in_domain"} for line in lines)
 
     requests = tmp_path / "requests.jsonl"
     requests.write_text("\n".join([
@@ -186,3 +186,27 @@ def test_input_dash_reads_requests_from_standard_input(capsys, monkeypatch, tiny
     assert code == 1  # the broken line is reported, the good one answered
     assert lines[0]["question"] == "what color is the star?" and "answer" in lines[0]
     assert "stdin" in lines[1]["error"] or "-:2" in lines[1]["error"]
+
+
+def test_out_of_the_world_pictures_carry_in_domain_in_json_and_one_warning_line_in_text(capsys, tmp_path):
+    import numpy as np
+
+    from mmstudio.models.in_domain import FILE, FLAG_BELOW
+    from mmstudio.resources import builtin_models_dir
+    from tests.out_of_world_images import landscape
+    from tests.test_out_of_world import generator_scenes
+
+    if not all((builtin_models_dir() / name / FILE).is_file() for name in ("caption", "vqa", "retrieval")):
+        pytest.skip("the built-in models of this checkout ship no in-domain check")
+    photo, scene = tmp_path / "photo.png", tmp_path / "scene.png"
+    landscape(np.random.default_rng(5)).save(photo)
+    generator_scenes(1, seed=4003)[0].save(scene)
+    code, lines, _ = run(capsys, "caption", "--json", str(photo), str(scene))
+    assert code == 0 and lines[0]["in_domain"] < FLAG_BELOW <= lines[1]["in_domain"]
+    code, _, text = run(capsys, "caption", str(photo), str(scene))
+    warnings = [line for line in text.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{photo}: warning: not a Shapes World scene")
+    code, _, text = run(capsys, "ask", str(photo), "how many objects are there?", "what color is the star?")
+    assert code == 0 and text.count("warning: not a Shapes World scene") == 1  # once an image, not a question
+    code, lines, _ = run(capsys, "match", "--json", str(photo), "a small red circle", "a large blue star")
+    assert all(line["in_domain"] < FLAG_BELOW for line in lines)

@@ -15,7 +15,8 @@ from mmstudio.world import generate_dataset
 @pytest.mark.slow
 def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp_path):
     recipe = Recipe(train_scenes=16, select_scenes=4, valid_scenes=4, caption_steps=2, vqa_steps=2, itm_steps=2,
-                    finetune_scenes=8, batch_size=4, vqa_images_per_batch=2, workers=1, model_size="tiny")
+                    finetune_scenes=8, batch_size=4, vqa_images_per_batch=2, workers=1, model_size="tiny",
+                    in_domain_scenes=(40, 30))
     out, work = tmp_path / "models", tmp_path / "work"
     heldout = generate_dataset(tmp_path / "heldout", 4, seed=9)
     events: list[dict] = []
@@ -29,6 +30,11 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
         record = json.loads((folder / "mmstudio.json").read_text())
         assert record["finished"] and "validation" in record and "heldout" in record
         assert (folder / "README.md").read_text().strip()
+        # Every published model carries its in-domain check, fitted on its final weights.
+        note = json.loads((folder / "in-domain.json").read_text())
+        assert note["fit_scenes"] == 40 and set(note["flagged_in_domain"]) == {"valid", "heldout"}
+        assert engine.adapter(task, str(folder)).in_domain_check is not None
+        assert "## Out of the world" in (folder / "README.md").read_text()
     timings = json.loads((out / "recipe-timings.json").read_text())
     assert {"data", "caption", "vqa", "itm", "training_total"} <= set(timings)
     # Models trained for two steps are right on hardly any scene: the run ends all the same, and records

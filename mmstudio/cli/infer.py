@@ -18,6 +18,7 @@ from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
+from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
 from mmstudio.training.data import RowProblem, clean_text, read_rows
 
@@ -107,6 +108,14 @@ class Printer:
         print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
         self._redraw_progress()
 
+    def warn(self, image: str, in_domain: float | None) -> None:
+        """One line on stderr for an image out of the model's world; --json output carries in_domain instead."""
+        if self.as_json or not out_of_world(in_domain):
+            return
+        self._clear_progress()
+        print(f"{image}: warning: {OUT_OF_WORLD.format(in_domain)}", file=sys.stderr, flush=True)
+        self._redraw_progress()
+
     def error(self, image: str, message: str, **extra) -> None:
         self.failed = True
         self._clear_progress()
@@ -119,6 +128,16 @@ class Printer:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+
+OUT_OF_WORLD = ("not a Shapes World scene (in_domain {:.1g}): the built-in models know only coloured shapes on a "
+                "light background, so this answer means little; for other pictures give --model a BLIP, ViT-GPT2, "
+                "ViLT or CLIP checkpoint")
+
+
+def _in_domain(value: float | None) -> float | None:
+    """in_domain for JSON, to three significant digits: far out of the world it is 1e-30, not 0."""
+    return None if value is None else float(f"{value:.3g}")
 
 
 def _flat(maps: np.ndarray) -> list:
@@ -145,10 +164,12 @@ def run_caption(args) -> int:
             printer.error(name, item.error)
             continue
         record = {"image": name, "caption": result.caption, "tokens": list(result.tokens)}
+        record["in_domain"] = _in_domain(result.in_domain)
         if args.attention and result.attention is not None:
             record["grid"] = list(result.attention.grid)
             record["attention"] = _flat(result.attention.maps())
         printer.record(record, f"{name}: {result.caption}")
+        printer.warn(name, result.in_domain)
     printer.finish()
     return printer.exit_code
 
@@ -230,9 +251,11 @@ def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
 
 def run_ask(args) -> int:
     def answer(engine, image, request, printer) -> None:
-        for result in engine.ask(image, request.items, model=args.model, attention=args.attention):
+        results = engine.ask(image, request.items, model=args.model, attention=args.attention)
+        for result in results:
             record = {"image": request.image, "question": result.question, "answer": result.answer}
             record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
+            record["in_domain"] = _in_domain(result.in_domain)
             if args.attention and result.question_attention is not None:
                 record["grid"] = list(result.question_attention.grid)
                 record["tokens"] = list(result.question_tokens)
@@ -241,6 +264,7 @@ def run_ask(args) -> int:
             reply = f"A: {result.answer}" if result.understood else \
                 not_understood(result.unknown_words, engine.known_words(Task.VQA, model=args.model))
             printer.record(record, f"{request.image}\n  Q: {result.question}\n  {reply}")
+        printer.warn(request.image, results[0].in_domain if results else None)  # once an image: one vision pass
 
     return _serve(args, "vqa", "question", args.questions, answer)
 
@@ -257,11 +281,13 @@ def run_match(args) -> int:
             record = {"image": request.image, "text": result.text, "itm": round(result.itm, 6),
                       "itc": round(result.itc, 6)}
             record["unknown_words"] = list(result.unknown_words)  # scored as if they were not there
+            record["in_domain"] = _in_domain(result.in_domain)
             if args.attention and result.attention is not None:
                 record["grid"] = list(result.attention.grid)
                 record["attention"] = _flat(result.attention.maps())[0]
             printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}{_note(result)}")
         _what_it_knows(engine, args, results)
+        printer.warn(request.image, results[0].in_domain if results else None)
 
     return _serve(args, "itm", "texts", args.texts, answer)
 
@@ -297,8 +323,10 @@ def run_labels(args) -> int:
         for label, result in ranked:
             record = {"image": request.image, "label": label, "probability": round(result.label_probability, 6)}
             record["unknown_words"] = list(result.unknown_words)
+            record["in_domain"] = _in_domain(result.in_domain)
             printer.record(record, f"  {result.label_probability:6.1%}  {label}{_note(result)}")
         _what_it_knows(engine, args, results)
+        printer.warn(request.image, results[0].in_domain)
 
     return _serve_images(args, images, answer)
 

@@ -37,9 +37,10 @@ from mmstudio.gui.qt_image_view import ImageView
 from mmstudio.gui.qt_model_dialog import ModelDialog
 from mmstudio.gui.qt_overlay_controls import OverlayControls
 from mmstudio.gui.qt_settings import Settings
+from mmstudio.gui.qt_world_banner import WorldBanner
 from mmstudio.gui.worker import InferenceClient, OpenTickets, Ticket
 from mmstudio.models.base import LoadOptions, Task
-from mmstudio.models.loading import builtin_name
+from mmstudio.models.loading import BUILTIN_PREFIX, builtin_name
 from mmstudio.overlay import blend
 from mmstudio.requests import LoadModelRequest, ModelOutcome
 from mmstudio.resources import readme_path, samples_dir
@@ -142,6 +143,7 @@ class MainWindow(QMainWindow):
         self.train_panel = TrainPanel(self.client, job_store)
         self.search_panel = SearchPanel(self.client)
         self.message_bar = MessageBar()
+        self.world_banner = WorldBanner()
         self.welcome = QLabel(WELCOME)
         self.welcome.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.welcome.setWordWrap(True)
@@ -190,6 +192,8 @@ class MainWindow(QMainWindow):
         self._center = center
         self.message_bar.setParent(root)
         self.message_bar.hide()
+        self.world_banner.setParent(root)  # over the bottom of the image, as the message bar is over its top
+        self.world_banner.hide()
         center.installEventFilter(self)
         self.busy_label = QLabel()
         self.statusBar().addPermanentWidget(self.busy_label)
@@ -251,7 +255,7 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         self.gallery.image_selected.connect(self._on_image)
         self.gallery.load_failed.connect(self._on_load_failed)
-        self.gallery.count_changed.connect(lambda n: self.stack.setCurrentIndex(1 if n else 0))
+        self.gallery.count_changed.connect(self._on_count)
         self.gallery.added.connect(self._on_added)
         self.caption_panel.set_gallery_source(self.gallery.refs)
         for panel in (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel):
@@ -260,6 +264,9 @@ class MainWindow(QMainWindow):
         for panel in (self.caption_panel, self.ask_panel, self.match_panel):
             panel.overlay_requested.connect(self.show_overlay)
         self.caption_panel.captioned.connect(self._on_captioned)
+        self.ask_panel.answered.connect(lambda _outcome: self._update_world_banner())
+        self.match_panel.scored.connect(lambda _outcome: self._update_world_banner())
+        self.world_banner.models_requested.connect(self.open_model_dialog)
         self.tabs.currentChanged.connect(lambda _index: self._show_tab_evidence())
         self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
@@ -392,6 +399,53 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"mmstudio — {ref.path.name if ref.path else 'pasted image'}")
         self._show_tab_evidence()
 
+    def _on_count(self, count: int) -> None:
+        self.stack.setCurrentIndex(1 if count else 0)
+        if not count:
+            self._update_world_banner()
+
+    # ------------------------------------------------------- out of the world
+
+    def active_task(self) -> Task:
+        """The task whose model speaks for the picture now: the tab's, or captioning's on Train and Search."""
+        return {self.ask_panel: Task.VQA, self.match_panel: Task.ITM}.get(self.tabs.currentWidget(), Task.CAPTION)
+
+    def in_domain_of(self, task: Task, key: str) -> float | None:
+        """The in_domain of the latest result of `task`'s model for picture `key` (None: none, or no check)."""
+        if task == Task.CAPTION:
+            result = self.caption_panel.results.get(key)
+            return result.in_domain if result else None
+        if task == Task.VQA:
+            answered = [turn.result for turn in self.ask_panel.history.get(key, []) if turn.result is not None]
+            return answered[-1].in_domain if answered else None
+        results = self.match_panel.results.get(key)
+        return results[0].in_domain if results else None
+
+    def _update_world_banner(self) -> None:
+        """The banner for the selected picture, from the active model's verdict.
+
+        Before the active model has seen the picture (Ask before a question), another built-in model's verdict
+        stands in when the active one is built-in too: they were all made on the same world.
+        """
+        ref = self.gallery.current_ref() if self.stack.currentIndex() == 1 else None
+        task = self.active_task()
+        value = self.in_domain_of(task, ref.key) if ref else None
+        if ref is not None and value is None and self.models[task].startswith(BUILTIN_PREFIX):
+            stand_ins = [self.in_domain_of(other, ref.key) for other in Task
+                         if other != task and self.models[other].startswith(BUILTIN_PREFIX)]
+            value = next((v for v in stand_ins if v is not None), None)
+        if self.world_banner.show_for(ref.key if ref else None, task, value):
+            self._place_world_banner()
+
+    def _place_world_banner(self) -> None:
+        view = self.stack
+        top_left = view.mapTo(self.centralWidget(), view.rect().topLeft())
+        banner = self.world_banner
+        width = view.width()
+        height = max(banner.heightForWidth(width) if banner.hasHeightForWidth() else 0, banner.sizeHint().height())
+        banner.setGeometry(top_left.x(), top_left.y() + view.height() - height, width, height)
+        banner.raise_()
+
     def _show_tab_evidence(self) -> None:
         """The overlay belongs to the tab in view: its evidence for the selected image, or none (Search, Train).
 
@@ -403,6 +457,7 @@ class MainWindow(QMainWindow):
         panel = self.tabs.currentWidget()
         if panel in (self.caption_panel, self.ask_panel, self.match_panel):
             panel.show_evidence()
+        self._update_world_banner()
 
     # --------------------------------------------------------------- overlay
 
@@ -440,6 +495,7 @@ class MainWindow(QMainWindow):
         """A caption arrived: show the selected image's first word's evidence, unless another map is shown."""
         if self._overlay is None and self.tabs.currentWidget() is self.caption_panel:
             self.caption_panel.show_evidence()
+        self._update_world_banner()
 
     def cancel_all(self) -> None:
         self.client.cancel_all()
@@ -475,6 +531,7 @@ class MainWindow(QMainWindow):
         if panel is not None:
             panel.results.clear()
             panel.set_image(self.gallery.current_ref())
+        self._update_world_banner()  # the old model's verdict no longer speaks for the picture
         self._update_status()
 
     def open_model_dialog(self) -> None:
@@ -549,6 +606,8 @@ class MainWindow(QMainWindow):
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt naming
         if watched is self._center and event.type() in (QEvent.Type.Resize, QEvent.Type.Move):
             self._place_message_bar()
+            if self.world_banner.isVisible():
+                self._place_world_banner()
         return False
 
     def _place_message_bar(self) -> None:

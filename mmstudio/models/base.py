@@ -69,6 +69,7 @@ class CaptionResult:
     caption: str
     tokens: tuple[str, ...]
     attention: AttentionStack | None = None  # one map per generated token
+    in_domain: float | None = None  # see IN_DOMAIN below
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,6 +81,7 @@ class AnswerResult:
     answer_attention: AttentionStack | None = None  # one map: the answer's evidence on the image
     # Words the tokenizer does not know (models/words.py). With any, nothing is generated: the answer is "".
     unknown_words: tuple[str, ...] = ()
+    in_domain: float | None = None  # see IN_DOMAIN below
 
     @property
     def understood(self) -> bool:
@@ -98,6 +100,12 @@ class MatchResult:
     # Zero-shot label probability: softmax over the texts of one call of their scaled ITC similarities.
     label_probability: float | None = None
     unknown_words: tuple[str, ...] = ()  # words the tokenizer does not know: the scores are of the text without them
+    in_domain: float | None = None  # see IN_DOMAIN below
+
+
+# IN_DOMAIN: how likely the image belongs to the world the model was trained on (mmstudio.models.in_domain;
+# flagged below in_domain.FLAG_BELOW). Only models whose folder ships the check carry it (the built-in ones);
+# for every other model it is None, and nothing is ever flagged.
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mmstudio.models.base import Task
+from mmstudio.models.in_domain import NOTE
 
 WHAT = {
     Task.CAPTION: ("caption", "BlipForConditionalGeneration", "Captions a Shapes World scene left to right."),
@@ -102,6 +103,54 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
               "", "with DIR from `mmstudio world generate --out DIR --count 1000 --seed 2000`."]
     if extra:
         lines += ["", extra]
+    lines += in_domain_section(folder)
     path = folder / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+IN_DOMAIN_HEADING = "## Out of the world"
+SET_NAMES = {"valid": "fresh validation scenes (seed 2000)",
+             "heldout": "independent renderer (heldout_world.py, seed 77)"}  # bench/out_of_world.py's names
+
+
+def in_domain_section(folder: Path) -> list[str]:
+    """The card's last section, from the folder's in-domain.json: what `in_domain` means and what it measured."""
+    try:
+        note = json.loads((Path(folder) / NOTE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    lines = ["", IN_DOMAIN_HEADING, "",
+             "Every result of this model carries `in_domain` (the CLI's `--json` too), the estimated share of Shapes "
+             "World scenes whose vision features (CLS token, patch tokens' mean and spread) lie at least as far "
+             "from the training scenes' as the picture's: a Mahalanobis distance, turned into a conformal p-value on "
+             f"{note.get('calibration_scenes', '?'):,} separate in-domain calibration scenes. Below "
+             f"{note.get('flag_below')} a picture is flagged as out of the world this model knows (the app shows a "
+             "banner, the CLI a warning); by construction that flags "
+             f"{note.get('flag_below', 0):.1%} of in-domain scenes. Fitted on in-domain scenes only "
+             f"({note.get('fit_scenes', '?'):,}, {note.get('wide_share', 0):.0%} of them drawn over the spec's whole "
+             "rendering range); `in-domain.safetensors` holds it, `in-domain.json` says what it means."]
+    measured = note.get("measured") or {}
+    recipe = note.get("flagged_in_domain") or {}
+    scenes = {**{SET_NAMES.get(k, k): recipe[k] for k in sorted(recipe, key=lambda k: k != "valid")},
+              **(measured.get("in_domain") or {})}
+    for title, shares in (("Shapes World scenes (target: at most 2 % flagged)", scenes),
+                          ("Pictures that are not Shapes World scenes (target: at least 95 % flagged)",
+                           measured.get("out_of_world") or {})):
+        if shares:
+            lines += ["", f"| {title} | flagged |", "|---|---|", *(f"| {k} | {v:.1%} |" for k, v in shares.items())]
+    if measured.get("command"):
+        lines += ["", f"Out-of-world pictures and spec corners measured {measured.get('date', '')} with:", "",
+                  f"    {measured['command']}"]
+    lines += ["", "After retraining, `mmstudio.training.in_domain_fit.fit_in_domain(folder)` refits it (the recipe "
+                  f"does, {note.get('seconds', '?')} s for this model here); a check fitted on other weights is "
+                  "ignored."]
+    return lines
+
+
+def refresh_in_domain_section(folder: Path) -> None:
+    """Rewrite the card's out-of-the-world section (its last) from in-domain.json, leaving the rest as it is."""
+    path = Path(folder) / "README.md"
+    text = path.read_text(encoding="utf-8")
+    head = text.split("\n" + IN_DOMAIN_HEADING + "\n", 1)[0].rstrip("\n")
+    path.write_text("\n".join([head, *in_domain_section(folder)]) + "\n", encoding="utf-8")

@@ -26,6 +26,7 @@ from mmstudio.storage import write_json_atomic
 from mmstudio.training.calibration import calibrate_itm
 from mmstudio.training.checkpoints import RUN_RECORD, read_run_record
 from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
+from mmstudio.training.in_domain_fit import CALIBRATION_SCENES, FIT_SCENES, fit_in_domain
 from mmstudio.training.model_card import write_model_card
 from mmstudio.training.run import SCRATCH, TrainConfig, _jsonable, train
 from mmstudio.training.selftest_scene import choose_scene
@@ -65,6 +66,8 @@ class Recipe:
     refine_lr: float = 1e-4
     workers: int = 2
     model_size: str = "small"  # architecture of the caption model trained from scratch (blank.py)
+    # Scenes that fit and calibrate each model's in-domain check (in_domain_fit.py): 1.5 min a model or less.
+    in_domain_scenes: tuple[int, int] = (FIT_SCENES, CALIBRATION_SCENES)
 
 
 def command(out: Path, work: Path) -> str:
@@ -123,7 +126,8 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
     timings["training_total"] = time.monotonic() - started
     emit({"event": "trained", "minutes": round(timings["training_total"] / 60, 1), "timings": timings})
     # Times of a run that reused stages are not the recipe's: keep the file of the last full run.
-    return finish_all(out, work, heldout=heldout, emit=emit, timings=None if reused else timings)
+    return finish_all(out, work, heldout=heldout, emit=emit, timings=None if reused else timings,
+                      in_domain_scenes=recipe.in_domain_scenes)
 
 
 def _rows(metadata: Path) -> int:
@@ -151,7 +155,7 @@ def same_training(record: dict, config: TrainConfig) -> bool:
 
 
 def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit = print,
-               timings: dict | None = None) -> dict:
+               timings: dict | None = None, in_domain_scenes: tuple[int, int] = Recipe.in_domain_scenes) -> dict:
     """Publish the trained models of `work` into `out` with measured figures and model cards."""
     out, work = Path(out), Path(work)
     data = {name: work / name for name in ("train", "select", "valid")}
@@ -160,7 +164,8 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
         trained[Task.CAPTION] = work / REFINED_CAPTION
     reports = {task.value: finish_model(task, trained[task], out / FOLDER[task], data, emit,
                                         heldout=heldout, recipe_command=command(out, work),
-                                        train_scenes=_rows(data["train"] / "metadata.jsonl"))
+                                        train_scenes=_rows(data["train"] / "metadata.jsonl"),
+                                        in_domain_scenes=in_domain_scenes)
                for task in Task}
 
     emit({"event": "self-test-scene", "seed": choose_scene(out)})
@@ -171,8 +176,10 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
 
 
 def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit, *, heldout: Path | None,
-                 recipe_command: str, train_scenes: int | None = None) -> dict:
-    """Pick the attention layer on the selection set, measure on the validation set, write the card."""
+                 recipe_command: str, train_scenes: int | None = None,
+                 in_domain_scenes: tuple[int, int] = Recipe.in_domain_scenes) -> dict:
+    """Pick the attention layer on the selection set, fit the in-domain check, measure on the validation set,
+    write the card."""
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     for item in trained.iterdir():
@@ -192,6 +199,9 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
         hints[key] = layer if layer == "mean" else int(layer)
         emit({"event": "layer-choice", "task": task.value, "pointing_by_layer": selection.pointing_by_layer,
               "chosen": layer})
+    # After the last change to the weights (fp16, the ITM bias): the check is tied to these very weights.
+    fit_in_domain(target, fit_scenes=in_domain_scenes[0], calibration_scenes=in_domain_scenes[1],
+                  measure={"valid": data["valid"], **({"heldout": heldout} if heldout else {})}, emit=emit)
     record = json.loads((target / RUN_RECORD).read_text()) if (target / RUN_RECORD).is_file() else {}
     record["attention"] = hints
     if calibration:

@@ -219,7 +219,8 @@ def _warm_start(cls, path: Path, cls_token_id: int | None = None, *, strict: boo
     config.architectures = [cls.__name__]
     model = cls(config)
     source = {}
-    for file in sorted(Path(path).glob("*.safetensors")):
+    # model*.safetensors only: a built-in folder also holds in-domain.safetensors, statistics, not weights.
+    for file in sorted(Path(path).glob("model*.safetensors")):
         source.update(load_file(str(file)))
     own = model.state_dict()
     if _encoder_from_decoder(own, source):

@@ -41,6 +41,7 @@ class AskPanel(QWidget):
     message = Signal(str)
     error = Signal(str)
     teach_requested = Signal(object, dict)  # ImageRef, {"question": ..., "answer": ...}
+    answered = Signal(object)  # an AskOutcome, after the panel has taken it in
 
     def __init__(self, client, parent=None):
         super().__init__(parent)
@@ -99,6 +100,7 @@ class AskPanel(QWidget):
             self._show()
             self.show_answer(len(self.history[key]) - 1 if turn is self.history[key][-1]
                              else self.history[key].index(turn))
+        self.answered.emit(outcome)
 
     def on_ended(self, request, reason: str) -> None:
         key, turn = self._turns.pop(request.id, (None, None))

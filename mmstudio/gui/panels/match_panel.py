@@ -43,6 +43,7 @@ class MatchPanel(QWidget):
     overlay_requested = Signal(object, int, str)
     message = Signal(str)
     error = Signal(str)
+    scored = Signal(object)  # a MatchOutcome, after the panel has taken it in
 
     def __init__(self, client, parent=None):
         super().__init__(parent)
@@ -157,6 +158,7 @@ class MatchPanel(QWidget):
         self.known = outcome.known or self.known
         if self._current is not None and self._current.key == key:
             self._show()
+        self.scored.emit(outcome)
 
     def on_ended(self, request, reason: str) -> None:
         self.status.setText(reason)
