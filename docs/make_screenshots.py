@@ -121,6 +121,14 @@ def drive_app(out: Path, all_out: Path) -> int:
         pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))
     pump(1)
     grab_all("ask")
+    # What the models know: an object the scene lacks, and words outside the vocabulary.
+    absent = next(s for s in ("star", "triangle", "square", "circle") if s not in result.caption)
+    for question in (f"what color is the {absent}?", "is this a photo of a sunset?"):
+        window.ask_panel.input.setPlainText(question)
+        window.ask_panel.send()
+        pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))
+    pump(1)
+    grab_all("ask-limits", readme=False)
 
     window.tabs.setCurrentWidget(window.match_panel)
     truth = result.caption
@@ -152,6 +160,23 @@ def drive_app(out: Path, all_out: Path) -> int:
     pump(900, lambda: record.status != "running" and record.id not in panel.processes)
     pump(1)
     grab_all("train")
+    # A picture from outside Shapes World: a sky, hills and a sun, drawn here. The banner says so.
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("RGB", (320, 240), (90, 140, 210))
+    draw = ImageDraw.Draw(photo)
+    for y in range(240):
+        draw.line([(0, y), (320, y)], fill=(90 + y // 3, 140 + y // 4, 210 - y // 2))
+    draw.ellipse([230, 30, 280, 80], fill=(250, 220, 120))
+    draw.polygon([(0, 170), (90, 120), (180, 160), (260, 110), (320, 150), (320, 240), (0, 240)], fill=(60, 110, 50))
+    photo_path = folder / "landscape.png"
+    photo.save(photo_path)
+    window.tabs.setCurrentWidget(window.caption_panel)
+    window.add_paths([str(photo_path)])
+    photo_key = str(photo_path.resolve())
+    pump(120, lambda: photo_key in window.caption_panel.results)
+    pump(2)
+    grab_all("out-of-world", readme=False)
     window.tabs.setCurrentWidget(window.search_panel)
     window.search_panel.query.setText("a large green circle")
     window.search_panel.search()
