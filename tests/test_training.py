@@ -330,6 +330,7 @@ def test_partial_share_trains_on_true_partial_descriptions_and_their_misses(tmp_
     texts = decode(batch["input_ids"], skip_special_tokens=True)
     objects = [dataset.objects[dataset.examples[i].image] for i in items]
     assert any(text != dataset.examples[i].text for i, text in zip(items, texts))
+    assert not batch["itc_rows"].any()  # partial descriptions train the ITM head only, never ITC
     for row, objs in enumerate(objects):
         assert describes(objs, texts[row])
         # The target matrix says which texts are true of which image, not which are the same string.
