@@ -56,8 +56,8 @@ class Recipe:
     # scene allows one (about 1 in 6 otherwise): word order is what it learns last.
     itm_order_share: float = 0.25
     # Share of the retrieval stage's texts that are true partial descriptions (docs/shapes-world-additions.md).
-    # Off: at 0.5 (2,500 steps) partial descriptions rose to 89 % right but ITC fell apart (recall@1 among 100
-    # from 95 % to 64 %, one-object search mAP 0.33), so the published retrieval model is still v1's.
+    # Off: at 0.5 (2,500 steps) partial descriptions rose to 86-89 % right but full-caption recall@1 among 100
+    # fell from 95 % to 64 % (partials in ITC) or 82 % (ITM only), so the published retrieval model is v1's.
     itm_partial_share: float = 0.0
     batch_size: int = 64
     vqa_images_per_batch: int = 32
