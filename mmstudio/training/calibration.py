@@ -18,7 +18,7 @@ from mmstudio.engine import Engine
 from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
 from mmstudio.training.evaluate import scene_rows
-from mmstudio.training.itm_probes import partial_probes
+from mmstudio.training.itm_probes import decision_texts
 
 HEAD_BIAS = "itm_head.bias"
 
@@ -28,8 +28,7 @@ def _margins(adapter, data: Path) -> tuple[np.ndarray, np.ndarray]:
     negatives, and where the data has objects, partial descriptions and their near misses (as measured)."""
     positives, negatives = [], []
     for i, row in enumerate(scene_rows(data, Task.ITM)):
-        probes = partial_probes(row["objects"], i) if row.get("objects") else []
-        texts = [(row["caption"], True), *((n, False) for n in row.get("negatives") or []), *probes]
+        texts = decision_texts(row, i)
         if len(texts) < 2:
             continue
         results = adapter.match(load_image(row["_path"]), [t for t, _ in texts])

@@ -20,7 +20,7 @@ from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
 from mmstudio.training.bleu import corpus_bleu
 from mmstudio.training.data import Dataset, read_dataset
-from mmstudio.training.itm_probes import one_object_queries, partial_probes, search_map
+from mmstudio.training.itm_probes import decision_texts, one_object_queries, search_map
 from mmstudio.world.vocab import COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES
 
 NAMING_WORDS = set(COLORS) | set(SHAPES) | set(EXTRA_COLORS) | set(EXTRA_SHAPES)
@@ -232,15 +232,16 @@ def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
     failures = []
     for i, row in enumerate(rows):
         negatives = row.get("negatives") or []
-        probes = partial_probes(row["objects"], i) if row.get("objects") else []
-        results = adapter.match(load_image(row["_path"]), [row["caption"], *negatives, *(t for t, _ in probes)])
-        for (text, true), result in zip(probes, results[len(results) - len(probes):]):
+        texts = decision_texts(row, i)
+        probes = texts[1 + len(negatives):]
+        results = adapter.match(load_image(row["_path"]), [text for text, _ in texts])
+        for (text, true), result in zip(probes, results[1 + len(negatives):]):
             partial_right += (result.itm > 0.5) == true
             partial_total += 1
             if (result.itm > 0.5) != true and len(failures) < 20:
                 failures.append({"image": str(row["_path"]), "caption": row["caption"], "partial": text,
                                  "true": true, "itm": round(result.itm, 4)})
-        results = results[:len(results) - len(probes)]
+        results = results[:1 + len(negatives)]
         positive = results[0].itm
         correct += positive > 0.5
         decisions += 1

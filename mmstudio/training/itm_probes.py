@@ -31,6 +31,13 @@ def partial_probes(objects: list[dict], row: int) -> list[tuple[str, bool]]:
     return probes
 
 
+def decision_texts(row: dict, index: int) -> list[tuple[str, bool]]:
+    """(text, true) of an evaluation row as measured and calibrated: its caption, its hard negatives, and
+    where the row has objects, its partial probes (`index`: the row's place in its set)."""
+    probes = partial_probes(row["objects"], index) if row.get("objects") else []
+    return [(row["caption"], True), *((n, False) for n in row.get("negatives") or []), *probes]
+
+
 def one_object_queries() -> list[str]:
     return [f"a {z} {c} {s}" for s in SHAPES for c in COLORS for z in SIZES]
 

@@ -134,21 +134,18 @@ def absent_question(scene: Scene, rng: np.random.Generator, *, shapes: Sequence[
     objs = _ordered(scene)
     shapes = _vocab(shapes, [o.shape for o in objs])
     colors = _vocab(colors, [o.color for o in objs])
-    forms = []
-    absent_shapes = [s for s in shapes if s not in {o.shape for o in objs}]
-    if absent_shapes:
-        forms.append(lambda: f"what color is the {_pick(rng, absent_shapes)}?")
-    absent_colors = [c for c in colors if c not in {o.color for o in objs}]
-    if absent_colors:
-        forms.append(lambda: f"what shape is the {_pick(rng, absent_colors)} object?")
+    present_shapes, present_colors = {o.shape for o in objs}, {o.color for o in objs}
     pairs = {(o.color, o.shape) for o in objs}
-    near = [(c, s) for s in shapes for c in colors if (c, s) not in pairs
-            and (s in {o.shape for o in objs} or c in {o.color for o in objs})]
-    if near:
-        forms.append(lambda: "what size is the {} {}?".format(*_pick(rng, near)))
+    forms = [
+        [f"what color is the {s}?" for s in shapes if s not in present_shapes],
+        [f"what shape is the {c} object?" for c in colors if c not in present_colors],
+        [f"what size is the {c} {s}?" for s in shapes for c in colors
+         if (c, s) not in pairs and (s in present_shapes or c in present_colors)],
+    ]
+    forms = [questions for questions in forms if questions]
     if not forms:
         return None
-    return QA(_pick(rng, forms)(), ABSENT_ANSWER, "absent")
+    return QA(_pick(rng, _pick(rng, forms)), ABSENT_ANSWER, "absent")
 
 
 def _exists_no(rng, objs, shapes, colors, pair_count):
