@@ -75,7 +75,8 @@ def register(commands) -> None:
     flag("--order-share", type=probability,
          help="ITM: how often a negative is the caption's words in another order, where one exists")
     flag("--partial-share", type=probability,
-         help="ITM on data with objects: how often an image's text is a true partial description of it")
+         help="ITM on data with objects: share of images that also teach the ITM head a true partial "
+              "description of them and a near miss")
     flag("--rows", type=positive_int, help="train on the first N rows of the data only (default: all)")
     flag("--pixel-cache", type=non_empty_path,
          help="folder that keeps the resized training images for later runs on the same files")

@@ -48,8 +48,8 @@ class TrainConfig(documents.Document):
     questions_per_image: int = 4
     negatives_per_image: int = 1  # ITM: written hard negatives per image in each batch
     order_share: float = 0.0  # ITM: how often one of them is the caption's words in another order, where any is
-    # ITM on data with objects (Shapes World): how often an image's text is a true partial description (some of
-    # its objects, maybe without size or colour) with near misses of it as negatives, instead of its caption.
+    # ITM on data with objects (Shapes World): the share of images that also get a true partial description (some
+    # of its objects, maybe without size or colour) and a near miss of it, as extra pairs for the ITM head.
     partial_share: float = 0.0
     rows: int | None = None  # train on the first N rows of the data only
     pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files

@@ -8,7 +8,6 @@ every part flow through the wrapper's forward.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +18,7 @@ from torch import nn
 from mmstudio.models.base import Task
 from mmstudio.training.data import Dataset, Example, PixelStore
 from mmstudio.training.grounding import GroundingHead, patch_labels
-from mmstudio.world.descriptions import describes, false_descriptions, partial_description
+from mmstudio.world.descriptions import false_descriptions, partial_description
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
 
@@ -72,14 +71,15 @@ class ItmObjective(_Objective):
         return self.model.itm_head(hidden[:, 0, :])
 
     def forward(self, pixel_values, input_ids, attention_mask, neg_input_ids, neg_attention_mask, neg_valid,
-                same_text, itc_rows=None, patch_labels=None):
+                same_text, partial_input_ids=None, partial_attention_mask=None, partial_image=None,
+                partial_label=None, patch_labels=None):
         m = self.model
         embeds = m.vision_model(pixel_values=pixel_values)[0]  # (B, N, D)
         text = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
         image_feat = F.normalize(m.vision_proj(embeds[:, 0, :]), dim=-1)
         text_feat = F.normalize(m.text_proj(text[:, 0, :]), dim=-1)
         sim = image_feat @ text_feat.t() / ITC_TEMPERATURE  # (B images, B texts)
-        itc = _itc(sim, same_text, itc_rows)
+        itc = _itc(sim, same_text)
 
         with torch.no_grad():  # hardest in-batch partner for each image and each text, as BLIP mines them
             weights = sim.detach().float().masked_fill(same_text, float("-inf"))
@@ -98,27 +98,28 @@ class ItmObjective(_Objective):
                               input_ids[has_other_t]])
         pair_mask = torch.cat([attention_mask, neg_attention_mask[neg_valid],
                                attention_mask[text_for_image[has_other]], attention_mask[has_other_t]])
-        logits = self._itm_logits(pair_embeds, pair_ids, pair_mask)
         batch = embeds.shape[0]
-        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        labels = torch.zeros(pair_ids.shape[0], dtype=torch.long, device=embeds.device)
         labels[:batch] = 1
+        if partial_input_ids is not None and len(partial_input_ids):
+            pair_embeds = torch.cat([pair_embeds, embeds[partial_image]])
+            pair_ids = torch.cat([pair_ids, partial_input_ids])
+            pair_mask = torch.cat([pair_mask, partial_attention_mask])
+            labels = torch.cat([labels, partial_label.to(labels.device)])
+        logits = self._itm_logits(pair_embeds, pair_ids, pair_mask)
         # Positives are a third or a quarter of the pairs; weigh the classes equally.
-        class_weight = torch.tensor([1.0, (logits.shape[0] - batch) / batch], device=logits.device,
-                                    dtype=logits.dtype)
-        itm = F.cross_entropy(logits, labels, weight=class_weight)
+        positives = labels.sum().clamp(min=1).float()
+        class_weight = torch.stack([torch.ones_like(positives), (labels.numel() - positives) / positives])
+        itm = F.cross_entropy(logits, labels, weight=class_weight.to(logits.dtype))
         return self._with_grounding(itc + itm, embeds, patch_labels)
 
 
-def _itc(sim, same_text, rows=None):
-    """InfoNCE both ways over the rows whose text is a full caption (all rows when `rows` is None).
+def _itc(sim, same_text):
+    """InfoNCE both ways over full captions.
 
     Partial descriptions stay out: trained into ITC they pulled one image vector towards every subset of its
     objects, and full-caption recall@1 among 100 fell from 95 % to 64 %; the ITM head learns them instead.
     """
-    if rows is not None:
-        if not rows.any():
-            return sim.sum() * 0.0
-        sim, same_text = sim[rows][:, rows], same_text[rows][:, rows]
     targets = same_text.float() / same_text.float().sum(dim=1, keepdim=True)
     return (torch.sum(-F.log_softmax(sim, dim=1) * targets, dim=1).mean()
             + torch.sum(-F.log_softmax(sim.t(), dim=1) * targets, dim=1).mean()) / 2
@@ -199,37 +200,47 @@ class Collator:
             return {"pixel_values": self.pixels.batch(items), "image_index": torch.tensor(image_index),
                     "input_ids": q_ids, "attention_mask": q_mask, "answer_ids": a_ids, "answer_mask": a_mask,
                     "labels": self._labels(a_ids, a_mask)}
-        originals = [self.dataset.examples[i] for i in items]
-        examples = [self._maybe_partial(e) for e in originals]
+        examples = [self.dataset.examples[i] for i in items]
         texts = [e.text for e in examples]
         # Rows without a written hard negative still learn from the in-batch ones.
         negatives = [text for e in examples for text in self._hard_negatives(e)]
+        partial_texts, partial_image, partial_label = self._partials(examples)
         ids, mask = self._tokens(texts, decoder=False)
         neg_ids, neg_mask = self._tokens(negatives, decoder=False)
-        width = max(ids.shape[1], neg_ids.shape[1])
-        ids, mask, neg_ids, neg_mask = (_pad_to(t, width) for t in (ids, mask, neg_ids, neg_mask))
+        tokens = [ids, mask, neg_ids, neg_mask]
+        if partial_texts:
+            tokens += self._tokens(partial_texts, decoder=False)
+        width = max(t.shape[1] for t in tokens)
+        tokens = [_pad_to(t, width) for t in tokens]
         extra = {}
-        if self.partial_share:  # a text is right for every image it is true of, not only its own
-            objects = [self.dataset.objects[e.image] for e in examples]
-            same = torch.tensor([[describes(objs, text) for text in texts] for objs in objects])
-            extra["itc_rows"] = torch.tensor([e is o for e, o in zip(examples, originals)])
-        else:
-            same = torch.tensor([[a == b for b in texts] for a in texts])
-        return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": ids,
-                "attention_mask": mask, "neg_input_ids": neg_ids, "neg_attention_mask": neg_mask,
+        if partial_texts:
+            extra = {"partial_input_ids": tokens[4], "partial_attention_mask": tokens[5],
+                     "partial_image": torch.tensor(partial_image), "partial_label": torch.tensor(partial_label)}
+        return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": tokens[0],
+                "attention_mask": tokens[1], "neg_input_ids": tokens[2], "neg_attention_mask": tokens[3],
                 "neg_valid": torch.tensor([bool(e.negatives) for e in examples
                                            for _ in range(self.negatives_per_image)]),
-                "same_text": same, **extra}
+                "same_text": torch.tensor([[a == b for b in texts] for a in texts]), **extra}
 
-    def _maybe_partial(self, example: Example) -> Example:
-        """The example, or (partial_share of the time) a true partial description of its image with near
-        misses of it as its negatives."""
-        if not self.partial_share or self.rng.random() >= self.partial_share:
-            return example
-        objects = self.dataset.objects[example.image]
-        text = partial_description(objects, self.np_rng)
-        misses = false_descriptions(objects, text, self.np_rng, k=max(1, self.negatives_per_image))
-        return replace(example, text=text, negatives=tuple(misses))
+    def _partials(self, examples: list[Example]) -> tuple[list[str], list[int], list[int]]:
+        """(texts, batch row of their image, 1 if true) of the ITM head's extra pairs: for partial_share of the
+        images, a true partial description (some of its objects, maybe without size or colour) and a near
+        miss of it. The captions stay in every row, so ITC keeps learning from all of them."""
+        texts: list[str] = []
+        rows: list[int] = []
+        labels: list[int] = []
+        if not self.partial_share:
+            return texts, rows, labels
+        for row, example in enumerate(examples):
+            if self.rng.random() >= self.partial_share:
+                continue
+            objects = self.dataset.objects[example.image]
+            text = partial_description(objects, self.np_rng)
+            misses = false_descriptions(objects, text, self.np_rng, k=1)
+            texts += [text, *misses]
+            rows += [row] * (1 + len(misses))
+            labels += [1] + [0] * len(misses)
+        return texts, rows, labels
 
     def _hard_negatives(self, example: Example) -> list[str]:
         """`negatives_per_image` distinct written negatives where there are enough (placeholders where none).

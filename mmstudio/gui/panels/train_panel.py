@@ -224,8 +224,8 @@ class TrainPanel(QWidget):
                                    "ITM: how often a negative is the caption's words in another order")
         self.order_share.setSingleStep(0.05)
         self.partial_share = _double(0.0, 1.0, 2, d.partial_share,
-                                     "ITM on data with objects: how often an image's text is a true partial "
-                                     "description of it (some of its objects), with near misses as negatives")
+                                     "ITM on data with objects: share of images that also teach the ITM head "
+                                     "a true partial description of them (some of their objects) and a near miss")
         self.partial_share.setSingleStep(0.05)
         self.rows = _spin(0, 2**31 - 1, 0, "Train on the first N rows of the dataset only")
         self.rows.setSpecialValueText("all")
