@@ -28,7 +28,7 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.loading import builtin_name
 from mmstudio.models.registry import load_adapter
-from mmstudio.search import Collection, EmbeddingIndex, Hit, Progress, Source
+from mmstudio.search import RERANK, Collection, EmbeddingIndex, Hit, Progress, Source
 
 T = TypeVar("T")
 
@@ -200,5 +200,6 @@ class Engine:
         finally:
             index.save()  # what was encoded before a cancel is kept
 
-    def search(self, collection: Collection, query: str, *, model: str | None = None, top_k: int = 10) -> list[Hit]:
-        return self.search_index(model).search(collection, query, top_k)
+    def search(self, collection: Collection, query: str, *, model: str | None = None, top_k: int = 10,
+               depth: int = RERANK, cancel: CancelCheck = never_cancelled) -> list[Hit]:
+        return self.search_index(model).search(collection, query, top_k, depth=depth, cancel=cancel)

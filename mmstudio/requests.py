@@ -20,7 +20,7 @@ from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import AnswerResult, KnownWords, LoadOptions, MatchResult, ModelInfo, Task
-from mmstudio.search import IndexReport
+from mmstudio.search import RERANK, IndexReport
 
 _ids = itertools.count(1)
 
@@ -84,6 +84,7 @@ class SearchRequest:
     query: str
     top_k: int = 10
     model: str | None = None  # None: the model chosen for matching
+    depth: int = RERANK  # best hits re-ranked by a matching head, where the model has one (search.RERANK)
     id: int = field(default_factory=next_id)
 
 
@@ -121,6 +122,7 @@ class SearchHit:
     image: ImageRef
     score: float  # cosine similarity of the image and the query
     rank: int  # 1 = best
+    match: float | None = None  # the matching head's probability that the query describes the image, if re-ranked
 
 
 @dataclass(frozen=True)
@@ -190,9 +192,11 @@ def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress
     sources = [(ref.key, ref.pixels if ref.pixels is not None else ref.path) for ref in request.images]
     collection = engine.index(sources, model=request.model, cancel=token.check, progress=progress)
     token.check()
-    hits = engine.search(collection, request.query, model=request.model, top_k=request.top_k)
+    hits = engine.search(collection, request.query, model=request.model, top_k=request.top_k, depth=request.depth,
+                         cancel=token.check)
     unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
-    return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank) for h in hits), collection.report,
+    return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank, h.match) for h in hits),
+                         collection.report,
                          unknown, _known(engine, Task.ITM, request.model, unknown))
 
 

@@ -16,18 +16,23 @@ from mmstudio.models.base import Task  # noqa: E402
 TIMEOUT = 60000
 
 
-@pytest.fixture()
-def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
+def open_window(qtbot, tmp_path, monkeypatch, tiny_models, itm) -> MainWindow:
     from mmstudio.jobs import JobStore
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     for task, path in tiny_models.items():
         qsettings.setValue(f"model/{task.value}", str(path))
-    qsettings.setValue(f"model/{Task.ITM.value}", str(family_models["clip"]))  # search with CLIP
+    qsettings.setValue(f"model/{Task.ITM.value}", str(itm))
     win = MainWindow(settings=Settings(qsettings), job_store=JobStore(tmp_path / "jobs.json"))
     qtbot.addWidget(win)
     win.show()
+    return win
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
+    win = open_window(qtbot, tmp_path, monkeypatch, tiny_models, family_models["clip"])  # search with CLIP
     yield win
     win.client.stop()
 
@@ -46,6 +51,7 @@ def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos
     qtbot.waitUntil(lambda: not panel.pending and panel.results.count() == 3, timeout=TIMEOUT)
     assert [hit.rank for hit in panel.hits] == [1, 2, 3]
     assert panel.hits[0].score >= panel.hits[1].score >= panel.hits[2].score
+    assert panel.hits[0].match is None  # CLIP has no matching head: ranked by embeddings alone
     assert "5 images" in panel.status.text() and "5 newly indexed" in panel.status.text()
 
     chosen = panel.hits[1].image.key
@@ -60,6 +66,20 @@ def test_search_panel_ranks_the_gallery_and_shows_a_result(qtbot, window, photos
     qtbot.waitUntil(lambda: not panel.pending, timeout=TIMEOUT)
     assert "newly indexed" not in panel.status.text()
     assert panel.results.count() == 3
+
+
+def test_a_blip_search_shows_the_matching_heads_verdict(qtbot, tmp_path, monkeypatch, photos, tiny_models):
+    window = open_window(qtbot, tmp_path, monkeypatch, tiny_models, tiny_models[Task.ITM])
+    panel = window.search_panel
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
+    panel.query.setText("a red circle")
+    panel.search()
+    qtbot.waitUntil(lambda: not panel.pending and panel.results.count() == 5, timeout=TIMEOUT)
+    assert panel.hits[0].match >= panel.hits[1].match >= panel.hits[4].match  # re-ranked by the ITM head
+    assert panel.results.item(0).text().startswith(f"1. {panel.hits[0].match:.0%} match")
+    assert "matching head" in panel.results.item(0).toolTip()
+    window.client.stop()
 
 
 def test_search_needs_images_and_a_query(qtbot, window):

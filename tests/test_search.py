@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from mmstudio.engine import Engine
 from mmstudio.errors import UnsupportedTaskError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import Task
-from mmstudio.search import Collection, EmbeddingIndex, IndexReport, index_root, model_id
+from mmstudio.search import Collection, EmbeddingIndex, IndexReport, index_root, model_id, rerank
 
 
 class CountingEmbedder:
@@ -139,6 +140,43 @@ def test_engine_search_with_blip_retrieval_and_refusal_of_others(cache, folder, 
     assert (engine.search_index(name).directory / "index.json").is_file(), "engine.index saves"
     with pytest.raises(UnsupportedTaskError):
         engine.embedder(str(family_models["vilt"]))
+
+
+def test_rerank_orders_the_best_by_the_matching_head_and_keeps_the_rest_by_embedding():
+    scores = np.array([0.9, 0.1, 0.8, 0.7, 0.2])
+    asked = []
+
+    def match(indices):
+        asked.append(sorted(indices.tolist()))
+        return np.array([{0: 0.1, 2: 0.9, 3: 0.5}[i] for i in indices.tolist()])
+
+    order, probability = rerank(scores, match, depth=3)
+    assert asked == [[0, 2, 3]]  # only the three best by embedding are read again
+    assert order.tolist() == [2, 3, 0, 4, 1]
+    assert probability[[0, 2, 3]].tolist() == [0.1, 0.9, 0.5] and np.isnan(probability[[1, 4]]).all()
+    assert rerank(scores, match, depth=0)[0].tolist() == [0, 2, 3, 4, 1]
+
+
+def test_blip_search_reranks_with_the_matching_head(cache, folder, tiny_models):
+    engine = Engine()
+    name = str(tiny_models[Task.ITM])
+    files = sorted(folder.rglob("scene*.png"))
+    collection = engine.index([(str(p), p) for p in files], model=name)
+    query = "a small red circle"
+    hits = engine.search(collection, query, model=name, top_k=5)
+    # Every hit was re-ranked (5 images < the depth), best match first, with the head's own probability.
+    assert [h.match for h in hits] == sorted((h.match for h in hits), reverse=True)
+    for hit in hits:
+        assert hit.match == pytest.approx(engine.match(load_image(hit.image), [query], model=name)[0].itm, abs=1e-4)
+    plain = engine.search(collection, query, model=name, top_k=5, depth=0)
+    assert all(h.match is None for h in plain)
+    assert [h.score for h in plain] == sorted((h.score for h in plain), reverse=True)
+    # A file gone since it was indexed keeps its embedding's place, after every image read again.
+    gone = Path(hits[0].image)
+    gone.unlink()
+    again = engine.search(collection, query, model=name, top_k=5)
+    assert again[-1].image == str(gone) and again[-1].match is None
+    assert engine.search(collection, query, model=name, top_k=2, depth=2)[0].match is not None
 
 
 def test_two_writers_keep_each_others_work(cache, tmp_path, clip, scene_images):

@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
+from mmstudio.cli.options import (
+    DEVICE_HELP,
+    DTYPE_HELP,
+    device,
+    non_empty,
+    non_empty_path,
+    non_negative_int,
+    positive_int,
+)
 from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.words import not_understood
+from mmstudio.search import RERANK
 
 
 def register(commands) -> None:
@@ -23,8 +32,12 @@ def register(commands) -> None:
     p.add_argument("--model", type=non_empty,
                    help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
     p.add_argument("--top", type=positive_int, default=10, metavar="K", help="how many images to print (default 10)")
+    p.add_argument("--rerank", type=non_negative_int, default=RERANK, metavar="N",
+                   help=f"re-rank the best N by the model's matching head where it has one, as BLIP does "
+                        f"(default {RERANK}; 0: embeddings only)")
     p.add_argument("--json", action="store_true",
-                   help='one JSON object per line: "image", "score", "rank", "unknown_words" (of the query)')
+                   help='one JSON object per line: "image", "score", "rank", "match" (the matching head\'s '
+                        'probability, where re-ranked), "unknown_words" (of the query)')
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
     p.add_argument("--allow-pickle", action="store_true",
@@ -56,10 +69,12 @@ def run_search(args: argparse.Namespace) -> int:
     if unknown:  # the images are ranked by the query without them: say so, on stderr with the other notes
         print(f"mmstudio: {not_understood(unknown, engine.known_words(Task.ITM, model=args.model))}",
               file=sys.stderr)
-    for hit in engine.search(collection, query, model=args.model, top_k=args.top):
+    for hit in engine.search(collection, query, model=args.model, top_k=args.top, depth=args.rerank):
+        match = None if hit.match is None else round(hit.match, 6)
         if args.json:
-            print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank,
+            print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank, "match": match,
                               "unknown_words": list(unknown)}, ensure_ascii=False))
         else:
-            print(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.image}")
+            fits = "" if hit.match is None else f"  {hit.match:6.1%}"
+            print(f"{hit.rank:>3}  {hit.score:+.4f}{fits}  {hit.image}")
     return 0

@@ -190,6 +190,17 @@ class Embedder(Protocol):
     def text_features(self, texts: Sequence[str]) -> np.ndarray: ...  # (T, P), unit length
 
 
+@runtime_checkable
+class Reranker(Protocol):
+    """An embedder with an image-text matching head (BLIP retrieval): search re-ranks its best hits with it.
+
+    ITC compares one vector per image with one per text; ITM reads the text against every patch, so it
+    tells "a small red circle" in a scene of three objects where one vector cannot.
+    """
+
+    def match_scores(self, images: Sequence[Image.Image], text: str) -> np.ndarray: ...  # (B,) ITM probability
+
+
 @dataclass
 class AdapterFactory:
     """How a registry entry recognises its checkpoints and builds an adapter for them."""

@@ -481,6 +481,22 @@ class BlipAdapter(AdapterBase):
             feats = torch.nn.functional.normalize(self.model.text_proj(hidden[:, 0, :]), dim=-1)
         return feats.float().cpu().numpy()
 
+    def match_scores(self, images: Sequence[Image.Image], text: str, batch_size: int = 64) -> np.ndarray:
+        """(B,) ITM probability that `text` describes each image (search re-ranks with it)."""
+        self._require(Task.ITM)
+        torch = self._torch
+        enc = self._encode_texts([text], longest=128)
+        scores = []
+        for start in range(0, len(images), batch_size):
+            # Straight through the encoder: a search's images would only churn the vision cache.
+            pixels = self.pixel_values(images[start:start + batch_size])
+            with torch.inference_mode():
+                embeds = self.model.vision_model(pixel_values=pixels)[0]
+                rows = {k: v.expand(len(embeds), -1) for k, v in enc.items()}
+                logits = self._itm_logits(embeds, rows)
+            scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
+        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
     def _similar_lengths(self, enc, size: int = 16) -> list:
         """The texts in chunks of similar length, each padded only to its own longest: [(rows, chunk)].
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from mmstudio.attention import points_at
 from mmstudio.imaging import load_image
-from mmstudio.models.base import Task
+from mmstudio.models.base import Reranker, Task
 from mmstudio.training.bleu import corpus_bleu
 from mmstudio.training.data import Dataset, read_dataset
 from mmstudio.training.itm_probes import decision_texts, one_object_queries, search_map
@@ -275,8 +275,15 @@ def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
         report.metrics["recall_at_1"] = float(np.mean(recalls))
     if rows and all(r.get("objects") for r in rows):
         queries = one_object_queries()
-        report.metrics["search_map_one_object"], _ = search_map(
-            every_image, adapter.text_features(queries), [r["objects"] for r in rows], queries)
+        text_features = adapter.text_features(queries)
+        objects = [r["objects"] for r in rows]
+        report.metrics["search_map_one_object"], _ = search_map(every_image, text_features, objects, queries)
+        if isinstance(adapter, Reranker):  # what search ranks by: the embeddings' best, re-ranked by the ITM head
+            def match(text: str, indices: np.ndarray) -> np.ndarray:
+                return adapter.match_scores([load_image(rows[i]["_path"]) for i in indices], text)
+
+            report.metrics["search_map_reranked"], _ = search_map(every_image, text_features, objects, queries,
+                                                                  match)
     return report
 
 

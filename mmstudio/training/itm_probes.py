@@ -4,20 +4,27 @@ Both come from a scene's objects, so any Shapes World dataset (and any data with
 - decision probes: per scene, PARTIALS true partial descriptions (each in a random form: full phrases,
   no sizes, no colours) and MISSES near misses of each, drawn from a generator seeded by the scene's
   row, so every run and every model sees the same texts;
-- one-object queries: every `a {size} {color} {shape}` of the vocabulary, ranked over the whole set by
-  the ITC embeddings (what gallery search uses); a scene is relevant when it holds such an object.
+- one-object queries: every `a {size} {color} {shape}` of the vocabulary, ranked over the whole set as
+  gallery search ranks (ITC embeddings, the best re-ranked by the ITM head); a scene is relevant when it
+  holds such an object.
 """
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import numpy as np
 
+from mmstudio.search import RERANK, rerank
 from mmstudio.world.descriptions import describes, false_descriptions, partial_description
 from mmstudio.world.vocab import COLORS, SHAPES, SIZES
 
 PARTIALS = 2
 MISSES = 2
 PROBE_SEED = 19
+
+Match = Callable[[str, np.ndarray], np.ndarray]  # (text, scene indices) -> ITM probabilities
 
 
 def partial_probes(objects: list[dict], row: int) -> list[tuple[str, bool]]:
@@ -53,12 +60,20 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
 
 
 def search_map(image_features: np.ndarray, text_features: np.ndarray, objects: list[list[dict]],
-               queries: list[str]) -> tuple[float, dict[str, float]]:
-    """(mean AP over the queries some scene answers, AP per query) of ranking the set by ITC similarity."""
+               queries: list[str], match: Match | None = None, depth: int = RERANK) -> tuple[float, dict[str, float]]:
+    """(mean AP over the queries some scene answers, AP per query) of ranking the set by ITC similarity, and
+    with `match(text, indices)` (the ITM probabilities of those scenes) its best `depth` re-ranked by it, as
+    search does."""
     scores = text_features @ image_features.T
     per_query = {}
     for q, text in enumerate(queries):
         relevant = np.array([describes(objs, text) for objs in objects])
-        if relevant.any():
-            per_query[text] = average_precision(scores[q], relevant)
+        if not relevant.any():
+            continue
+        ranking = scores[q]
+        if match is not None:
+            order, _ = rerank(scores[q], functools.partial(match, text), depth)
+            ranking = np.empty(len(order))
+            ranking[order] = -np.arange(len(order), dtype=float)
+        per_query[text] = average_precision(ranking, relevant)
     return float(np.mean(list(per_query.values()))), per_query

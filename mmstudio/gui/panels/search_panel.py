@@ -122,9 +122,14 @@ class SearchPanel(QWidget):
         for hit in outcome.hits:
             path = hit.image.path
             name = f"{path.parent.name}/{path.name}" if path is not None else "pasted image"
-            item = QListWidgetItem(self._icon_of(hit.image.key), f"{hit.rank}. {hit.score:+.3f}\n{name}")
+            # A re-ranked hit shows the matching head's verdict, which a person can read; the cosine is a tooltip.
+            score = f"{hit.match:.0%} match" if hit.match is not None else f"{hit.score:+.3f}"
+            item = QListWidgetItem(self._icon_of(hit.image.key), f"{hit.rank}. {score}\n{name}")
             item.setData(_KEY_ROLE, hit.image.key)
-            item.setToolTip(str(path) if path is not None else hit.image.key)
+            where = str(path) if path is not None else hit.image.key
+            item.setToolTip(where if hit.match is None else
+                            f"{where}\nmatching head: {hit.match:.1%} that the text describes this image; "
+                            f"embedding similarity {hit.score:+.3f}")
             self.results.addItem(item)
         self.results.blockSignals(False)
         report = outcome.report
