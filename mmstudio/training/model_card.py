@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mmstudio.models.base import Task
 from mmstudio.models.in_domain import NOTE
+from mmstudio.search import RERANK
 
 WHAT = {
     Task.CAPTION: ("caption", "BlipForConditionalGeneration", "Captions a Shapes World scene left to right."),
@@ -23,6 +24,7 @@ NAMES = {
     "itm_partial_accuracy": "ITM accuracy (partial descriptions and their near misses, threshold 0.5)",
     "itm_decision_accuracy": "ITM accuracy (all of the above together, threshold 0.5)",
     "search_map_one_object": "search mean average precision, one-object queries over the whole set (ITC)",
+    "search_map_reranked": f"the same, as search ranks: ITC's best {RERANK} re-ranked by the ITM head",
     "accuracy_v1_kinds": "VQA accuracy (the spec's question kinds, absent objects left out)",
 }
 
