@@ -18,7 +18,7 @@ from torch import nn
 from mmstudio.models.base import Task
 from mmstudio.training.data import Dataset, Example, PixelStore
 from mmstudio.training.grounding import GroundingHead, patch_labels
-from mmstudio.world.descriptions import describes, false_descriptions, partial_description
+from mmstudio.world.descriptions import false_descriptions, partial_description
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
 
@@ -72,7 +72,7 @@ class ItmObjective(_Objective):
 
     def forward(self, pixel_values, input_ids, attention_mask, neg_input_ids, neg_attention_mask, neg_valid,
                 same_text, partial_input_ids=None, partial_attention_mask=None, partial_image=None,
-                partial_label=None, true_of=None, patch_labels=None):
+                partial_label=None, patch_labels=None):
         m = self.model
         embeds = m.vision_model(pixel_values=pixel_values)[0]  # (B, N, D)
         text = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
@@ -81,16 +81,12 @@ class ItmObjective(_Objective):
         sim = image_feat @ text_feat.t() / ITC_TEMPERATURE  # (B images, B texts)
         itc = _itc(sim, same_text)
 
-        # A text true of an image is never mined as its negative: another scene's caption can name a subset of
-        # this one's objects ("a small red circle"), and learning "no" there taught the head that a partial
-        # description in full phrases is false (27-54 % of them accepted).
-        right = same_text if true_of is None else same_text | true_of
         with torch.no_grad():  # hardest in-batch partner for each image and each text, as BLIP mines them
-            weights = sim.detach().float().masked_fill(right, float("-inf"))
+            weights = sim.detach().float().masked_fill(same_text, float("-inf"))
             has_other = torch.isfinite(weights).any(dim=1)
             weights = torch.where(has_other[:, None], weights, torch.zeros_like(weights))
             text_for_image = torch.multinomial(torch.softmax(weights, dim=1), 1).squeeze(1)
-            weights_t = sim.detach().float().t().masked_fill(right.t(), float("-inf"))
+            weights_t = sim.detach().float().t().masked_fill(same_text.t(), float("-inf"))
             has_other_t = torch.isfinite(weights_t).any(dim=1)
             weights_t = torch.where(has_other_t[:, None], weights_t, torch.zeros_like(weights_t))
             image_for_text = torch.multinomial(torch.softmax(weights_t, dim=1), 1).squeeze(1)
@@ -218,10 +214,8 @@ class Collator:
         tokens = [_pad_to(t, width) for t in tokens]
         extra = {}
         if partial_texts:
-            objects = [self.dataset.objects[e.image] for e in examples]
             extra = {"partial_input_ids": tokens[4], "partial_attention_mask": tokens[5],
-                     "partial_image": torch.tensor(partial_image), "partial_label": torch.tensor(partial_label),
-                     "true_of": torch.tensor([[describes(objs, text) for text in texts] for objs in objects])}
+                     "partial_image": torch.tensor(partial_image), "partial_label": torch.tensor(partial_label)}
         return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": tokens[0],
                 "attention_mask": tokens[1], "neg_input_ids": tokens[2], "neg_attention_mask": tokens[3],
                 "neg_valid": torch.tensor([bool(e.negatives) for e in examples
