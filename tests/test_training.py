@@ -334,3 +334,18 @@ def test_partial_share_trains_on_true_partial_descriptions_and_their_misses(tmp_
     for text, row, label in zip(partials, batch["partial_image"].tolist(), batch["partial_label"].tolist()):
         assert describes(dataset.objects[dataset.examples[items[row]].image], text) == bool(label), text
     assert batch["partial_label"].sum() == len(items)
+    # Their ITC term's targets: which batch images each partial text is true of.
+    assert batch["partial_true_of"].tolist() == [[describes(dataset.objects[dataset.examples[i].image], text)
+                                                  for i in items] for text in partials]
+
+
+def test_partial_itc_loss_targets_every_image_a_text_is_true_of():
+    import torch
+
+    from mmstudio.training.objectives import _partial_itc_loss
+
+    sim = torch.tensor([[5.0, 5.0, -5.0], [0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    true_of = torch.tensor([[True, True, False], [False, False, False], [False, False, True]])
+    # Row 0 puts its mass evenly on its two true images, row 1 (true of none) is left out.
+    expected = (-torch.log_softmax(sim[0], 0)[:2].mean() - torch.log_softmax(sim[2], 0)[2]) / 2
+    assert torch.isclose(_partial_itc_loss(sim, true_of), expected)
