@@ -196,8 +196,7 @@ def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress
                          cancel=token.check)
     unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
     return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank, h.match) for h in hits),
-                         collection.report,
-                         unknown, _known(engine, Task.ITM, request.model, unknown))
+                         collection.report, unknown, _known(engine, Task.ITM, request.model, unknown))
 
 
 def _known(engine: Engine, task: Task, model: str | None, unknown) -> KnownWords | None:

@@ -8,9 +8,10 @@ only files whose size or time changed, and encodes only pixels never seen
 and one matrix-vector product over the collection; with a model that has an
 image-text matching head (BLIP), its best RERANK images are then read again and
 re-ranked by that head, as BLIP retrieves: one vector per image cannot say
-"holds a small red circle" among other objects, the head reading every patch can. Saving drops files that are
-gone and embeddings nothing refers to any more, and merges what another process
-(a second window, the CLI) saved meanwhile, under a lock file.
+"holds a small red circle" among other objects, the head reading every patch
+can. Saving drops files that are gone and embeddings nothing refers to any
+more, and merges what another process (a second window, the CLI) saved
+meanwhile, under a lock file.
 
 Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
 """
@@ -264,6 +265,8 @@ class EmbeddingIndex:
         scores = collection.vectors @ np.asarray(vector, dtype=np.float32)
 
         def match(indices: np.ndarray) -> np.ndarray:
+            # Read 64 at a time, so a depth of big photos is never all in memory at once; the head's batches
+            # are worth every thread, unlike the query's one text.
             out = np.full(len(indices), -1.0)  # unreadable now: after every image read
             readable, images = [], []
             for slot, i in enumerate(indices):
@@ -275,19 +278,16 @@ class EmbeddingIndex:
                 except MMStudioError:
                     continue
                 if len(images) == 64:
-                    out[readable] = self._match(images, query)
+                    out[readable] = self.embedder.match_scores(images, query)
                     readable, images = [], []
             if images:
-                out[readable] = self._match(images, query)
+                out[readable] = self.embedder.match_scores(images, query)
             return out
 
         order, probability = rerank(scores, match, depth)
         return [Hit(collection.names[i], float(scores[i]), rank,
                     None if np.isnan(probability[i]) or probability[i] < 0 else float(probability[i]))
                 for rank, i in enumerate(order[:max(0, int(top_k))], start=1)]
-
-    def _match(self, images: list, query: str) -> np.ndarray:
-        return self.embedder.match_scores(images, query)  # batches of 64: worth every thread, unlike one text
 
     def _key_of(self, item) -> tuple[str, Image.Image | None]:
         """(content key, the image if it had to be read). A file unchanged since it was indexed is not read."""

@@ -279,8 +279,13 @@ def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
         objects = [r["objects"] for r in rows]
         report.metrics["search_map_one_object"], _ = search_map(every_image, text_features, objects, queries)
         if isinstance(adapter, Reranker):  # what search ranks by: the embeddings' best, re-ranked by the ITM head
+            loaded: dict[int, object] = {}  # each query re-ranks mostly the same scenes: read each once
+
             def match(text: str, indices: np.ndarray) -> np.ndarray:
-                return adapter.match_scores([load_image(rows[i]["_path"]) for i in indices], text)
+                for i in indices:
+                    if i not in loaded:
+                        loaded[i] = load_image(rows[i]["_path"])
+                return adapter.match_scores([loaded[i] for i in indices], text)
 
             report.metrics["search_map_reranked"], _ = search_map(every_image, text_features, objects, queries,
                                                                   match)
