@@ -19,7 +19,8 @@ def every_field_changed(folder: Path) -> TrainConfig:
         task=Task.VQA, data=folder / "data", out=folder / "out", base="scratch", steps=77, epochs=2.5,
         batch_size=6, learning_rate=0.0003, warmup_ratio=0.125, weight_decay=0.01, seed=1234, resume=True,
         eval_data=folder / "eval", eval_every=9, eval_samples=33, save_every=11, log_every=3, max_minutes=2.5,
-        size="tiny", questions_per_image=2, negatives_per_image=3, order_share=0.25, partial_share=0.5, rows=40,
+        size="tiny", questions_per_image=2, negatives_per_image=3, order_share=0.25, partial_share=0.5,
+        partial_itc_weight=0.75, rows=40,
         pixel_cache=folder / "pixels", lora=True, lora_rank=4, threads=2, bf16=False, grounding=True,
         allow_missing_weights=True,
     )
@@ -36,7 +37,7 @@ def as_flags(config: TrainConfig) -> list[str]:
             "--log-every", str(c.log_every), "--max-minutes", str(c.max_minutes), "--size", c.size,
             "--questions-per-image", str(c.questions_per_image),
             "--negatives-per-image", str(c.negatives_per_image), "--order-share", str(c.order_share),
-            "--partial-share", str(c.partial_share),
+            "--partial-share", str(c.partial_share), "--partial-itc-weight", str(c.partial_itc_weight),
             "--rows", str(c.rows), "--pixel-cache", str(c.pixel_cache), "--lora", "--lora-rank", str(c.lora_rank),
             "--threads", str(c.threads), "--no-bf16", "--grounding", "--allow-missing-weights"]
 

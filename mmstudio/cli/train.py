@@ -77,6 +77,9 @@ def register(commands) -> None:
     flag("--partial-share", type=probability,
          help="ITM on data with objects: share of images that also teach the ITM head a true partial "
               "description of them and a near miss")
+    flag("--partial-itc-weight", type=non_negative_float,
+         help="ITM: weight of the embedding (ITC) loss over those partial descriptions, beside the captions' "
+              "(0: only the ITM head learns them)")
     flag("--rows", type=positive_int, help="train on the first N rows of the data only (default: all)")
     flag("--pixel-cache", type=non_empty_path,
          help="folder that keeps the resized training images for later runs on the same files")

@@ -51,6 +51,9 @@ class TrainConfig(documents.Document):
     # ITM on data with objects (Shapes World): the share of images that also get a true partial description (some
     # of its objects, maybe without size or colour) and a near miss of it, as extra pairs for the ITM head.
     partial_share: float = 0.0
+    # ITM: weight of a text-to-image ITC term over those true partial descriptions (what a search query asks),
+    # beside the captions' ITC. 0: the partials teach the ITM head only.
+    partial_itc_weight: float = 0.0
     rows: int | None = None  # train on the first N rows of the data only
     pixel_cache: Path | None = None  # keep the resized training images here for later runs on the same files
     lora: bool = False
@@ -86,7 +89,7 @@ _FIELD_CHECKS = (
     ("eval_samples", check.positive_int), ("save_every", check.positive_int), ("log_every", check.positive_int),
     ("max_minutes", check.optional(check.non_negative_float)), ("questions_per_image", check.positive_int),
     ("negatives_per_image", check.non_negative_int), ("order_share", check.probability),
-    ("partial_share", check.probability),
+    ("partial_share", check.probability), ("partial_itc_weight", check.non_negative_float),
     ("rows", check.optional(check.positive_int)), ("lora", check.boolean), ("lora_rank", check.positive_int),
     ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
     ("grounding", check.optional_boolean), ("allow_missing_weights", check.boolean),

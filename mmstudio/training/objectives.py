@@ -21,10 +21,6 @@ from mmstudio.training.grounding import GroundingHead, patch_labels
 from mmstudio.world.descriptions import describes, false_descriptions, partial_description
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
-# Weight of the partial descriptions' own ITC term (text to image only: what a search query asks), beside the
-# captions'. Off in the shipped model; resources/models/README.md has what 0.25 measured. (In place of captions,
-# at full weight both ways, partials cost recall@1 among 100: 95 -> 64 %.)
-PARTIAL_ITC_WEIGHT = 0.0
 
 
 class _Objective(nn.Module):
@@ -66,7 +62,16 @@ class VqaObjective(_Objective):
 
 
 class ItmObjective(_Objective):
-    """ITC (InfoNCE both ways) plus ITM on positives, hard-negative texts and hardest in-batch pairs."""
+    """ITC (InfoNCE both ways) plus ITM on positives, hard-negative texts and hardest in-batch pairs.
+
+    partial_itc_weight: weight of a text-to-image ITC term over the batch's true partial descriptions (what a
+    search query asks), beside the captions'. (In place of captions, at full weight both ways, partials cost
+    recall@1 among 100: 95 -> 64 %; resources/models/README.md has the tries.)
+    """
+
+    def __init__(self, model, grounding: bool = False, partial_itc_weight: float = 0.0):
+        super().__init__(model, grounding)
+        self.partial_itc_weight = partial_itc_weight
 
     def _itm_logits(self, embeds, input_ids, attention_mask):
         image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
@@ -75,6 +80,8 @@ class ItmObjective(_Objective):
         return self.model.itm_head(hidden[:, 0, :])
 
     def _partial_itc(self, image_feat, input_ids, attention_mask, true_of):
+        rows = true_of.any(dim=1)  # near misses describe no image of the batch: no target, not encoded
+        input_ids, attention_mask, true_of = input_ids[rows], attention_mask[rows], true_of[rows]
         text = self.model.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
         text_feat = F.normalize(self.model.text_proj(text[:, 0, :]), dim=-1)
         return _partial_itc_loss(text_feat @ image_feat.t() / ITC_TEMPERATURE, true_of)
@@ -89,9 +96,9 @@ class ItmObjective(_Objective):
         text_feat = F.normalize(m.text_proj(text[:, 0, :]), dim=-1)
         sim = image_feat @ text_feat.t() / ITC_TEMPERATURE  # (B images, B texts)
         itc = _itc(sim, same_text)
-        if PARTIAL_ITC_WEIGHT and partial_true_of is not None and partial_true_of.any():
-            itc = itc + PARTIAL_ITC_WEIGHT * self._partial_itc(image_feat, partial_input_ids, partial_attention_mask,
-                                                               partial_true_of)
+        if self.partial_itc_weight and partial_true_of is not None and partial_true_of.any():
+            partial = self._partial_itc(image_feat, partial_input_ids, partial_attention_mask, partial_true_of)
+            itc = itc + self.partial_itc_weight * partial
 
         with torch.no_grad():  # hardest in-batch partner for each image and each text, as BLIP mines them
             weights = sim.detach().float().masked_fill(same_text, float("-inf"))

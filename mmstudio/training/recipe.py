@@ -59,6 +59,7 @@ class Recipe:
     # near miss (docs/shapes-world-additions.md), beside its caption. In place of half the captions they cost
     # ITC its rows: recall@1 among 100 fell from 95 % to 64 % (partials in ITC too) or 82 % (ITM only).
     itm_partial_share: float = 1.0
+    itm_partial_itc_weight: float = 0.0
     batch_size: int = 64
     vqa_images_per_batch: int = 32
     caption_refine_steps: int = 0  # a second, low-LR caption stage; off in the recipe as run so far
@@ -119,7 +120,8 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
     # from the VQA model's question encoder it ranked order-swapped captions right 90 % of the time, from
     # the decoder 98.6 % (1,000 validation scenes).
     run(Task.ITM, str(caption), recipe.itm_steps, recipe.finetune_lr, recipe.batch_size, rows=recipe.finetune_scenes,
-        order_share=recipe.itm_order_share, partial_share=recipe.itm_partial_share)
+        order_share=recipe.itm_order_share, partial_share=recipe.itm_partial_share,
+        partial_itc_weight=recipe.itm_partial_itc_weight)
     if recipe.caption_refine_steps:
         # A second, gentler caption stage: more practice at a low learning rate after the first cosine ends.
         run(Task.CAPTION, str(caption), recipe.caption_refine_steps, recipe.refine_lr, recipe.batch_size,
@@ -139,7 +141,8 @@ def _rows(metadata: Path) -> int:
 
 
 TRAINING_FIELDS = ("task", "base", "data", "steps", "batch_size", "learning_rate", "seed", "grounding", "size",
-                   "lora", "questions_per_image", "negatives_per_image", "order_share", "partial_share", "rows",
+                   "lora", "questions_per_image", "negatives_per_image", "order_share", "partial_share",
+                   "partial_itc_weight", "rows",
                    "warmup_ratio", "weight_decay")
 
 

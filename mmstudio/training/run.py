@@ -11,7 +11,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -51,7 +51,10 @@ SCRATCH = "scratch"
 # evaluation, logging, saving, time limits, threads and the data's rows may change.
 RESUME_FIXED = ("task", "base", "size", "lora", "lora_rank", "grounding", "words", "batch_size", "learning_rate",
                 "warmup_ratio", "weight_decay", "seed", "questions_per_image", "negatives_per_image", "order_share",
-                "partial_share")
+                "partial_share", "partial_itc_weight")
+
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
+                   if f.default is not MISSING}
 
 
 @dataclass
@@ -131,7 +134,8 @@ def _check_unchanged(config: TrainConfig, checkpoint: Path, settings: dict) -> N
     changed = []
     for name in RESUME_FIXED:
         if name in before or (manifest is not None and name in settings):
-            old, new = before.get(name), settings.get(name)
+            # A manifest older than a field was written by a run that used the field's default.
+            old, new = before.get(name, _FIELD_DEFAULTS.get(name)), settings.get(name)
             if old != new and not (name == "lora_rank" and None in (old, new)):
                 changed.append((name, old, new))
     if not changed:
@@ -312,7 +316,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
                         partial_share=config.partial_share, seed=config.seed,
                         grid_side=vision.image_size // vision.patch_size if grounding else 0)
     items = collator.items()
-    objective = OBJECTIVES[config.task](model, grounding=grounding)
+    objective = OBJECTIVES[config.task](model, grounding=grounding, **(
+        {"partial_itc_weight": config.partial_itc_weight} if config.task is Task.ITM else {}))
     per_epoch = max(1, math.ceil(len(items) / config.batch_size))
     total = config.steps or max(1, int(round(per_epoch * config.epochs)))
     start_step = _state_step(job.resume_from) if job.resume_from is not None else 0

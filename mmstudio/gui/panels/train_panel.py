@@ -227,6 +227,10 @@ class TrainPanel(QWidget):
                                      "ITM on data with objects: share of images that also teach the ITM head "
                                      "a true partial description of them (some of their objects) and a near miss")
         self.partial_share.setSingleStep(0.05)
+        self.partial_itc = _double(0.0, 10.0, 2, d.partial_itc_weight,
+                                   "ITM: weight of the embedding (ITC) loss over those partial descriptions, beside "
+                                   "the captions' (0: only the matching head learns them)")
+        self.partial_itc.setSingleStep(0.05)
         self.rows = _spin(0, 2**31 - 1, 0, "Train on the first N rows of the dataset only")
         self.rows.setSpecialValueText("all")
         self.pixel_cache = QLineEdit()
@@ -260,7 +264,8 @@ class TrainPanel(QWidget):
              ("Threads", self.threads)),
             (("Grounding", self.grounding), ("bf16", self.bf16), ("Questions/image", self.questions),
              ("Negatives/image", self.negatives), ("Order share", self.order_share),
-             ("Partial share", self.partial_share), ("Rows", self.rows), ("Time limit", self.max_minutes)),
+             ("Partial share", self.partial_share), ("Partial ITC", self.partial_itc), ("Rows", self.rows),
+             ("Time limit", self.max_minutes)),
             (("Eval samples", self.eval_samples), ("Save every", self.save_every), ("Log every", self.log_every),
              ("Pixel cache", _row(self.pixel_cache, cache_browse)), ("", self.resume), ("", self.allow_missing)),
         )
@@ -308,7 +313,8 @@ class TrainPanel(QWidget):
                            max_minutes=self.max_minutes.value() or None, size=self.scratch_size.currentText(),
                            questions_per_image=self.questions.value(), negatives_per_image=self.negatives.value(),
                            order_share=self.order_share.value(),
-                           partial_share=self.partial_share.value(), rows=self.rows.value() or None,
+                           partial_share=self.partial_share.value(), partial_itc_weight=self.partial_itc.value(),
+                           rows=self.rows.value() or None,
                            pixel_cache=Path(pixel_cache) if pixel_cache else None, lora=self.lora.isChecked(),
                            lora_rank=self.lora_rank.value(), threads=self.threads.value() or None,
                            bf16=self.bf16.currentData(), grounding=self.grounding.currentData(),
@@ -344,6 +350,7 @@ class TrainPanel(QWidget):
         self.negatives.setValue(config.negatives_per_image)
         self.order_share.setValue(config.order_share)
         self.partial_share.setValue(config.partial_share)
+        self.partial_itc.setValue(config.partial_itc_weight)
         self.rows.setValue(config.rows or 0)
         self.pixel_cache.setText(str(config.pixel_cache) if config.pixel_cache else "")
         self.lora.setChecked(config.lora)
