@@ -12,7 +12,7 @@ from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from PIL import Image
 
-from mmstudio.errors import MMStudioError, UnsupportedTaskError
+from mmstudio.errors import MMStudioError, SettingsError, UnsupportedTaskError
 from mmstudio.models.base import (
     AnswerResult,
     CancelCheck,
@@ -127,6 +127,12 @@ class Engine:
         called before each batch (the model calls it between its steps too); `progress(done, total)`
         after each batch's items have been taken.
         """
+        generation.validate()
+        adapter = self.adapter(Task.CAPTION, model)
+        if generation.prompt:
+            unknown = adapter.unknown_words([generation.prompt])[0]
+            if unknown:  # the model would start from [UNK]s: a caption of something else than was asked
+                raise SettingsError("prompt", f"has words {adapter.info.name} does not know: {', '.join(unknown)}")
         size = max(1, int(batch_size))
         total = len(images)
         for start in range(0, total, size):
@@ -139,8 +145,8 @@ class Engine:
                     pixels.append(load(image) if load is not None else image)
                 except MMStudioError as exc:
                     errors[i] = str(exc)
-            results = iter(self.adapter(Task.CAPTION, model).caption(
-                pixels, attention=attention, generation=generation, cancel=cancel) if pixels else ())
+            results = iter(adapter.caption(pixels, attention=attention, generation=generation, cancel=cancel)
+                           if pixels else ())
             for i, image in enumerate(chunk):
                 yield CaptionItem(image, error=errors[i]) if i in errors else CaptionItem(image, result=next(results))
             if progress:
@@ -155,6 +161,7 @@ class Engine:
         attention: bool = False,
         generation: GenerationOptions = GenerationOptions(),
     ) -> list[AnswerResult]:
+        generation.validate()
         return self.adapter(Task.VQA, model).answer(image, questions, attention=attention, generation=generation)
 
     def match(

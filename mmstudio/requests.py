@@ -20,6 +20,7 @@ from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import AnswerResult, KnownWords, LoadOptions, MatchResult, ModelInfo, Task
+from mmstudio.models.generation import GenerationOptions
 from mmstudio.search import RERANK, IndexReport
 
 _ids = itertools.count(1)
@@ -47,6 +48,7 @@ class CaptionRequest:
     attention: bool = True
     batch_size: int = 16
     model: str | None = None  # None: the model chosen for the task
+    generation: GenerationOptions = GenerationOptions()  # unset: the checkpoint's own settings
     id: int = field(default_factory=next_id)
 
 
@@ -56,6 +58,7 @@ class AskRequest:
     question: str
     attention: bool = True
     model: str | None = None
+    generation: GenerationOptions = GenerationOptions()
     id: int = field(default_factory=next_id)
 
 
@@ -167,7 +170,7 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
         return _caption(engine, request, token, progress)
     if isinstance(request, AskRequest):
         result = engine.ask(request.image.load(), [request.question], model=request.model,
-                            attention=request.attention)[0]
+                            attention=request.attention, generation=request.generation)[0]
         return AskOutcome(request, result, _known(engine, Task.VQA, request.model, result.unknown_words))
     if isinstance(request, MatchRequest):
         results = engine.match(request.image.load(), list(request.texts), model=request.model,
@@ -182,7 +185,7 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
 def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progress: Progress | None):
     items = engine.caption_each(request.images, load=ImageRef.load, model=request.model,
                                 attention=request.attention, batch_size=request.batch_size, cancel=token.check,
-                                progress=progress)
+                                progress=progress, generation=request.generation)
     return CaptionOutcome(request, tuple(items))
 
 

@@ -37,7 +37,7 @@ def test_caption_json_with_attention(capsys, tiny_models, scene_files):
     assert code == 0
     assert [line["image"] for line in lines] == [str(p) for p in scene_files]
     for line in lines:
-        assert set(line) == {"image", "caption", "tokens", "grid", "attention", "in_domain"}
+        assert set(line) == {"image", "caption", "tokens", "grid", "attention", "in_domain", "generation"}
         rows, cols = line["grid"]
         assert len(line["attention"]) == len(line["tokens"])
         assert all(len(m) == rows * cols for m in line["attention"])
@@ -71,7 +71,7 @@ def test_ask_positional_and_jsonl(capsys, tiny_models, scene_files, tmp_path):
                          "what color is the star?", "how many objects are there?")
     assert code == 0
     assert [line["question"] for line in lines] == ["what color is the star?", "how many objects are there?"]
-    assert all(set(line) == {"image", "question", "answer", "unknown_words", "in_domain"} for line in lines)
+    assert all(set(line) == {"image", "question", "answer", "unknown_words", "in_domain", "generation"} for line in lines)
 
     requests = tmp_path / "requests.jsonl"
     requests.write_text("\n".join([

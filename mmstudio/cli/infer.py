@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import sys
 import time
@@ -12,12 +14,24 @@ from typing import Iterator
 
 import numpy as np
 
-from mmstudio.cli.options import DEVICE_HELP, DTYPE_HELP, device, non_empty, non_empty_path, positive_int
+from mmstudio.cli.options import (
+    DEVICE_HELP,
+    DTYPE_HELP,
+    device,
+    non_empty,
+    non_empty_path,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    seed,
+)
 from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
+from mmstudio.models.generation import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
 from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
 from mmstudio.training.data import RowProblem, clean_text, read_rows
@@ -36,12 +50,14 @@ def register(commands) -> None:
     common.add_argument("--allow-missing-weights", action="store_true",
                         help="load a model whose folder lacks weights its config asks for (they stay random)")
 
-    p = commands.add_parser("caption", parents=[common], help="caption images (files or folders)")
+    p = commands.add_parser("caption", parents=[common, _generation_flags(prompt=True)],
+                            help="caption images (files or folders)")
     p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty)  # "": the current folder, walked whole
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.set_defaults(run=run_caption)
 
-    p = commands.add_parser("ask", parents=[common], help="answer questions about an image")
+    p = commands.add_parser("ask", parents=[common, _generation_flags(prompt=False)],
+                            help="answer questions about an image")
     p.add_argument("image", nargs="?", metavar="IMAGE", type=non_empty)
     p.add_argument("questions", nargs="*", metavar="QUESTION")
     p.add_argument("--input", type=non_empty_path, help='JSONL file, one {"image": ..., "question": ...} per line')
@@ -59,6 +75,37 @@ def register(commands) -> None:
     p = commands.add_parser("models", help="list the models mmstudio can use")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_models)
+
+
+def _generation_flags(prompt: bool) -> argparse.ArgumentParser:
+    """Generation settings; a flag not given leaves the checkpoint's own generation_config setting."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_argument_group("generation (default: the checkpoint's generation_config, else "
+                                      f"greedy and at most {DEFAULT_MAX_NEW_TOKENS} new tokens)")
+    flag = functools.partial(group.add_argument, default=argparse.SUPPRESS)
+    flag("--max-new-tokens", type=positive_int, help="at most this many generated tokens")
+    flag("--min-new-tokens", type=non_negative_int, help="at least this many generated tokens")
+    flag("--num-beams", type=positive_int, help="beam search with this many beams (1: greedy or sampling)")
+    flag("--repetition-penalty", type=positive_float, help="above 1 makes repeated tokens less likely")
+    flag("--no-repeat-ngram-size", type=non_negative_int, help="never repeat an n-gram of this size")
+    flag("--sample", dest="do_sample", action=argparse.BooleanOptionalAction,
+         help="sample tokens instead of taking the most likely (--no-sample: greedy even where the checkpoint "
+              "samples)")
+    flag("--temperature", type=positive_float, help="sampling: below 1 sharper, above 1 more varied")
+    flag("--top-p", type=probability, help="sampling: from the smallest set of tokens with this much probability")
+    flag("--top-k", type=non_negative_int, help="sampling: from the k most likely tokens (0: all)")
+    flag("--seed", type=seed, help="sampling: the same seed gives the same text")
+    if prompt:
+        flag("--prompt", type=non_empty,
+             help='the text each caption starts with, e.g. "a picture of" (BLIP\'s conditional captioning)')
+    return parser
+
+
+def _generation(args) -> GenerationOptions:
+    options = GenerationOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationOptions)
+                                   if hasattr(args, f.name)})
+    options.validate()
+    return options
 
 
 # ------------------------------------------------------------------ output
@@ -153,17 +200,19 @@ def _engine(args):
 
 def run_caption(args) -> int:
     printer = Printer(args.json)
+    generation = _generation(args)
     engine = _engine(args)
-    engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
+    adapter = engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
+    settings = adapter.generation_used(generation)
     # Lines come out as each batch finishes, in the order the files were given, failures in their place.
     for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model,
                                     attention=args.attention, batch_size=args.batch_size,
-                                    progress=printer.progress):
+                                    progress=printer.progress, generation=generation):
         name, result = str(item.image), item.result
         if result is None:
             printer.error(name, item.error)
             continue
-        record = {"image": name, "caption": result.caption, "tokens": list(result.tokens)}
+        record = {"image": name, "caption": result.caption, "tokens": list(result.tokens), "generation": settings}
         record["in_domain"] = _in_domain(result.in_domain)
         if args.attention and result.attention is not None:
             record["grid"] = list(result.attention.grid)
@@ -250,10 +299,14 @@ def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
 
 
 def run_ask(args) -> int:
+    generation = _generation(args)
+
     def answer(engine, image, request, printer) -> None:
-        results = engine.ask(image, request.items, model=args.model, attention=args.attention)
+        results = engine.ask(image, request.items, model=args.model, attention=args.attention, generation=generation)
+        settings = engine.adapter(Task.VQA, args.model).generation_used(generation)
         for result in results:
-            record = {"image": request.image, "question": result.question, "answer": result.answer}
+            record = {"image": request.image, "question": result.question, "answer": result.answer,
+                      "generation": settings}  # {}: a model that picks its answer from a list (ViLT)
             record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
             record["in_domain"] = _in_domain(result.in_domain)
             if args.attention and result.question_attention is not None:

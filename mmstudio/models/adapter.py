@@ -39,6 +39,7 @@ from mmstudio.models.base import (
     Task,
 )
 from mmstudio.models.common import Architectures, load_parts, tokenizer_and_image_processor
+from mmstudio.models.generation import GenerationOptions, generation_config, used
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 from mmstudio.models.words import known_words, unknown_words
@@ -146,6 +147,18 @@ class AdapterBase:
 
         keys = list(keys) if keys is not None else [content_key(image) for image in images]
         return torch.cat(self.cache.get_many(keys, compute))
+
+    # ------------------------------------------------------------ generation
+
+    def generation_config(self, options: GenerationOptions):
+        """The GenerationConfig a generation with `options` runs with (models/generation.py)."""
+        return generation_config(options, self.model.generation_config)
+
+    def generation_used(self, options: GenerationOptions) -> dict:
+        """What a caption or an answer with `options` is generated with; {} for a model that does not generate."""
+        if getattr(self.model, "generation_config", None) is None:
+            return {}
+        return used(self.generation_config(options), options)
 
     # ------------------------------------------------ tasks the family lacks
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from mmstudio.attention import AttentionStack
+from mmstudio.models.generation import GenerationOptions  # noqa: F401 - part of the protocol
 
 
 class Task(str, enum.Enum):
@@ -58,16 +59,10 @@ class ModelInfo:
     parameters: int
 
 
-@dataclass(frozen=True)
-class GenerationOptions:
-    max_new_tokens: int = 40
-    num_beams: int = 1  # greedy by default: the same answer every time
-
-
 @dataclass(frozen=True, eq=False)
 class CaptionResult:
-    caption: str
-    tokens: tuple[str, ...]
+    caption: str  # with the prompt it was asked to start with, as the model's tokenizer decodes it
+    tokens: tuple[str, ...]  # the generated words only: a prompt's were given, not looked for
     attention: AttentionStack | None = None  # one map per generated token
     in_domain: float | None = None  # see IN_DOMAIN below
 
@@ -172,6 +167,8 @@ class ModelAdapter(Protocol):
     def match(self, image: Image.Image, texts: Sequence[str], *, attention: bool = False) -> list[MatchResult]: ...
 
     def unknown_words(self, texts: Sequence[str]) -> list[tuple[str, ...]]: ...  # per text (models/words.py)
+
+    def generation_used(self, generation: GenerationOptions) -> dict: ...  # the settings it generates with
 
     @property
     def known_words(self) -> KnownWords | None: ...  # what a small built-in vocabulary knows, else None

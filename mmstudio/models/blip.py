@@ -33,6 +33,7 @@ from mmstudio.models.base import (
     never_cancelled,
 )
 from mmstudio.models.common import Architectures, auto_tokenizer, check_token_ids, cut_at, stack_from, to_numpy
+from mmstudio.models.generation import seeded
 from mmstudio.models.in_domain import InDomainCheck, read_in_domain
 from mmstudio.models.loading import ResolvedModel, read_json_capped
 
@@ -272,16 +273,27 @@ class BlipAdapter(AdapterBase):
         return self.hints.get(key, fallback)
 
     def _generate(self, input_ids, encoder_hidden_states, encoder_attention_mask, generation: GenerationOptions):
+        # transformers' BLIP generate() hands its text decoder none of the checkpoint's generation_config.json
+        # (the decoder has one of its own, made from its config); the checkpoint's author meant it: it is used.
+        config = self.generation_config(generation)
+        seeded(self._torch, generation, config)
         return self.model.text_decoder.generate(
             input_ids=input_ids,
-            eos_token_id=self.sep_id,
-            pad_token_id=self.pad_id,
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
-            max_new_tokens=generation.max_new_tokens,
-            num_beams=generation.num_beams,
-            do_sample=False,
+            generation_config=config,
         )
+
+    def generation_config(self, options: GenerationOptions):
+        config = super().generation_config(options)
+        config.eos_token_id, config.pad_token_id = self.sep_id, self.pad_id  # as BLIP's generate() passes them
+        return config
+
+    def _prompt_ids(self, prompt: str | None) -> list[int]:
+        """A caption prompt's tokens, as BLIP's processor and generate() feed them (no [CLS] or [SEP])."""
+        if not prompt or not prompt.strip():
+            return []
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"][: max(0, self.max_text - 2)]
 
     def _encode_texts(self, texts: Sequence[str], longest: int | None = None):
         # A text longer than the position table makes the text encoder fail deep in torch;
@@ -312,8 +324,9 @@ class BlipAdapter(AdapterBase):
         in_domain = self.in_domain(embeds)
         with torch.inference_mode():
             image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
-            prompt = torch.full((batch, 1), self.bos_id, dtype=torch.long, device=embeds.device)
-            sequences = self._generate(prompt, embeds, image_mask, generation)  # (B, 1 + new)
+            given = self._prompt_ids(generation.prompt)
+            prompt = torch.tensor([[self.bos_id, *given]] * batch, dtype=torch.long, device=embeds.device)
+            sequences = self._generate(prompt, embeds, image_mask, generation)  # (B, 1 + prompt + new)
             cancel()
             cross = None
             if attention:
@@ -328,8 +341,8 @@ class BlipAdapter(AdapterBase):
         results = []
         for b in range(batch):
             ids = sequences[b].tolist()[1:]
-            ids = cut_at(ids, {self.sep_id, self.pad_id})
-            words = self._word_positions(ids)
+            ids = ids[:len(given)] + cut_at(ids[len(given):], {self.sep_id, self.pad_id})
+            words = [i for i in self._word_positions(ids) if i >= len(given)]
             kept = [ids[i] for i in words]
             tokens = tuple(self.tokenizer.convert_ids_to_tokens(kept))
             stack = None

@@ -4,7 +4,8 @@ Any `VisionEncoderDecoderModel` whose encoder is a ViT-style patch encoder
 ([CLS] + a square patch grid) works; nlpconnect/vit-gpt2-image-captioning is
 the well-known one. The model is loaded with eager attention, so that the
 decoder's cross-attention weights are returned. Captions are what the model's
-own greedy `generate` writes; the encoder pass is cached per image.
+own `generate` writes with its generation_config and the user's settings; the encoder pass is cached
+per image.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mmstudio.models.base import (
     never_cancelled,
 )
 from mmstudio.models.common import architecture_names, check_token_ids, cut_at, stack_from, to_numpy
+from mmstudio.models.generation import seeded
 
 ARCHITECTURE = "VisionEncoderDecoderModel"
 
@@ -84,13 +86,16 @@ class VisionEncoderDecoderAdapter(AdapterBase):
         torch = self._torch
         cancel()
         states = self.encoder_states(images)  # (B, N, D)
+        given = self._prompt_ids(generation.prompt)
+        config = self.generation_config(generation)
         with torch.inference_mode():
+            start = torch.tensor([[self.start_id, *given]] * len(images), dtype=torch.long, device=states.device)
+            seeded(torch, generation, config)
             sequences = self.model.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=states),
-                max_new_tokens=generation.max_new_tokens,
-                num_beams=generation.num_beams,
-                do_sample=False,
-            )  # (B, 1 + new)
+                decoder_input_ids=start,
+                generation_config=config,
+            )  # (B, 1 + prompt + new)
             cancel()
             cross = None
             if attention:
@@ -100,8 +105,9 @@ class VisionEncoderDecoderAdapter(AdapterBase):
         special = set(self.tokenizer.all_special_ids)
         results = []
         for b in range(len(images)):
-            ids = cut_at(sequences[b].tolist()[1:], {self.eos_id, self.pad_id})
-            words = [i for i, t in enumerate(ids) if t not in special]
+            ids = sequences[b].tolist()[1:]
+            ids = ids[:len(given)] + cut_at(ids[len(given):], {self.eos_id, self.pad_id})
+            words = [i for i, t in enumerate(ids) if t not in special and i >= len(given)]
             tokens = tuple(self.tokenizer.decode([ids[i]]).strip() or "␣" for i in words)
             stack = None
             if cross is not None:
@@ -112,6 +118,13 @@ class VisionEncoderDecoderAdapter(AdapterBase):
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
         return results
+
+
+    def _prompt_ids(self, prompt: str | None) -> list[int]:
+        """A caption prompt's tokens: the decoder's first words after its start token, as a prefix."""
+        if not prompt or not prompt.strip():
+            return []
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
 def _first(*values):
