@@ -66,3 +66,43 @@ def family_models(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("family-models")
     return {family: build(root / family) for family, build in BUILDERS.items()}
+
+
+# ------------------------------------------------------------------ the app
+
+
+@pytest.fixture()
+def models(tiny_models) -> dict[Task, str]:
+    """The built-in models (what a user gets); tiny ones only where a checkout has none yet."""
+    from mmstudio.models.loading import builtin_name
+    from mmstudio.resources import builtin_models_dir
+
+    if all((builtin_models_dir() / name).is_dir() for name in ("caption", "vqa", "retrieval")):
+        return {task: builtin_name(task) for task in Task}
+    return {task: str(path) for task, path in tiny_models.items()}
+
+
+@pytest.fixture()
+def settings(tmp_path, models):
+    """The app's settings in a file of the test's own, with `models` chosen."""
+    from PySide6.QtCore import QSettings
+
+    from mmstudio.gui.qt_settings import Settings
+
+    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    for task, name in models.items():
+        qsettings.setValue(f"model/{task.value}", name)
+    return Settings(qsettings)
+
+
+@pytest.fixture()
+def window(qtbot, settings, tmp_path):
+    """The main window with its real worker, shown offscreen."""
+    from mmstudio.gui.main_window import MainWindow
+    from mmstudio.jobs import JobStore
+
+    win = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.client.stop()

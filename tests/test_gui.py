@@ -15,38 +15,8 @@ from mmstudio.errors import DatasetError  # noqa: E402
 from mmstudio.gui.main_window import MainWindow  # noqa: E402
 from mmstudio.gui.qt_settings import Settings  # noqa: E402
 from mmstudio.models.base import Task  # noqa: E402
-from mmstudio.models.loading import builtin_name  # noqa: E402
 
 TIMEOUT = 60000
-
-
-@pytest.fixture()
-def models(tiny_models) -> dict[Task, str]:
-    """The built-in models (what a user gets); tiny ones only where a checkout has none yet."""
-    from mmstudio.resources import builtin_models_dir
-
-    if all((builtin_models_dir() / name).is_dir() for name in ("caption", "vqa", "retrieval")):
-        return {task: builtin_name(task) for task in Task}
-    return {task: str(path) for task, path in tiny_models.items()}
-
-
-@pytest.fixture()
-def settings(tmp_path, models):
-    qsettings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    for task, name in models.items():
-        qsettings.setValue(f"model/{task.value}", name)
-    return Settings(qsettings)
-
-
-@pytest.fixture()
-def window(qtbot, settings, tmp_path):
-    from mmstudio.jobs import JobStore
-
-    win = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))
-    qtbot.addWidget(win)
-    win.show()
-    yield win
-    win.client.stop()
 
 
 def cli(capsys, *argv) -> dict:

@@ -142,6 +142,8 @@ class MainWindow(QMainWindow):
         self.match_panel = MatchPanel(self.client)
         self.train_panel = TrainPanel(self.client, job_store)
         self.search_panel = SearchPanel(self.client)
+        self.caption_panel.generation.attach(self.settings, self.models[Task.CAPTION])
+        self.ask_panel.generation.attach(self.settings, self.models[Task.VQA])
         self.message_bar = MessageBar()
         self.world_banner = WorldBanner()
         self.welcome = QLabel(WELCOME)
@@ -526,6 +528,9 @@ class MainWindow(QMainWindow):
         info = outcome.info
         self.statusBar().showMessage(f"Loaded {request.name} for {request.task.value} ({info.architecture}, "
                                      f"{info.parameters / 1e6:.1f}M parameters) on {info.device}.", 8000)
+        generation = {Task.CAPTION: self.caption_panel.generation, Task.VQA: self.ask_panel.generation}
+        if request.task in generation:
+            generation[request.task].set_model(request.name)  # the settings remembered for this model
         # Results of the old model no longer describe what is loaded.
         panel = {Task.CAPTION: self.caption_panel, Task.VQA: None, Task.ITM: self.match_panel}[request.task]
         if panel is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
+from mmstudio.gui.qt_generation import GenerationBox
 from mmstudio.gui.qt_unknown_words import COLOR, marked_html, wave_underlines
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import AnswerResult, KnownWords
@@ -61,12 +62,14 @@ class AskPanel(QWidget):
         self.send_button.setToolTip("Send the question (Ctrl+Enter)")
         self.send_button.clicked.connect(self.send)
         self.input.submitted.connect(self.send)
+        self.generation = GenerationBox("vqa", prompt=False)
         row = QHBoxLayout()
         row.addWidget(self.input, 1)
         row.addWidget(self.send_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Ask — a conversation per image"))
         layout.addWidget(self.chat, 1)
+        layout.addWidget(self.generation)
         layout.addLayout(row)
         self._show()
 
@@ -84,7 +87,7 @@ class AskPanel(QWidget):
 
     def ask(self, question: str) -> int:
         ref = self._current
-        request = AskRequest(image=ref, question=question, attention=True)
+        request = AskRequest(image=ref, question=question, attention=True, generation=self.generation.options())
         turn = Turn(question, request_id=request.id)
         self.history.setdefault(ref.key, []).append(turn)
         self._turns[request.id] = (ref.key, turn)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from mmstudio.attention import first_content_token
 from mmstudio.exports import write_captions
+from mmstudio.gui.qt_generation import GenerationBox
 from mmstudio.gui.worker import OpenTickets, Ticket
 from mmstudio.models.base import CaptionResult
 from mmstudio.requests import CaptionOutcome, CaptionRequest, ImageRef
@@ -67,6 +68,13 @@ class CaptionPanel(QWidget):
         self.progress.setVisible(False)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.generation = GenerationBox("caption", prompt=True)
+        # A changed setting captions the selected image again, once the user has stopped turning the knob.
+        self._regenerate = QTimer(self)
+        self._regenerate.setSingleShot(True)
+        self._regenerate.setInterval(400)
+        self._regenerate.timeout.connect(lambda: self._current is not None and self.request_current(force=True))
+        self.generation.changed.connect(self._regenerate.start)
 
         buttons = QGridLayout()
         for i, button in enumerate((self.caption_button, self.all_button, self.cancel_button, self.teach_button,
@@ -75,6 +83,7 @@ class CaptionPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Caption — click a word to see where it looked"))
         layout.addWidget(self.words, 1)
+        layout.addWidget(self.generation)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -108,7 +117,7 @@ class CaptionPanel(QWidget):
         if any(ref in req.images for req in self.pending.requests()):
             return  # already on its way
         self.status.setText("Captioning…")
-        ticket = self._submit(CaptionRequest(images=(ref,), attention=True))
+        ticket = self._submit(CaptionRequest(images=(ref,), attention=True, generation=self.generation.options()))
         ticket.started.connect(self._on_started)
 
     def caption_all(self, refs: list[ImageRef]) -> None:
@@ -124,7 +133,7 @@ class CaptionPanel(QWidget):
         self.progress.setVisible(True)
         self.cancel_button.setEnabled(True)
         self.all_button.setEnabled(False)
-        self._batch = self._submit(CaptionRequest(images=todo, attention=True))
+        self._batch = self._submit(CaptionRequest(images=todo, attention=True, generation=self.generation.options()))
         self._batch.progress.connect(self._on_batch_progress)
 
     def cancel_batch(self) -> None:
