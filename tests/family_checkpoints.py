@@ -1,9 +1,10 @@
-"""Tiny real checkpoints of the ViT-GPT2, ViLT and CLIP families, saved the hub's way.
+"""Tiny real checkpoints of the ViT-GPT2, ViLT, CLIP and SigLIP families, saved the hub's way.
 
 Random weights, hidden size 32, two layers, small images: built in a second,
 loaded by stock transformers classes and by mmstudio alike. No downloads: the
 tokenizers are written from scratch (a letter-level byte BPE for GPT-2 and
-CLIP, the Shapes World words for ViLT's BERT tokenizer).
+CLIP, the Shapes World words for ViLT's BERT tokenizer, a SentencePiece
+model trained on them for SigLIP).
 """
 
 from __future__ import annotations
@@ -121,4 +122,37 @@ def build_clip(folder: Path, seed: int = 0, projection_dim: int = 16) -> Path:
     return folder
 
 
-BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip}
+def build_siglip(folder: Path, seed: int = 0) -> Path:
+    """A SiglipModel like google/siglip-base-patch16-224: a SentencePiece tokenizer, 32-pixel images, 4 x 4 patches."""
+    import sentencepiece
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder.parent / f"{folder.name}-spm"
+    work.mkdir(exist_ok=True)
+    sentences = [" ".join(WORDS[i:i + 5]) for i in range(len(WORDS))] * 4
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_prefix=str(work / "spiece"),
+                                             vocab_size=60, model_type="unigram", minloglevel=2,
+                                             hard_vocab_limit=False)
+    tokenizer = SiglipTokenizer(vocab_file=str(work / "spiece.model"))
+    text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                  patch_size=8)
+    config = SiglipConfig(text_config=text, vision_config=vision)
+    config.architectures = ["SiglipModel"]
+    torch.manual_seed(seed)
+    model = SiglipModel(config)
+    _spread(model, seed)
+    with torch.no_grad():  # a bias that keeps probabilities away from 0 and 1, as trained ones are
+        model.logit_scale.fill_(1.0)
+        model.logit_bias.fill_(-0.5)
+    model.save_pretrained(folder)
+    SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+                    tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip, "siglip": build_siglip}

@@ -23,7 +23,7 @@ LABELS = ["red circle", "blue square", "a large yellow star", "two green triangl
 
 
 def test_each_family_is_picked_from_its_config_and_says_its_tasks(family_models):
-    expected = {"vit-gpt2": {Task.CAPTION}, "vilt": {Task.VQA}, "clip": {Task.ITM}}
+    expected = {"vit-gpt2": {Task.CAPTION}, "vilt": {Task.VQA}, "clip": {Task.ITM}, "siglip": {Task.ITM}}
     for family, folder in family_models.items():
         config = read_config(folder)
         assert factory_for(config).family == family

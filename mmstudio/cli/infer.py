@@ -179,7 +179,7 @@ class Printer:
 
 OUT_OF_WORLD = ("not a Shapes World scene (in_domain {:.1g}): the built-in models know only coloured shapes on a "
                 "light background, so this answer means little; for other pictures give --model a BLIP, ViT-GPT2, "
-                "ViLT or CLIP checkpoint")
+                "ViLT, CLIP or SigLIP checkpoint")
 
 
 def _in_domain(value: float | None) -> float | None:
@@ -357,10 +357,14 @@ def _what_it_knows(engine, args, results) -> None:
 
 
 def run_labels(args) -> int:
-    """`match --labels "a,b,c" IMAGE`: each label's probability, softmax over the labels (zero-shot)."""
+    """`match --labels "a,b,c" IMAGE`: each label's probability (zero-shot): a softmax over the labels, or for
+    SigLIP each label's own sigmoid."""
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise MMStudioError('give at least two different labels, e.g. --labels "cat,dog,bird"')
+    engine = _engine(args)
+    alone = getattr(engine.adapter(_task("itm"), args.model), "labels_alone", False)
+    if len(labels) < (1 if alone else 2) or len(set(labels)) != len(labels):
+        raise MMStudioError(f'give at least {"one label" if alone else "two different labels"}, '
+                            'e.g. --labels "cat,dog,bird"')
     if "{}" not in args.template:
         raise MMStudioError(f'--template must contain "{{}}" where the label goes, not {args.template!r}')
     images = ([args.image] if args.image else []) + list(args.texts)
@@ -381,13 +385,11 @@ def run_labels(args) -> int:
         _what_it_knows(engine, args, results)
         printer.warn(request.image, results[0].in_domain)
 
-    return _serve_images(args, images, answer)
+    return _serve_images(args, engine, images, answer)
 
 
-def _serve_images(args, images: list[str], answer) -> int:
+def _serve_images(args, engine: Engine, images: list[str], answer) -> int:
     printer = Printer(args.json)
-    engine = _engine(args)
-    engine.adapter(_task("itm"), args.model)
     for name in images:
         try:
             image = load_image(name)

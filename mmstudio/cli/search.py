@@ -25,7 +25,7 @@ from mmstudio.search import RERANK
 def register(commands) -> None:
     p = commands.add_parser(
         "search", help="find images in a folder by text (indexes the folder first, only what changed)",
-        description="Index a folder of images with a matching model (BLIP retrieval or CLIP) under the user "
+        description="Index a folder of images with a matching model (BLIP retrieval, CLIP or SigLIP) under the user "
                     "cache, encoding only images not seen before, then print the images that fit QUERY best.")
     p.add_argument("query", nargs="+", metavar="QUERY", help="the text to look for (several words are joined)")
     p.add_argument("--index", required=True, type=non_empty_path, metavar="DIR", help="the folder of images to search")

@@ -53,12 +53,13 @@ WELCOME = """
 <p style='font-size:11pt'>mmstudio captions them, answers questions about them, scores texts against them,
 and shows which image patches each word looked at.</p>
 <p style='font-size:10pt; color:#777'>The built-in models know only Shapes World (coloured shapes on a plain
-background). For photos, load a BLIP, ViT-GPT2, ViLT or CLIP checkpoint: Model ▸ Models and device (Ctrl+M).</p>
+background). For photos, load a BLIP, ViT-GPT2, ViLT, CLIP or SigLIP checkpoint: Model ▸ Models and device
+(Ctrl+M).</p>
 </div>
 """
 BUILTIN_NOTE = ("The built-in models were trained on Shapes World, generated scenes of coloured shapes, and know "
-                "nothing else: on a photo they still answer, wrongly. For photos, load a BLIP, ViT-GPT2, ViLT or "
-                "CLIP checkpoint (Model ▸ Models and device).")
+                "nothing else: on a photo they still answer, wrongly. For photos, load a BLIP, ViT-GPT2, ViLT, "
+                "CLIP or SigLIP checkpoint (Model ▸ Models and device).")
 
 
 class MessageBar(QWidget):

@@ -30,7 +30,8 @@ class ModelDialog(QDialog):
         self.combos: dict[Task, QComboBox] = {}  # the model choice of each task
         form = QFormLayout(self)
         note = QLabel("The built-in models know only Shapes World (coloured shapes on a plain background). "
-                      "For photos, choose a BLIP, ViT-GPT2, ViLT or CLIP checkpoint: a folder, a model in the "
+                      "For photos, choose a BLIP, ViT-GPT2, ViLT, CLIP or SigLIP checkpoint: a folder, a model in "
+                      "the "
                       "Hugging Face cache, or a hub id such as Salesforce/blip-image-captioning-base.")
         note.setWordWrap(True)
         note.setStyleSheet("color: #555")

@@ -52,6 +52,8 @@ class AdapterBase:
     loads: ClassVar[str | Architectures]
     checkpoint_kind: ClassVar[str] = ""  # "{path}: not a {checkpoint_kind} checkpoint"
     load_arguments: ClassVar[dict[str, Any]] = {}
+    # Zero-shot label probabilities of each text alone (SigLIP's sigmoid), not a softmax over the texts asked.
+    labels_alone: ClassVar[bool] = False
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
                  cache_size: int = 64):
