@@ -29,6 +29,10 @@ class ModelLoadError(MMStudioError):
     """A model folder exists but cannot be used: broken config, weights, or architecture."""
 
 
+class DownloadError(MMStudioError):
+    """A checkpoint cannot be downloaded: offline, unreachable, not on the hub, no safetensors, or corrupted."""
+
+
 class UnsupportedTaskError(MMStudioError):
     """The model's family does not do the task asked of it."""
 

@@ -29,6 +29,7 @@ from mmstudio.cli.options import (
 from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
+from mmstudio.models import hub
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
 from mmstudio.models.generation import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
@@ -72,7 +73,17 @@ def register(commands) -> None:
                    help='how a label becomes a text, e.g. "a photo of {}" (default: the label as is)')
     p.set_defaults(run=run_match)
 
-    p = commands.add_parser("models", help="list the models mmstudio can use")
+    p = commands.add_parser(
+        "models", help="list, download and remove models (ls, known, download ID, rm ID)",
+        description="ls (the default): the built-in models and those in the Hugging Face cache, with disk use. "
+                    "known: checkpoints mmstudio knows by name, with size, licence and whether they are cached. "
+                    "download ID: fetch a hub model's configs, tokenizer and safetensors weights into the cache "
+                    "(resumes an interrupted download; HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE and proxy variables "
+                    "apply). rm ID: delete a model from the cache. Offline, copy a models--OWNER--NAME folder "
+                    "from another machine's cache into this one's.")
+    p.add_argument("action", nargs="?", default="ls", choices=("ls", "known", "download", "rm"))
+    p.add_argument("id", nargs="?", metavar="ID", help="a hub model id, e.g. Salesforce/blip-image-captioning-base")
+    p.add_argument("--revision", help="download: a branch, tag or commit (default: main)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_models)
 
@@ -404,18 +415,75 @@ def _serve_images(args, engine: Engine, images: list[str], answer) -> int:
 
 
 def run_models(args) -> int:
+    if args.action in ("download", "rm"):
+        if not args.id:
+            raise MMStudioError(f"give the model to {args.action}, e.g. mmstudio models {args.action} "
+                                "Salesforce/blip-image-captioning-base")
+        return models_download(args) if args.action == "download" else models_rm(args)
+    if args.id:
+        raise MMStudioError(f"models {args.action} takes no model id")
+    return models_known(args) if args.action == "known" else models_ls(args)
+
+
+def models_ls(args) -> int:
     entries = available_models()
+    sizes = {c.id: c.size for c in hub.cached()}
     if args.json:
         for entry in entries:
-            print(json.dumps(entry.as_dict(), ensure_ascii=False))
+            record = entry.as_dict()
+            if entry.source == "hf-cache":
+                record["size"] = sizes.get(entry.name)
+            print(json.dumps(record, ensure_ascii=False))
         return 0
     if not entries:
         print("no models found (the built-in models are missing: reinstall mmstudio)")
     for entry in entries:
         tasks = "broken" if entry.problem else ", ".join(sorted(t.value for t in entry.tasks)) or "-"
-        print(f"{entry.name:<40} {entry.source:<9} {tasks:<10} {entry.path}")
+        size = f"{sizes[entry.name] / 1e6:8.1f} MB" if entry.name in sizes else " " * 11
+        print(f"{entry.name:<40} {entry.source:<9} {tasks:<10} {size} {entry.path}")
         if entry.problem:
             print(f"{'':<40}   {entry.problem}")
+    if sizes:
+        print(f"cache: {hub.hub_cache()}, {sum(sizes.values()) / 1e6:.1f} MB")
+    return 0
+
+
+def models_known(args) -> int:
+    cached = {c.id for c in hub.cached()}
+    for model in hub.known_models():
+        if args.json:
+            print(json.dumps({**dataclasses.asdict(model), "cached": model.id in cached}, ensure_ascii=False))
+        else:
+            mark = "cached" if model.id in cached else f"{model.size_mb:>5} MB"
+            print(f"{model.id:<42} {','.join(model.tasks):<8} {mark:>9}  {model.licence:<13} {model.does}")
+    return 0
+
+
+def models_download(args) -> int:
+    live = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(event: hub.DownloadProgress) -> None:
+        now = time.monotonic()
+        if live and (now - last[0] > 0.2 or event.done == event.total):
+            last[0] = now
+            print(f"\r\033[K{args.id}: {event.text()}", end="", file=sys.stderr, flush=True)
+
+    try:
+        folder = hub.download(args.id, revision=args.revision, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run the same command again to resume {args.id}", file=sys.stderr)
+        return 130
+    finally:
+        if live:
+            print(file=sys.stderr)
+    print(f"downloaded {args.id} to {folder}")
+    return 0
+
+
+def models_rm(args) -> int:
+    freed = hub.remove(args.id)
+    print(f"removed {args.id} from {hub.hub_cache()} ({freed / 1e6:.1f} MB freed)")
     return 0
 
 

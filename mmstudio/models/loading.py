@@ -7,8 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmstudio.errors import ModelLoadError, ModelNotFoundError
+from mmstudio.errors import DownloadError, ModelLoadError, ModelNotFoundError
 from mmstudio.models.base import DEVICE_ENV, Task
+from mmstudio.models.hub import download, hub_cache, hub_offline
 from mmstudio.resources import builtin_models_dir
 from mmstudio.validation import device, dtype
 
@@ -128,21 +129,21 @@ def _from_hub(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=True))
+        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=True,
+                                      cache_dir=hub_cache()))
     except Exception:  # noqa: BLE001 - any cache miss falls through to the hub
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if hub_offline():
         raise ModelNotFoundError(
-            f"{repo_id}: not available locally (not in the Hugging Face cache) and the hub is switched off "
-            "(HF_HUB_OFFLINE). Download it on a connected machine or pick a local folder."
+            f"{repo_id}: not available locally (not in the Hugging Face cache, {hub_cache()}) and the hub is "
+            "switched off (HF_HUB_OFFLINE). Download it on a connected machine (mmstudio models download "
+            f"{repo_id}) and copy its models--{repo_id.replace('/', '--')} folder into that cache, or pick a "
+            "local folder."
         )
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
-    except Exception as exc:  # noqa: BLE001 - network, auth, 404: all mean "not available"
-        raise ModelNotFoundError(
-            f"{repo_id}: not available locally, and the Hugging Face hub could not provide it "
-            f"({type(exc).__name__}). Check the name and your connection, or pick a local folder."
-        ) from None
+    try:  # the model manager's path: safetensors only, checked; the app shows its progress when it downloads
+        return download(repo_id)
+    except DownloadError as exc:
+        raise ModelNotFoundError(f"{repo_id}: not available locally, and {exc}") from None
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -185,10 +186,10 @@ def list_cached_models() -> list[tuple[str, Path, dict, str]]:
     One whose config cannot be read comes with an empty config and the reason: a listing never fails for it.
     """
     try:
-        from huggingface_hub import constants, scan_cache_dir
+        from huggingface_hub import scan_cache_dir
 
         # Read the variable now: the library fixes its default when it is first imported.
-        info = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+        info = scan_cache_dir(hub_cache())
     except Exception:  # noqa: BLE001 - no cache yet, or an unreadable one: nothing to list
         return []
     found = []
