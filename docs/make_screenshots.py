@@ -1,6 +1,6 @@
 """Screenshots of the app for the README, taken from a real X server (Xvfb).
 
-    python docs/make_screenshots.py [--out docs/screenshots] [--all-out DIR]
+    python docs/make_screenshots.py [--out docs/screenshots] [--all-out DIR] [--only generation,models,...]
 
 Starts Xvfb, runs the app on a Shapes World scene with the built-in models,
 drives each panel (caption with an overlay, ask, match, a short
@@ -32,10 +32,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "screenshots")
     parser.add_argument("--all-out", type=Path, default=None, help="every view at every size (default: /tmp/...)")
+    parser.add_argument("--only", default="", help="comma-separated views to take (default: all); e.g. models")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return drive_app(args.out, args.all_out)
+        return drive_app(args.out, args.all_out, {v for v in args.only.split(",") if v})
     for tool in ("Xvfb", "import"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing: apt-get install xvfb imagemagick", file=sys.stderr)
@@ -49,7 +50,7 @@ def main() -> int:
         time.sleep(1.5)
         env = {**os.environ, "DISPLAY": DISPLAY, "QT_QPA_PLATFORM": "xcb"}
         code = subprocess.call([sys.executable, __file__, "--child", "--out", str(args.out),
-                                "--all-out", str(args.all_out)], env=env)
+                                "--all-out", str(args.all_out), "--only", args.only], env=env)
         print(f"every view at {', '.join(f'{w}x{h}' for w, h in SIZES)}: {args.all_out}")
         return code
     finally:
@@ -63,7 +64,7 @@ def grab(path: Path, size: tuple[int, int] | None = None) -> None:
     print(f"wrote {path}")
 
 
-def drive_app(out: Path, all_out: Path) -> int:
+def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
     import numpy as np
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -93,6 +94,8 @@ def drive_app(out: Path, all_out: Path) -> int:
 
     def grab_all(name: str, readme: bool = True) -> None:
         """The view at every size (for looking), and at the last size for the README."""
+        if only and name not in only:
+            return
         for width, height in SIZES:
             window.setGeometry(0, 0, width, height)
             pump(1)
@@ -112,6 +115,19 @@ def drive_app(out: Path, all_out: Path) -> int:
     window.caption_panel.select_token(word)
     pump(1)
     grab_all("caption")
+    # The Generation section open, with a prompt and beams: the caption is made again with them.
+    generation = window.caption_panel.generation
+    generation.toggle.setChecked(True)
+    generation.prompt.setText("a large")
+    generation.beams.setValue(3)
+    before = window.caption_panel.results.get(key)
+    pump(60, lambda: window.caption_panel.results.get(key) not in (None, before))
+    pump(1)
+    grab_all("generation", readme=False)
+    generation.clear()
+    generation.toggle.setChecked(False)
+    changed = window.caption_panel.results.get(key)
+    pump(30, lambda: window.caption_panel.results.get(key) not in (None, changed))
 
     window.tabs.setCurrentWidget(window.ask_panel)
     for question in ("how many objects are there?", "what color is the leftmost object?",
@@ -141,25 +157,10 @@ def drive_app(out: Path, all_out: Path) -> int:
     pump(1)
     grab_all("match")
 
-    # A real short job from the Train panel: fine-tune the built-in caption model, with an eval set.
-    from mmstudio.models.base import Task
-    from mmstudio.world import generate_dataset
-
-    panel = window.train_panel
-    window.tabs.setCurrentWidget(panel)
-    panel.task.setCurrentIndex(panel.task.findData(Task.CAPTION))
-    panel.data.setText(str(generate_dataset(folder / "train", 256, seed=31, workers=2)))
-    panel.eval_data.setText(str(generate_dataset(folder / "eval", 32, seed=32)))
-    panel.eval_every.setValue(20)
-    panel.steps.setValue(100)
-    panel.batch.setValue(16)
-    panel.out.setText(str(folder / "run"))
-    launching = panel.launch()
-    pump(120, lambda: launching.done)
-    record = panel.selected()
-    pump(900, lambda: record.status != "running" and record.id not in panel.processes)
-    pump(1)
-    grab_all("train")
+    # A real short job from the Train panel (the slowest view: --only without "train" skips it).
+    if not only or "train" in only:
+        _train(window, folder, pump)
+        grab_all("train")
     # A picture from outside Shapes World: a sky, hills and a sun, drawn here. The banner says so.
     from PIL import Image, ImageDraw
 
@@ -182,10 +183,62 @@ def drive_app(out: Path, all_out: Path) -> int:
     window.search_panel.search()
     pump(120, lambda: bool(window.search_panel.hits))
     grab_all("search", readme=False)
+    if not only or "models" in only:
+        _model_dialog(window, folder, pump, grab_all)
     window.close()
     app.processEvents()
     shutil.rmtree(folder, ignore_errors=True)  # the scenes and the job's run: about 110 MB
     return 0
+
+
+def _train(window, folder: Path, pump) -> None:
+    """Fine-tune the built-in caption model from the Train panel, with an eval set."""
+    from mmstudio.models.base import Task
+    from mmstudio.world import generate_dataset
+
+    panel = window.train_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.task.setCurrentIndex(panel.task.findData(Task.CAPTION))
+    panel.data.setText(str(generate_dataset(folder / "train", 256, seed=31, workers=2)))
+    panel.eval_data.setText(str(generate_dataset(folder / "eval", 32, seed=32)))
+    panel.eval_every.setValue(20)
+    panel.steps.setValue(100)
+    panel.batch.setValue(16)
+    panel.out.setText(str(folder / "run"))
+    launching = panel.launch()
+    pump(120, lambda: launching.done)
+    record = panel.selected()
+    pump(900, lambda: record.status != "running" and record.id not in panel.processes)
+    pump(1)
+
+
+def _model_dialog(window, folder: Path, pump, grab_all) -> None:
+    """The model dialog's catalog: one model cached, one downloading from a local stand-in for the hub."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mmstudio.gui.qt_model_dialog import ModelDialog
+    from mmstudio.models import hub
+    from mmstudio.resources import builtin_models_dir
+    from tests.hub_server import HubServer
+
+    os.environ.update(HF_HUB_CACHE=str(folder / "hf-cache"), NO_PROXY="127.0.0.1,localhost")
+    os.environ.pop("HF_HUB_OFFLINE", None)
+    with HubServer() as server:
+        # The built-in caption model stands in for both captioners (the real ones are 1-2 GB, out of reach here).
+        server.add_folder("Salesforce/blip-image-captioning-large", builtin_models_dir() / "caption")
+        server.add_folder("Salesforce/blip-image-captioning-base", builtin_models_dir() / "caption")
+        os.environ["HF_ENDPOINT"] = server.url
+        hub.download("Salesforce/blip-image-captioning-large")
+        server.delay = 0.05  # about 1 MB/s: a download to watch
+        dialog = ModelDialog(window.models, window.options, window, client=window.client)
+        dialog.show()
+        dialog.move(window.x() + 40, window.y() + 30)
+        dialog.catalog.select("Salesforce/blip-image-captioning-base")
+        dialog.catalog.download_selected()
+        pump(30, lambda: "MB/s" in dialog.catalog.status.text() and dialog.catalog.progress.value() > 150)
+        grab_all("models", readme=False)
+        dialog.catalog.cancel()
+        pump(30, lambda: dialog.catalog.downloading is None)
+        dialog.reject()
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_blip_captions_equal_plain_generate(tiny_models, scene_images, settings)
     for result in ours:  # one map per generated word, the prompt's words excluded
         assert result.attention is not None and len(result.attention.tokens) == len(result.tokens)
         if prompt:  # the text starts with the prompt; its words were given, not generated
-            assert result.caption.startswith(prompt)
+            assert result.caption.startswith(prompt) and result.prompt == prompt
             assert len(result.tokens) == len(result.caption.split()) - len(prompt.split())
 
 

@@ -84,3 +84,19 @@ def test_settings_are_remembered_per_model(qtbot, tmp_path):
     store.set("generation/caption/builtin%3Acaption", '{"num_beams": "many"}')  # corrupt: the model's own
     box.set_model("builtin:caption")
     assert box.options() == GenerationOptions()
+
+
+def test_a_new_caption_of_the_selected_image_moves_the_overlay_to_it(qtbot, window, tmp_path, scene_images):
+    path = tmp_path / "scene.png"
+    scene_images[2].save(path)
+    drop_files(window.gallery, [path])
+    key = str(path.resolve())
+    panel = window.caption_panel
+    qtbot.waitUntil(lambda: key in panel.results, timeout=TIMEOUT)
+    panel.select_token(len(panel.results[key].tokens) - 1)
+    first = panel.results[key]
+    panel.generation.prompt.setText("a large")
+    qtbot.waitUntil(lambda: panel.results.get(key) not in (None, first), timeout=TIMEOUT)
+    stack, index, label = window._overlay  # noqa: SLF001 - what the image shows now
+    assert stack is panel.results[key].attention, "the map is the new caption's, not the old one's"
+    assert label == f"word “{panel.results[key].tokens[index]}”"

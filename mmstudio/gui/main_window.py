@@ -541,7 +541,7 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def open_model_dialog(self) -> None:
-        dialog = ModelDialog(self.models, self.options, self)
+        dialog = ModelDialog(self.models, self.options, self, client=self.client)
         if dialog.exec():
             for task, name in dialog.chosen_models().items():
                 if name != self.models[task] or dialog.chosen_options() != self.options:

@@ -113,11 +113,15 @@ class GenerationBox(QWidget):
         form.addRow("Repetition penalty", repeats)
         form.addRow("Decoding", self.decoding)
         sampling = QHBoxLayout()
-        for label, box in (("T", self.temperature), ("top-p", self.top_p), ("top-k", self.top_k)):
+        for label, box in (("temperature", self.temperature), ("top-p", self.top_p)):
             sampling.addWidget(QLabel(label))
-            sampling.addWidget(box)
+            sampling.addWidget(box, 1)
         form.addRow("Sampling", sampling)
-        form.addRow("Seed", self.seed)
+        seeded = QHBoxLayout()
+        seeded.addWidget(self.top_k, 1)
+        seeded.addWidget(QLabel("seed"))
+        seeded.addWidget(self.seed, 1)
+        form.addRow("top-k", seeded)
         form.addRow("", self.reset)
 
         header = QHBoxLayout()

@@ -1,4 +1,4 @@
-"""Choosing models (built-in, a local folder, the HF cache), the device and the precision."""
+"""Choosing models (built-in, a local folder, the HF cache), the device and the precision; getting new ones."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
+from mmstudio.gui.qt_model_catalog import ModelCatalog
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
 from mmstudio.validation import DTYPES
@@ -24,15 +27,19 @@ TASK_LABELS = {Task.CAPTION: "Captioning", Task.VQA: "Questions (VQA)", Task.ITM
 
 
 class ModelDialog(QDialog):
-    def __init__(self, current: dict[Task, str], options: LoadOptions, parent=None):
+    def __init__(self, current: dict[Task, str], options: LoadOptions, parent=None, client=None):
         super().__init__(parent)
         self.setWindowTitle("Models and device")
         self.combos: dict[Task, QComboBox] = {}  # the model choice of each task
-        form = QFormLayout(self)
+        outer = QVBoxLayout(self)
+        chosen = QWidget()
+        form = QFormLayout(chosen)
+        form.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(chosen)
         note = QLabel("The built-in models know only Shapes World (coloured shapes on a plain background). "
                       "For photos, choose a BLIP, ViT-GPT2, ViLT, CLIP or SigLIP checkpoint: a folder, a model in "
-                      "the "
-                      "Hugging Face cache, or a hub id such as Salesforce/blip-image-captioning-base.")
+                      "the Hugging Face cache, or a hub id such as Salesforce/blip-image-captioning-base; "
+                      "below, download one the studio knows.")
         note.setWordWrap(True)
         note.setStyleSheet("color: #555")
         form.addRow(note)
@@ -72,10 +79,30 @@ class ModelDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Precision", self.dtype)
         form.addRow(QLabel("A model that fails to load leaves the current one in place."))
+        self.catalog = None
+        if client is not None:  # downloads need the client's background thread
+            box = QGroupBox("Get a model")
+            inner = QVBoxLayout(box)
+            self.catalog = ModelCatalog(client)
+            self.catalog.downloaded.connect(self._offer)
+            inner.addWidget(self.catalog)
+            outer.addWidget(box, 1)
+            self.resize(900, 640)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        outer.addWidget(buttons)
+
+    def _offer(self, repo_id: str, tasks) -> None:
+        """A model just downloaded: chosen for its task, to load with OK."""
+        for task in Task:
+            if task.value in tasks:
+                combo = self.combos[task]
+                index = combo.findData(repo_id)
+                if index < 0:
+                    combo.addItem(f"{repo_id}  (hf-cache)", repo_id)
+                    index = combo.count() - 1
+                combo.setCurrentIndex(index)
 
     def _browse(self, combo: QComboBox) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder")

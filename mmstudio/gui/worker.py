@@ -161,12 +161,13 @@ def _describe(request: Request, engine: Engine) -> str:
 class BackgroundCall:
     """A plain core function to run off the GUI thread (no model involved): the 'request' of its ticket."""
 
-    def __init__(self, what: str, function: Callable, args: tuple, kwargs: dict):
+    def __init__(self, what: str, function: Callable, args: tuple, kwargs: dict, cancellable: bool = False):
         self.id = next_id()
         self.what = what
         self.function = function
         self.args = args
         self.kwargs = kwargs
+        self.cancellable = cancellable  # the function takes cancel=, a check that raises CancelledError
 
     def __repr__(self) -> str:
         return f"BackgroundCall({self.what!r})"
@@ -189,7 +190,8 @@ class _CallRunnable(QRunnable):
         try:
             self.token.check()
             signals.started.emit(call.id, call.what)
-            result = call.function(*call.args, **call.kwargs)
+            extra = {"cancel": self.token.check} if call.cancellable else {}
+            result = call.function(*call.args, **call.kwargs, **extra)
             signals.finished.emit(call.id, result)
         except CancelledError:
             signals.cancelled.emit(call.id)
@@ -223,6 +225,10 @@ class InferenceClient(QObject):
         self._shutdown.connect(self._worker.shutdown)
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)  # background calls take turns: they share the disk and the GIL
+        # Cancellable calls (downloads) may take minutes: they take turns on a thread of their own, so a quick
+        # call (adding a correction, reading a dataset) never waits behind them.
+        self._long_pool = QThreadPool(self)
+        self._long_pool.setMaxThreadCount(1)
         self._calls = _CallSignals(self)
         for source in (self._worker, self._calls):
             source.finished.connect(self._on_finished)
@@ -248,9 +254,15 @@ class InferenceClient(QObject):
 
     def run(self, what: str, function: Callable, *args, **kwargs) -> Ticket:
         """Run `function(*args, **kwargs)` on a background thread; its return value is the ticket's outcome."""
-        call = BackgroundCall(what, function, args, kwargs)
+        return self._run(BackgroundCall(what, function, args, kwargs), self._pool)
+
+    def run_cancellable(self, what: str, function: Callable, *args, **kwargs) -> Ticket:
+        """As `run`, for a long function that takes `cancel=`: the ticket's cancel (and Esc) stop it between steps."""
+        return self._run(BackgroundCall(what, function, args, kwargs, cancellable=True), self._long_pool)
+
+    def _run(self, call: BackgroundCall, pool: QThreadPool) -> Ticket:
         ticket = self._open(call)
-        self._pool.start(_CallRunnable(call, self._tokens[call.id], self._calls))
+        pool.start(_CallRunnable(call, self._tokens[call.id], self._calls))
         return ticket
 
     def _open(self, request) -> Ticket:
@@ -316,6 +328,7 @@ class InferenceClient(QObject):
         """Cancel what is queued, free the models and end the threads."""
         self.cancel_all()
         self._pool.waitForDone(timeout_ms)
+        self._long_pool.waitForDone(timeout_ms)
         self._shutdown.emit()
         self._thread.quit()
         self._thread.wait(timeout_ms)

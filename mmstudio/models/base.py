@@ -65,6 +65,7 @@ class CaptionResult:
     tokens: tuple[str, ...]  # the generated words only: a prompt's were given, not looked for
     attention: AttentionStack | None = None  # one map per generated token
     in_domain: float | None = None  # see IN_DOMAIN below
+    prompt: str = ""  # the start it was given, as the tokenizer decodes it: the caption begins with it
 
 
 @dataclass(frozen=True, eq=False)

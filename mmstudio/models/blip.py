@@ -350,7 +350,8 @@ class BlipAdapter(AdapterBase):
                 # ids[i] sits at sequence position i + 1, so query position i is the one that produced it
                 stack = stack_from(cross, b, words, tokens, self._layer_hint("caption_layer", "mean"))
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack, in_domain=in_domain[b]))
+            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack, in_domain=in_domain[b],
+                                         prompt=self.tokenizer.decode(given) if given else ""))
         return results
 
     # ------------------------------------------------------------------- VQA

@@ -111,7 +111,9 @@ def plan(repo_id: str, revision: str | None = None) -> tuple[str, list[_File]]:
     """(commit, files to fetch) of a hub model; DownloadError if it cannot be, or has no safetensors weights."""
     if hub_offline():
         raise DownloadError(offline_message(repo_id))
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
+
+    constants.HF_HUB_OFFLINE = False  # the library froze the variable at its import; it is unset now
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     try:
@@ -300,6 +302,9 @@ class CachedModel:
     size: int  # bytes on disk, all revisions
     folder: Path  # the newest snapshot
     incomplete: int  # bytes of interrupted downloads waiting for a resume
+    # A branch points at a snapshot: written once every file is in (`download` writes it last), so a
+    # stopped download, whose small files may all be there, is not complete.
+    complete: bool = True
 
 
 def cached() -> list[CachedModel]:
@@ -320,7 +325,8 @@ def cached() -> list[CachedModel]:
         newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
         incomplete = sum(p.stat().st_size for p in (Path(repo.repo_path) / "blobs").glob("*.incomplete"))
         found.append(CachedModel(repo.repo_id, repo.size_on_disk + incomplete,
-                                 Path(newest.snapshot_path) if newest else Path(repo.repo_path), incomplete))
+                                 Path(newest.snapshot_path) if newest else Path(repo.repo_path), incomplete,
+                                 complete=any(revision.refs for revision in repo.revisions)))
     return found
 
 

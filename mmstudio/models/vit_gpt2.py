@@ -116,7 +116,8 @@ class VisionEncoderDecoderAdapter(AdapterBase):
                 except ValueError:  # an encoder whose tokens are not [CLS] + a square grid (DeiT, Swin): no map
                     stack = None
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
+            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack,
+                                         prompt=self.tokenizer.decode(given).strip() if given else ""))
         return results
 
 

@@ -171,6 +171,9 @@ class CaptionPanel(QWidget):
         self.status.setText(f"Captioned {done} of {total}")
 
     def on_finished(self, outcome: CaptionOutcome) -> None:
+        current = self._current.key if self._current is not None else None
+        # The selected image captioned again (other settings): the word chosen and its map were the old caption's.
+        replaced = self._selected_token >= 0 and any(item.image.key == current for item in outcome.items)
         for item in outcome.items:
             if item.result is not None:
                 self.results[item.image.key] = item.result
@@ -182,6 +185,9 @@ class CaptionPanel(QWidget):
             self._end_batch(f"Captioned {len(outcome.items)} images.")
         # Results of other images are kept; only the selected image is shown (stale ones are not).
         self._show()
+        if replaced:
+            self._selected_token = -1
+            self.show_evidence()
         for item in outcome.items:
             if item.error:
                 self.error.emit(item.error)
@@ -218,6 +224,9 @@ class CaptionPanel(QWidget):
             self.words.setHtml("<p style='color:gray'>Captioning…</p>")
             return
         parts = []
+        if result.prompt:  # given, not generated: no map to click
+            parts.append(f"<span style='color:#888' title='Your prompt: the model went on from it'>"
+                         f"{html.escape(result.prompt)}</span>")
         for i, token in enumerate(result.tokens):
             style = "background:#ffd54f;" if i == self._selected_token else ""
             parts.append(f"<a href='token:{i}' style='text-decoration:none;{style}'>{html.escape(token)}</a>")
