@@ -142,10 +142,12 @@ def test_vilt_sampled_patches_are_recovered_and_repeatable(family_models, scene_
 # -------------------------------------------------------------------- CLIP
 
 
-def test_clip_label_probabilities_equal_the_zero_shot_pipeline(family_models, scene_images):
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_label_probabilities_equal_the_zero_shot_pipeline(family_models, scene_images, family):
+    """CLIP's softmax over the labels, SigLIP's sigmoid of each: both as the pipeline reports them."""
     from transformers import pipeline
 
-    folder = family_models["clip"]
+    folder = family_models[family]
     classifier = pipeline("zero-shot-image-classification", model=str(folder))
     template = "This is a photo of {}."
     engine = Engine(EXACT)

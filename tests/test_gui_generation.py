@@ -16,14 +16,20 @@ from mmstudio.models.generation import GenerationOptions  # noqa: E402
 from tests.test_gui import TIMEOUT, cli, drop_files  # noqa: E402
 
 
-def test_caption_settings_reach_the_model_and_recaption_the_image(qtbot, window, tmp_path, scene_images, capsys,
-                                                                  models):
+def caption_scene(qtbot, window, tmp_path, image):
+    """Drop a scene on the window and wait for its caption: (its path, its gallery key)."""
     path = tmp_path / "scene.png"
-    scene_images[0].save(path)
+    image.save(path)
     drop_files(window.gallery, [path])
     key = str(path.resolve())
+    qtbot.waitUntil(lambda: key in window.caption_panel.results, timeout=TIMEOUT)
+    return path, key
+
+
+def test_caption_settings_reach_the_model_and_recaption_the_image(qtbot, window, tmp_path, scene_images, capsys,
+                                                                  models):
+    path, key = caption_scene(qtbot, window, tmp_path, scene_images[0])
     panel = window.caption_panel
-    qtbot.waitUntil(lambda: key in panel.results, timeout=TIMEOUT)
     first = panel.results[key]
     box = panel.generation
     assert box.summary.text() == "the model's own settings" and box.options() == GenerationOptions()
@@ -87,12 +93,8 @@ def test_settings_are_remembered_per_model(qtbot, tmp_path):
 
 
 def test_a_new_caption_of_the_selected_image_moves_the_overlay_to_it(qtbot, window, tmp_path, scene_images):
-    path = tmp_path / "scene.png"
-    scene_images[2].save(path)
-    drop_files(window.gallery, [path])
-    key = str(path.resolve())
+    path, key = caption_scene(qtbot, window, tmp_path, scene_images[2])
     panel = window.caption_panel
-    qtbot.waitUntil(lambda: key in panel.results, timeout=TIMEOUT)
     panel.select_token(len(panel.results[key].tokens) - 1)
     first = panel.results[key]
     panel.generation.prompt.setText("a large")

@@ -1,4 +1,7 @@
-"""SigLIP: sigmoid probabilities per text, equal to plain transformers; search and evidence maps as for CLIP."""
+"""SigLIP: sigmoid probabilities per text, equal to plain transformers; search and evidence maps as for CLIP.
+
+(Its labels equal the zero-shot pipeline: tests/test_families.py, beside CLIP's.)
+"""
 
 from __future__ import annotations
 
@@ -18,24 +21,13 @@ def siglip(family_models):
     return family_models["siglip"]
 
 
-def test_label_probabilities_equal_the_zero_shot_pipeline(siglip, scene_images):
-    from transformers import pipeline
-
-    classifier = pipeline("zero-shot-image-classification", model=str(siglip))
-    template = "This is a photo of {}."
+def test_each_text_is_scored_alone(siglip, scene_images):
+    """A sigmoid, not a softmax: a text's probability does not depend on the others asked with it."""
     engine = Engine(EXACT)
-    tops = set()
-    for image in scene_images:
-        expected = {row["label"]: row["score"] for row in classifier(image, candidate_labels=LABELS)}
-        ours = engine.match(image, [template.format(label) for label in LABELS], model=str(siglip))
-        for label, result in zip(LABELS, ours):
-            assert result.label_probability == pytest.approx(expected[label], abs=1e-5)
-            assert result.itm == result.label_probability
-        tops.add(max(expected, key=expected.get))
-    assert len(tops) > 1, "the test model must tell images apart"
+    template = "This is a photo of {}."
     alone = engine.match(scene_images[0], [template.format(LABELS[0])], model=str(siglip))[0]
     together = engine.match(scene_images[0], [template.format(label) for label in LABELS], model=str(siglip))[0]
-    assert alone.itm == pytest.approx(together.itm, abs=1e-6), "a sigmoid: each text on its own, not a softmax"
+    assert alone.itm == pytest.approx(together.itm, abs=1e-6)
 
 
 def test_scores_equal_plain_forward(siglip, scene_images):
