@@ -81,7 +81,9 @@ def test_catalog_shows_the_cache_downloads_with_progress_cancels_resumes_and_off
     assert dialog.chosen_models()[Task.CAPTION] == CAPTIONER  # offered for its task, loaded on OK
 
     catalog.select(CLIP)
-    catalog.remove(CLIP)
+    removing = catalog.remove(CLIP)
+    qtbot.waitUntil(lambda: removing.done, timeout=TIMEOUT)
+    assert "Removed" in catalog.status.text()
     assert catalog.table.item(row_of(catalog, CLIP), 4).text() == ""
     assert [c.id for c in hub.cached()] == [CAPTIONER]
 

@@ -206,11 +206,15 @@ class ModelCatalog(QWidget):
         if answer == QMessageBox.StandardButton.Yes:
             self.remove(model.id)
 
-    def remove(self, repo_id: str) -> None:
-        try:
-            freed = hub.remove(repo_id)
-        except Exception as exc:  # noqa: BLE001 - a file in use, no permission: said, not raised
-            self.status.setText(f"Could not remove {repo_id}: {exc}")
-            return
+    def remove(self, repo_id: str):
+        """Delete a cached model off the GUI thread (gigabytes on a slow disk); the ticket."""
+        self.status.setText(f"Removing {repo_id}…")
+        ticket = self.client.run(f"Removing {repo_id}…", hub.remove, repo_id)
+        ticket.finished.connect(lambda freed: self._removed(repo_id, freed))
+        # A file in use, no permission: said, not raised.
+        ticket.failed.connect(lambda exc: self.status.setText(f"Could not remove {repo_id}: {exc}"))
+        return ticket
+
+    def _removed(self, repo_id: str, freed: int) -> None:
         self.status.setText(f"Removed {repo_id} ({freed / 1e6:,.0f} MB freed).")
         self.refresh()
