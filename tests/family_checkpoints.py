@@ -155,4 +155,31 @@ def build_siglip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip, "siglip": build_siglip}
+def build_siglip2(folder: Path, seed: int = 2) -> Path:
+    """A SiglipModel with a Gemma tokenizer, as google/siglip2-base-patch16-224 (SigLIP 2 at a fixed resolution)."""
+    import torch
+    from transformers import GemmaTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "▁": 4}
+    vocab.update({c: i + 5 for i, c in enumerate([*_LETTERS, "?"])})  # letters: no merges needed
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=[])
+    text = dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=64, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+                  patch_size=8)
+    config = SiglipConfig(text_config=text, vision_config=vision)
+    config.architectures = ["SiglipModel"]
+    torch.manual_seed(seed)
+    model = SiglipModel(config)
+    _spread(model, seed)
+    with torch.no_grad():
+        model.logit_scale.fill_(1.0)
+        model.logit_bias.fill_(-0.5)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip, "siglip": build_siglip,
+            "siglip2": build_siglip2}

@@ -16,9 +16,10 @@ EXACT = LoadOptions(device="cpu", dtype="fp32")
 LABELS = ["red circle", "blue square", "a large yellow star", "two green triangles"]
 
 
-@pytest.fixture()
-def siglip(family_models):
-    return family_models["siglip"]
+@pytest.fixture(params=["siglip", "siglip2"])
+def siglip(family_models, request):
+    """SigLIP (SentencePiece tokenizer) and SigLIP 2 at a fixed resolution (Gemma tokenizer): one model class."""
+    return family_models[request.param]
 
 
 def test_each_text_is_scored_alone(siglip, scene_images):
