@@ -3,7 +3,8 @@
 `GET /api/models/{id}[/revision/{rev}]` (the file list with sizes and SHA-256s) and `HEAD`/`GET
 /{id}/resolve/{rev}/{file}` with Range requests, the headers the library reads (X-Repo-Commit, ETag,
 X-Linked-Size). Tests give it the files of a checkpoint they built; it records every request, can slow
-its replies down (to cancel mid-file) and can serve other bytes than it lists (a corrupted download).
+its replies down (to cancel mid-file), can serve other bytes than it lists (a corrupted download), and
+answers as an HTTP proxy too (a request for an absolute URL), for the proxy settings' test.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class HubServer:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.delay = 0.0  # seconds between 64 KiB pieces of a file
         self.corrupt: set[str] = set()  # file names served with their last byte changed
+        self.proxied: list[str] = []  # URLs asked of it as an HTTP proxy
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -59,6 +61,9 @@ def _handler(hub: HubServer):
 
         def _serve(self, body: bool) -> None:
             path = self.path.split("?")[0]
+            if path.startswith("http://"):  # asked as a proxy: "GET http://host/path" (absolute form)
+                hub.proxied.append(path)
+                path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
             hub.requests.append((self.command, path, self.headers.get("Range")))
             if path.startswith("/api/models/"):
                 return self._info(path[len("/api/models/"):])

@@ -168,3 +168,17 @@ def test_known_models_are_families_mmstudio_runs():
     for entry in entries:
         assert entry.family in families and set(entry.tasks) <= {t.value for t in Task}
         assert entry.size_mb > 0 and entry.licence and entry.does
+
+
+def test_hf_home_and_a_proxy_are_followed(server, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    # The hub's name does not resolve: only the proxy (our server, in its proxy role) can reach it.
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.example.invalid")
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, server.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")
+    folder = hub.download(REPO)
+    assert folder.is_relative_to(tmp_path / "hf-home" / "hub")
+    assert server.proxied and all(url.startswith("http://hub.example.invalid/") for url in server.proxied)
