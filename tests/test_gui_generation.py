@@ -102,3 +102,13 @@ def test_a_new_caption_of_the_selected_image_moves_the_overlay_to_it(qtbot, wind
     stack, index, label = window._overlay  # noqa: SLF001 - what the image shows now
     assert stack is panel.results[key].attention, "the map is the new caption's, not the old one's"
     assert label == f"word “{panel.results[key].tokens[index]}”"
+
+
+def test_a_model_that_picks_answers_has_no_settings_to_offer(qtbot, window, family_models):
+    window.load_model(Task.VQA, str(family_models["vilt"]))
+    box = window.ask_panel.generation
+    qtbot.waitUntil(lambda: window.models[Task.VQA] == str(family_models["vilt"]), timeout=TIMEOUT)
+    assert not box.toggle.isEnabled() and "picks its answer from a list" in box.summary.text()
+    window.load_model(Task.VQA, "builtin:vqa")
+    qtbot.waitUntil(lambda: window.models[Task.VQA] == "builtin:vqa", timeout=TIMEOUT)
+    assert box.toggle.isEnabled() and box.summary.text() == "the model's own settings"

@@ -531,7 +531,7 @@ class MainWindow(QMainWindow):
                                      f"{info.parameters / 1e6:.1f}M parameters) on {info.device}.", 8000)
         generation = {Task.CAPTION: self.caption_panel.generation, Task.VQA: self.ask_panel.generation}
         if request.task in generation:
-            generation[request.task].set_model(request.name)  # the settings remembered for this model
+            generation[request.task].set_model(request.name, outcome.info.generates)  # its remembered settings
         # Results of the old model no longer describe what is loaded.
         panel = {Task.CAPTION: self.caption_panel, Task.VQA: None, Task.ITM: self.match_panel}[request.task]
         if panel is not None:

@@ -191,9 +191,16 @@ class GenerationBox(QWidget):
         self._settings = settings
         self.set_model(model)
 
-    def set_model(self, model: str) -> None:
-        """Show the settings remembered for `model` (the model now loaded for the task)."""
+    def set_model(self, model: str, generates: bool = True) -> None:
+        """Show the settings remembered for `model` (the model now loaded for the task).
+
+        generates: False for a model that picks its answer from a list (ViLT): the settings mean nothing to it.
+        """
         self._model = model
+        self._generates = generates
+        self.toggle.setEnabled(generates)
+        if not generates:
+            self.toggle.setChecked(False)
         saved = self._settings.get(self._settings_key()) if self._settings is not None else ""
         try:
             options = GenerationOptions.from_dict(json.loads(saved)) if saved else GenerationOptions()
@@ -216,7 +223,10 @@ class GenerationBox(QWidget):
             box.setEnabled(sampling)
         options = self.options()
         chosen = options.chosen()
-        self.summary.setText(_summary(options) if chosen else "the model's own settings")
+        if not getattr(self, "_generates", True):
+            self.summary.setText("this model picks its answer from a list: nothing to set")
+        else:
+            self.summary.setText(_summary(options) if chosen else "the model's own settings")
         if self._loading:
             return
         if self._settings is not None and self._model is not None:

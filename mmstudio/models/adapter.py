@@ -80,6 +80,7 @@ class AdapterBase:
             grid=(side, side),
             image_size=image_size,
             parameters=sum(p.numel() for p in model.parameters()),
+            generates=getattr(model, "generation_config", None) is not None,
         )
 
     # ----------------------------------------------------------------- hooks

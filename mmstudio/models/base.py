@@ -57,6 +57,7 @@ class ModelInfo:
     grid: tuple[int, int]
     image_size: int
     parameters: int
+    generates: bool = True  # writes its text with generate(); False: picks answers from a list (ViLT), or matches
 
 
 @dataclass(frozen=True, eq=False)
