@@ -18,7 +18,7 @@ Check = Callable[[object], "str | None"]
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeding both take 32-bit seeds
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES_TEXT = "auto, cpu, cuda, cuda:N or mps"
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("fp32", "fp16", "bf16", "int8")  # int8: the CPU only (models/quantize.py)
 
 
 def _is_int(value) -> bool:

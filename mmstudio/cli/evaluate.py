@@ -11,6 +11,7 @@ from mmstudio.engine import Engine
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.training.config import EvalConfig
 from mmstudio.training.evaluate import evaluate_adapter
+from mmstudio.validation import DTYPES
 
 
 def register(commands) -> None:
@@ -31,7 +32,7 @@ def register(commands) -> None:
     s.add_argument("--no-attention", dest="attention", action="store_false",
                    help="skip pointing accuracy (faster)")
     s.add_argument("--device", type=device, help=DEVICE_HELP)
-    s.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
+    s.add_argument("--dtype", choices=DTYPES, help=DTYPE_HELP)
     s.add_argument("--batch-size", type=positive_int, help="default: 64")
     p.set_defaults(run=run_eval)
 

@@ -36,6 +36,7 @@ from mmstudio.models.generation import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
 from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
 from mmstudio.training.data import RowProblem, clean_text, read_rows
+from mmstudio.validation import DTYPES
 
 
 def register(commands) -> None:
@@ -45,7 +46,7 @@ def register(commands) -> None:
     common.add_argument("--json", action="store_true", help="one JSON object per line")
     common.add_argument("--attention", action="store_true", help="include the attention maps")
     common.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
-    common.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
+    common.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     common.add_argument("--allow-pickle", action="store_true",
                         help="allow .bin weights (pickle can run code: only for models you trust)")
     common.add_argument("--allow-missing-weights", action="store_true",

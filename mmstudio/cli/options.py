@@ -17,7 +17,8 @@ from mmstudio.errors import SettingsError
 from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV
 
 DEVICE_HELP = "auto: cuda, then mps, then cpu (the default, or $MMSTUDIO_DEVICE); or cpu, cuda, cuda:N, mps"
-DTYPE_HELP = "fp32 (the default, or $MMSTUDIO_DTYPE), fp16 or bf16"
+DTYPE_HELP = ("fp32 (the default, or $MMSTUDIO_DTYPE), fp16, bf16, or int8 (the CPU only: Linear layers "
+              "quantized, about 2-4x faster)")
 
 
 def _parse_int(text: str) -> int:

@@ -20,6 +20,7 @@ from mmstudio.imaging import iter_image_files
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.words import not_understood
 from mmstudio.search import RERANK
+from mmstudio.validation import DTYPES
 
 
 def register(commands) -> None:
@@ -39,7 +40,7 @@ def register(commands) -> None:
                    help='one JSON object per line: "image", "score", "rank", "match" (the matching head\'s '
                         'probability, where re-ranked), "unknown_words" (of the query)')
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
-    p.add_argument("--dtype", default=None, choices=("fp32", "fp16", "bf16"), help=DTYPE_HELP)
+    p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin weights (pickle can run code: only for models you trust)")
     p.add_argument("--allow-missing-weights", action="store_true",

@@ -90,6 +90,9 @@ def load_parts(cls, resolved, options, *, what: str, processing=tokenizer_and_im
     `processing` loads what turns images and text into tensors (default: a tokenizer and an image processor).
     """
     device = pick_device(options.device)
+    if options.dtype == "int8" and device != "cpu":
+        raise ModelLoadError(f"{resolved.path}: int8 runs on the CPU only (dynamic quantization); on {device} "
+                             "choose fp16 or bf16, or choose the cpu device")
     try:
         model = from_pretrained(cls, resolved, options, **kwargs)
         parts = tuple(processing(resolved.path))
@@ -97,7 +100,12 @@ def load_parts(cls, resolved, options, *, what: str, processing=tokenizer_and_im
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise many kinds
         raise load_error(resolved.path, what, exc) from None
-    return (model.to(device).eval(), *parts)
+    model = model.to(device).eval()
+    if options.dtype == "int8":
+        from mmstudio.models.quantize import quantize_int8
+
+        model = quantize_int8(model)
+    return (model, *parts)
 
 
 def load_error(path, what: str, exc: BaseException):

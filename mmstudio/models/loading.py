@@ -177,7 +177,8 @@ def torch_dtype(name: str):
     problem = dtype(name)  # the one list of precisions (mmstudio.validation.DTYPES) and its wording
     if problem:
         raise ModelLoadError(problem)
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    # int8 loads in fp32, then its Linear layers are quantized (models/quantize.py)
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}[name]
 
 
 def list_cached_models() -> list[tuple[str, Path, dict, str]]:
