@@ -1,6 +1,6 @@
 """Caption throughput: mmstudio's batched Engine.caption against plain transformers, image by image.
 
-    python bench/caption_throughput.py [--quick] [--device cpu|cuda] [--dtype fp32|fp16|bf16]
+    python bench/caption_throughput.py [--quick] [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--our-dtype int8]
                                        [--threads 1] [--repeats R] [--images N] [--batch-size B]
                                        [--models builtin,base]
 

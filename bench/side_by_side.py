@@ -37,6 +37,8 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer images and repeats: under a minute on a CPU")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weights and inputs (default fp32)")
+    p.add_argument("--our-dtype", default=None, choices=[*sorted(DTYPES), "int8"],
+                   help="mmstudio's side only (default: --dtype): e.g. int8 against plain transformers in fp32")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads for both sides (default 1: on a machine whose cores are busy, "
                         "more threads make every small op wait for a descheduled thread)")
@@ -115,7 +117,7 @@ def engine(args: argparse.Namespace):
     from mmstudio.engine import Engine
     from mmstudio.models.base import LoadOptions
 
-    return Engine(LoadOptions(device=args.device, dtype=args.dtype))
+    return Engine(LoadOptions(device=args.device, dtype=args.our_dtype or args.dtype))
 
 
 def plain(cls_name: str, folder, args: argparse.Namespace):
@@ -190,8 +192,9 @@ def header(args: argparse.Namespace, what: str) -> None:
     where = args.device
     if args.device.startswith("cuda"):
         where += f" ({torch.cuda.get_device_name(torch.device(args.device))})"
-    print(f"{what}: device {where}, dtype {args.dtype}, torch {torch.__version__} threads {torch.get_num_threads()}, "
-          f"transformers {transformers.__version__}")
+    ours = f" (mmstudio {args.our_dtype})" if args.our_dtype and args.our_dtype != args.dtype else ""
+    print(f"{what}: device {where}, dtype {args.dtype}{ours}, torch {torch.__version__} "
+          f"threads {torch.get_num_threads()}, transformers {transformers.__version__}")
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
