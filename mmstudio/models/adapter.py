@@ -45,6 +45,13 @@ from mmstudio.models.vision_cache import VisionCache
 from mmstudio.models.words import known_words, unknown_words
 
 
+def count_parameters(model) -> int:
+    """Weights of the model, int8 Linear layers included (quantized, they are packed buffers, not parameters)."""
+    packed = sum(module.weight().numel() + (module.bias().numel() if module.bias() is not None else 0)
+                 for module in model.modules() if type(module).__name__ == "GradientLinear")
+    return sum(p.numel() for p in model.parameters()) + packed
+
+
 class AdapterBase:
     family: ClassVar[str]
     TASKS: ClassVar[frozenset[Task]] = frozenset()  # what every checkpoint of the family does
@@ -79,7 +86,7 @@ class AdapterBase:
             dtype=dtype,
             grid=(side, side),
             image_size=image_size,
-            parameters=sum(p.numel() for p in model.parameters()),
+            parameters=count_parameters(model),
             generates=getattr(model, "generation_config", None) is not None,
         )
 
