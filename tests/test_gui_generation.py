@@ -112,3 +112,17 @@ def test_a_model_that_picks_answers_has_no_settings_to_offer(qtbot, window, fami
     window.load_model(Task.VQA, "builtin:vqa")
     qtbot.waitUntil(lambda: window.models[Task.VQA] == "builtin:vqa", timeout=TIMEOUT)
     assert box.toggle.isEnabled() and box.summary.text() == "the model's own settings"
+
+
+def test_showing_a_models_settings_is_not_a_change(qtbot):
+    box = GenerationBox("caption", prompt=True)
+    qtbot.addWidget(box)
+    seen = []
+    box.changed.connect(lambda: seen.append(1))
+    box.set_options(GenerationOptions(num_beams=2))
+    box.set_model("builtin:caption")
+    assert seen == [] and box.options() == GenerationOptions()  # nothing remembered for it: the model's own
+    box.beams.setValue(3)
+    assert seen == [1]
+    box.reset.click()  # the user's own change back
+    assert seen == [1, 1] and box.options() == GenerationOptions()

@@ -313,7 +313,7 @@ def test_bad_environment_is_one_line_from_the_cli_and_the_app(capsys, monkeypatc
     monkeypatch.setenv(variable, value)
     assert main(["caption", "--model", str(tiny_models[Task.CAPTION]), str(photos)]) == 2
     assert capsys.readouterr().err == f"mmstudio: error: {words}; use " + \
-        ("auto, cpu, cuda, cuda:N or mps\n" if variable == "MMSTUDIO_DEVICE" else "fp32, fp16, bf16\n")
+        ("auto, cpu, cuda, cuda:N or mps\n" if variable == "MMSTUDIO_DEVICE" else "fp32, fp16, bf16, int8\n")
     assert main([]) == 2  # the app: the same line, before any window
     assert words in capsys.readouterr().err
 

@@ -179,6 +179,11 @@ def test_hf_home_and_a_proxy_are_followed(server, monkeypatch, tmp_path):
         monkeypatch.setenv(name, server.url)
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "")
+    # The library reads the proxy variables when it makes its HTTP client, once a process: as at a fresh start.
+    import huggingface_hub
+
+    huggingface_hub.close_session()
     folder = hub.download(REPO)
+    huggingface_hub.close_session()  # the next test's client without the proxy
     assert folder.is_relative_to(tmp_path / "hf-home" / "hub")
     assert server.proxied and all(url.startswith("http://hub.example.invalid/") for url in server.proxied)

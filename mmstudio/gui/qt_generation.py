@@ -177,12 +177,14 @@ class GenerationBox(QWidget):
             self.seed.setValue(-1 if options.seed is None else options.seed)
             if self.prompt is not None:
                 self.prompt.setText(options.prompt or "")
+            self._on_change()  # the summary and the sampling boxes; not a change of the user's: no `changed`
         finally:
             self._loading = False
-        self._on_change()
 
     def clear(self) -> None:
+        """Back to the model's own settings: the user's change, remembered and announced."""
         self.set_options(GenerationOptions())
+        self._commit()
 
     # -------------------------------------------------- remembered per model
 
@@ -227,10 +229,13 @@ class GenerationBox(QWidget):
             self.summary.setText("this model picks its answer from a list: nothing to set")
         else:
             self.summary.setText(_summary(options) if chosen else "the model's own settings")
-        if self._loading:
-            return
+        if not self._loading:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Remember the settings for the model and say they changed."""
         if self._settings is not None and self._model is not None:
-            self._settings.set(self._settings_key(), json.dumps(chosen))
+            self._settings.set(self._settings_key(), json.dumps(self.options().chosen()))
         self.changed.emit()
 
 
