@@ -122,23 +122,14 @@ def build_clip(folder: Path, seed: int = 0, projection_dim: int = 16) -> Path:
     return folder
 
 
-def build_siglip(folder: Path, seed: int = 0) -> Path:
-    """A SiglipModel like google/siglip-base-patch16-224: a SentencePiece tokenizer, 32-pixel images, 4 x 4 patches."""
-    import sentencepiece
+def _save_siglip(folder: Path, tokenizer, seed: int, *, pad: int, bos: int | None, eos: int) -> None:
+    """A tiny SiglipModel for `tokenizer`, saved with it and a 32-pixel image processor (4 x 4 patches)."""
     import torch
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
-    folder.mkdir(parents=True, exist_ok=True)
-    work = folder.parent / f"{folder.name}-spm"
-    work.mkdir(exist_ok=True)
-    sentences = [" ".join(WORDS[i:i + 5]) for i in range(len(WORDS))] * 4
-    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_prefix=str(work / "spiece"),
-                                             vocab_size=60, model_type="unigram", minloglevel=2,
-                                             hard_vocab_limit=False)
-    tokenizer = SiglipTokenizer(vocab_file=str(work / "spiece.model"))
     text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
+                intermediate_size=64, max_position_embeddings=64, pad_token_id=pad, bos_token_id=bos,
+                eos_token_id=eos)
     vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
                   patch_size=8)
     config = SiglipConfig(text_config=text, vision_config=vision)
@@ -150,34 +141,34 @@ def build_siglip(folder: Path, seed: int = 0) -> Path:
         model.logit_scale.fill_(1.0)
         model.logit_bias.fill_(-0.5)
     model.save_pretrained(folder)
-    SiglipProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
-                    tokenizer=tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+
+
+def build_siglip(folder: Path, seed: int = 0) -> Path:
+    """A SiglipModel like google/siglip-base-patch16-224, with a SentencePiece tokenizer trained on WORDS."""
+    import sentencepiece
+    from transformers import SiglipTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    work = folder.parent / f"{folder.name}-spm"
+    work.mkdir(exist_ok=True)
+    sentences = [" ".join(WORDS[i:i + 5]) for i in range(len(WORDS))] * 4
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(sentences), model_prefix=str(work / "spiece"),
+                                             vocab_size=60, model_type="unigram", minloglevel=2,
+                                             hard_vocab_limit=False)
+    tokenizer = SiglipTokenizer(vocab_file=str(work / "spiece.model"))
+    _save_siglip(folder, tokenizer, seed, pad=tokenizer.pad_token_id, bos=None, eos=tokenizer.eos_token_id)
     return folder
 
 
 def build_siglip2(folder: Path, seed: int = 2) -> Path:
     """A SiglipModel with a Gemma tokenizer, as google/siglip2-base-patch16-224 (SigLIP 2 at a fixed resolution)."""
-    import torch
-    from transformers import GemmaTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel
+    from transformers import GemmaTokenizer
 
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "▁": 4}
     vocab.update({c: i + 5 for i, c in enumerate([*_LETTERS, "?"])})  # letters: no merges needed
-    tokenizer = GemmaTokenizer(vocab=vocab, merges=[])
-    text = dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=64, pad_token_id=0, bos_token_id=2, eos_token_id=1)
-    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
-                  patch_size=8)
-    config = SiglipConfig(text_config=text, vision_config=vision)
-    config.architectures = ["SiglipModel"]
-    torch.manual_seed(seed)
-    model = SiglipModel(config)
-    _spread(model, seed)
-    with torch.no_grad():
-        model.logit_scale.fill_(1.0)
-        model.logit_bias.fill_(-0.5)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    _save_siglip(folder, GemmaTokenizer(vocab=vocab, merges=[]), seed, pad=0, bos=2, eos=1)
     return folder
 
 
