@@ -140,7 +140,7 @@ def _from_hub(repo_id: str) -> Path:
             f"{repo_id}) and copy its models--{repo_id.replace('/', '--')} folder into that cache, or pick a "
             "local folder."
         )
-    try:  # the model manager's path: safetensors only, checked; the app shows its progress when it downloads
+    try:  # the model manager's path, safetensors only and checked (no progress here: "Get a model" shows it)
         return download(repo_id)
     except DownloadError as exc:
         raise ModelNotFoundError(f"{repo_id}: not available locally, and {exc}") from None
