@@ -33,7 +33,7 @@ from mmstudio.models.base import (
     never_cancelled,
 )
 from mmstudio.models.common import Architectures, auto_tokenizer, check_token_ids, cut_at, stack_from, to_numpy
-from mmstudio.models.generation import seeded
+from mmstudio.models.generation import generation_config, seeded
 from mmstudio.models.in_domain import InDomainCheck, read_in_domain
 from mmstudio.models.loading import ResolvedModel, read_json_capped
 
@@ -273,8 +273,6 @@ class BlipAdapter(AdapterBase):
         return self.hints.get(key, fallback)
 
     def _generate(self, input_ids, encoder_hidden_states, encoder_attention_mask, generation: GenerationOptions):
-        # transformers' BLIP generate() hands its text decoder none of the checkpoint's generation_config.json
-        # (the decoder has one of its own, made from its config); the checkpoint's author meant it: it is used.
         config = self.generation_config(generation)
         seeded(self._torch, generation, config)
         return self.model.text_decoder.generate(
@@ -285,7 +283,10 @@ class BlipAdapter(AdapterBase):
         )
 
     def generation_config(self, options: GenerationOptions):
-        config = super().generation_config(options)
+        # As plain BLIP generate(): it runs its text decoder, whose generation config is made from the text
+        # config; the folder's generation_config.json (the top-level model's) reaches neither (measured: a
+        # saved max_new_tokens=5 still gave 20 tokens), so the same file changes neither's output.
+        config = generation_config(options, self.model.text_decoder.generation_config)
         config.eos_token_id, config.pad_token_id = self.sep_id, self.pad_id  # as BLIP's generate() passes them
         return config
 
