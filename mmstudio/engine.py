@@ -128,11 +128,6 @@ class Engine:
         after each batch's items have been taken.
         """
         generation.validate()
-        adapter = self.adapter(Task.CAPTION, model)
-        if generation.prompt:
-            unknown = adapter.unknown_words([generation.prompt])[0]
-            if unknown:  # the model would start from [UNK]s: a caption of something else than was asked
-                raise SettingsError("prompt", f"has words {adapter.info.name} does not know: {', '.join(unknown)}")
         size = max(1, int(batch_size))
         total = len(images)
         for start in range(0, total, size):
@@ -145,12 +140,20 @@ class Engine:
                     pixels.append(load(image) if load is not None else image)
                 except MMStudioError as exc:
                     errors[i] = str(exc)
-            results = iter(adapter.caption(pixels, attention=attention, generation=generation, cancel=cancel)
-                           if pixels else ())
+            results = iter(self._captioner(model, generation).caption(
+                pixels, attention=attention, generation=generation, cancel=cancel) if pixels else ())
             for i, image in enumerate(chunk):
                 yield CaptionItem(image, error=errors[i]) if i in errors else CaptionItem(image, result=next(results))
             if progress:
                 progress(start + len(chunk), total)
+
+    def _captioner(self, model: str | None, generation: GenerationOptions) -> ModelAdapter:
+        """The caption model, once it has pixels to caption, checked against the prompt it is given."""
+        adapter = self.adapter(Task.CAPTION, model)
+        unknown = adapter.unknown_words([generation.prompt])[0] if generation.prompt else ()
+        if unknown:  # the model would start from [UNK]s: a caption of something else than was asked
+            raise SettingsError("prompt", f"has words {adapter.info.name} does not know: {', '.join(unknown)}")
+        return adapter
 
     def ask(
         self,
