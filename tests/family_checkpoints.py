@@ -166,11 +166,40 @@ def build_siglip2(folder: Path, seed: int = 2) -> Path:
     """A SiglipModel with a Gemma tokenizer, as google/siglip2-base-patch16-224 (SigLIP 2 at a fixed resolution)."""
     from transformers import GemmaTokenizer
 
+    _save_siglip(folder, GemmaTokenizer(vocab=_gemma_vocab(), merges=[]), seed, pad=0, bos=2, eos=1)
+    return folder
+
+
+def _gemma_vocab() -> dict[str, int]:
+    """Gemma's special tokens and the letters: a text reads letter by letter, no merges needed."""
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "▁": 4}
-    vocab.update({c: i + 5 for i, c in enumerate([*_LETTERS, "?"])})  # letters: no merges needed
-    _save_siglip(folder, GemmaTokenizer(vocab=vocab, merges=[]), seed, pad=0, bos=2, eos=1)
+    vocab.update({c: i + 5 for i, c in enumerate([*_LETTERS, "?"])})
+    return vocab
+
+
+def build_siglip2_naflex(folder: Path, seed: int = 4) -> Path:
+    """A Siglip2Model like google/siglip2-base-patch16-naflex: at most 16 patches of 8 pixels, any aspect ratio."""
+    import torch
+    from transformers import GemmaTokenizer, Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+
+    tokenizer = GemmaTokenizer(vocab=_gemma_vocab(), merges=[])
+    text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=64, pad_token_id=0, bos_token_id=2, eos_token_id=1)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=8,
+                  num_patches=16)
+    config = Siglip2Config(text_config=text, vision_config=vision)
+    config.architectures = ["Siglip2Model"]
+    torch.manual_seed(seed)
+    model = Siglip2Model(config)
+    _spread(model, seed)
+    with torch.no_grad():
+        model.logit_scale.fill_(1.0)
+        model.logit_bias.fill_(-0.5)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
     return folder
 
 
 BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip, "siglip": build_siglip,
-            "siglip2": build_siglip2}
+            "siglip2": build_siglip2, "siglip2-naflex": build_siglip2_naflex}

@@ -16,9 +16,10 @@ EXACT = LoadOptions(device="cpu", dtype="fp32")
 LABELS = ["red circle", "blue square", "a large yellow star", "two green triangles"]
 
 
-@pytest.fixture(params=["siglip", "siglip2"])
+@pytest.fixture(params=["siglip", "siglip2", "siglip2-naflex"])
 def siglip(family_models, request):
-    """SigLIP (SentencePiece tokenizer) and SigLIP 2 at a fixed resolution (Gemma tokenizer): one model class."""
+    """SigLIP (SentencePiece tokenizer), SigLIP 2 at a fixed resolution (SiglipModel, Gemma tokenizer) and
+    SigLIP 2 NaFlex (Siglip2Model: patches at the image's own aspect ratio)."""
     return family_models[request.param]
 
 
@@ -32,11 +33,12 @@ def test_each_text_is_scored_alone(siglip, scene_images):
 
 
 def test_scores_equal_plain_forward(siglip, scene_images):
-    from transformers import SiglipModel, SiglipProcessor
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-    processor = SiglipProcessor.from_pretrained(siglip)
-    model = SiglipModel.from_pretrained(siglip).eval()
-    inputs = processor(text=LABELS, images=scene_images[1], return_tensors="pt", padding="max_length", max_length=64)
+    model = AutoModel.from_pretrained(siglip).eval()  # SiglipModel, or Siglip2Model for NaFlex
+    inputs = {**AutoTokenizer.from_pretrained(siglip)(LABELS, padding="max_length", max_length=64,
+                                                       return_tensors="pt"),
+              **AutoImageProcessor.from_pretrained(siglip)(images=scene_images[1], return_tensors="pt")}
     with torch.no_grad():
         out = model(**inputs)
         probs = torch.sigmoid(out.logits_per_image[0]).numpy()
@@ -75,3 +77,25 @@ def test_search_and_labels_from_the_cli(siglip, scene_images, tmp_path, capsys):
                  "red circle"]) == 0  # one label is a question of its own to a sigmoid
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(rows) == 1 and 0.0 < rows[0]["probability"] < 1.0
+
+
+def test_naflex_maps_keep_the_pictures_aspect_ratio(family_models, scene_images):
+    from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+    folder = family_models["siglip2-naflex"]
+    wide = scene_images[0].resize((128, 32))  # 4:1: a 2 x 8 grid of the model's 16 patches
+    shapes = AutoImageProcessor.from_pretrained(folder)(images=wide, return_tensors="pt")["spatial_shapes"][0]
+    rows, cols = (int(v) for v in shapes)
+    assert cols > rows
+    engine = Engine(EXACT)
+    results = engine.match(wide, LABELS, model=str(folder), attention=True)
+    assert all(r.attention.weights.shape[-2:] == (rows, cols) for r in results)
+    model = AutoModel.from_pretrained(folder).eval()
+    inputs = {**AutoTokenizer.from_pretrained(folder)(LABELS, padding="max_length", max_length=64,
+                                                      return_tensors="pt"),
+              **AutoImageProcessor.from_pretrained(folder)(images=wide, return_tensors="pt")}
+    with torch.no_grad():
+        probs = torch.sigmoid(model(**inputs).logits_per_image[0]).numpy()
+    np.testing.assert_allclose([r.itm for r in results], probs, atol=1e-5)
+    square = engine.match(scene_images[0], LABELS[:1], model=str(folder))[0]  # another grid, cached apart
+    assert square.itm != pytest.approx(results[0].itm, abs=1e-9)

@@ -95,8 +95,9 @@ class DualEncoderAdapter(AdapterBase):
     def _with_gradcam(self, image: Image.Image, text_feats):
         """The unit image embedding (P,), and per text the maps (T, L, H, rows, cols) of every vision layer."""
         torch = self._torch
+        pixels = self.pixel_values([image])
         with torch.enable_grad():
-            embeds, attentions = self.embed_pixels(self.pixel_values([image]), output_attentions=True)
+            embeds, attentions = self.embed_pixels(pixels, output_attentions=True)
             embed = embeds[0]
             unit = embed / embed.norm()
             similarity = text_feats @ unit  # (T,)
@@ -106,8 +107,13 @@ class DualEncoderAdapter(AdapterBase):
                 per_layer = [self.evidence_rows(a.detach() * g.clamp(min=0)) for a, g in zip(attentions, grads)]
                 cams.append(torch.stack(per_layer).float().cpu().numpy())  # (L, H, patches)
         cams = np.stack(cams)
-        rows, cols = grid_shape(cams.shape[-1])
+        rows, cols = self.patch_grid(pixels, cams.shape[-1])
+        cams = cams[..., :rows * cols]  # patch tokens past the grid are padding (SigLIP 2's NaFlex)
         return unit.detach().float().cpu().numpy(), cams.reshape(*cams.shape[:-1], rows, cols).astype(np.float32)
+
+    def patch_grid(self, pixels, tokens: int) -> tuple[int, int]:
+        """(rows, cols) of one image's patches among `tokens` patch tokens: a square of them all, by default."""
+        return grid_shape(tokens)
 
 
 def _unit(embeds) -> np.ndarray:

@@ -15,7 +15,7 @@ from mmstudio.models.loading import quiet_transformers, resolve
 FAMILIES: tuple[AdapterFactory, ...] = (blip.FACTORY, vit_gpt2.FACTORY, vilt.FACTORY, clip.FACTORY,
                                         siglip.FACTORY)
 # The config model types of those families: a folder of one that no family accepts is broken, not foreign.
-MODEL_TYPES = frozenset({"blip", "vision-encoder-decoder", "vilt", "clip", "siglip"})
+MODEL_TYPES = frozenset({"blip", "vision-encoder-decoder", "vilt", "clip", "siglip", "siglip2"})
 
 
 def factory_for(config: dict) -> AdapterFactory:

@@ -8,7 +8,8 @@ as the model was trained and as the zero-shot-image-classification pipeline feed
 The vision tower has no [CLS] token: an attention-pooling head reads every patch token of the last layer,
 so a text's map (dual_encoder.py) averages each layer's gradient-weighted attention over all query rows.
 google/siglip-* and the fixed-resolution google/siglip2-* checkpoints are `SiglipModel`s; SigLIP 2's
-NaFlex checkpoints (`Siglip2Model`, variable patch grids) are not run yet.
+NaFlex checkpoints (`Siglip2Model`: each image keeps its aspect ratio, as a grid of at most
+`max_num_patches` patches, padded) run through `Siglip2Adapter`, whose maps take each image's own grid.
 """
 
 from __future__ import annotations
@@ -19,20 +20,29 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from mmstudio.errors import ModelLoadError
+from mmstudio.imaging import content_key
 from mmstudio.models.base import AdapterFactory, Task
 from mmstudio.models.common import architecture_names
 from mmstudio.models.dual_encoder import DualEncoderAdapter
 
 ARCHITECTURE = "SiglipModel"
+NAFLEX = "Siglip2Model"
 TEXT_LENGTH = 64  # SigLIP's training text length: shorter texts are padded to it
+ARCHITECTURE_OF = {"siglip": ARCHITECTURE, "siglip2": NAFLEX}
 
 
 def accepts(config: dict) -> bool:
-    return config.get("model_type") == "siglip" and ARCHITECTURE in (architecture_names(config) or [ARCHITECTURE])
+    arch = ARCHITECTURE_OF.get(config.get("model_type"))
+    return arch is not None and arch in (architecture_names(config) or [arch])
 
 
 def tasks_of(config: dict) -> frozenset[Task]:
     return frozenset({Task.ITM}) if accepts(config) else frozenset()
+
+
+def _load(resolved, options, **init):
+    cls = Siglip2Adapter if resolved.config.get("model_type") == "siglip2" else SiglipAdapter
+    return cls.load(resolved, options, **init)
 
 
 class SiglipAdapter(DualEncoderAdapter):
@@ -72,5 +82,43 @@ class SiglipAdapter(DualEncoderAdapter):
         return weighted[0].mean(dim=1)  # (H, patches): every patch token feeds the pooling head
 
 
-FACTORY = AdapterFactory(family="siglip", accepts=accepts, load=SiglipAdapter.load, tasks_of=tasks_of,
-                         notes="SigLIP, SigLIP 2 (fixed resolution): image-text matching, zero-shot labels, search")
+class Siglip2Adapter(SiglipAdapter):
+    """SigLIP 2 NaFlex: patches of the image at its own aspect ratio, padded to the model's most patches."""
+
+    loads = NAFLEX
+    kind = "a SigLIP 2 model"
+
+    def image_geometry(self) -> tuple[int, int]:
+        vision = self.model.config.vision_config
+        side = int(round(vision.num_patches ** 0.5))  # the grid of a square image
+        return side * vision.patch_size, vision.patch_size
+
+    def pixel_values(self, images):
+        inputs = self.image_processor(images=list(images), return_tensors="pt")
+        return {"pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
+                "pixel_attention_mask": inputs["pixel_attention_mask"].to(self.device),
+                "spatial_shapes": inputs["spatial_shapes"].to(self.device)}
+
+    def cached_vision(self, images, forward, keys=None):
+        # Images of other aspect ratios have other grids: each is embedded on its own, then cached.
+        torch = self._torch
+
+        def compute(indices: list[int]):
+            with torch.inference_mode():
+                return [forward(self.pixel_values([images[i]])) for i in indices]
+
+        keys = list(keys) if keys is not None else [content_key(image) for image in images]
+        return torch.cat(self.cache.get_many(keys, compute))
+
+    def embed_pixels(self, pixels, output_attentions: bool = False):
+        out = self.model.vision_model(**pixels, output_attentions=output_attentions)
+        return (out.pooler_output, out.attentions) if output_attentions else out.pooler_output
+
+    def patch_grid(self, pixels, tokens: int) -> tuple[int, int]:
+        rows, cols = (int(v) for v in pixels["spatial_shapes"][0])
+        return rows, cols
+
+
+FACTORY = AdapterFactory(family="siglip", accepts=accepts, load=_load, tasks_of=tasks_of,
+                         notes="SigLIP, SigLIP 2 (fixed resolution and NaFlex): image-text matching, zero-shot "
+                               "labels, search")
