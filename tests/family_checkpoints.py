@@ -122,27 +122,33 @@ def build_clip(folder: Path, seed: int = 0, projection_dim: int = 16) -> Path:
     return folder
 
 
-def _save_siglip(folder: Path, tokenizer, seed: int, *, pad: int, bos: int | None, eos: int) -> None:
-    """A tiny SiglipModel for `tokenizer`, saved with it and a 32-pixel image processor (4 x 4 patches)."""
+def _save_siglip(folder: Path, tokenizer, seed: int, *, pad: int, bos: int | None, eos: int,
+                 naflex: bool = False) -> None:
+    """A tiny SiglipModel (or NaFlex Siglip2Model) for `tokenizer`, saved with it and its image processor:
+    32-pixel images on 4 x 4 patches (NaFlex: at most 16 patches of 8 pixels, at any aspect ratio)."""
     import torch
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+    import transformers
 
     text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                 intermediate_size=64, max_position_embeddings=64, pad_token_id=pad, bos_token_id=bos,
                 eos_token_id=eos)
-    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
-                  patch_size=8)
-    config = SiglipConfig(text_config=text, vision_config=vision)
-    config.architectures = ["SiglipModel"]
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=8,
+                  **({"num_patches": 16} if naflex else {"image_size": 32}))
+    prefix = "Siglip2" if naflex else "Siglip"
+    config = getattr(transformers, f"{prefix}Config")(text_config=text, vision_config=vision)
+    config.architectures = [f"{prefix}Model"]
     torch.manual_seed(seed)
-    model = SiglipModel(config)
+    model = getattr(transformers, f"{prefix}Model")(config)
     _spread(model, seed)
     with torch.no_grad():  # a bias that keeps probabilities away from 0 and 1, as trained ones are
         model.logit_scale.fill_(1.0)
         model.logit_bias.fill_(-0.5)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    if naflex:
+        transformers.Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
+    else:
+        transformers.SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
 
 
 def build_siglip(folder: Path, seed: int = 0) -> Path:
@@ -179,25 +185,9 @@ def _gemma_vocab() -> dict[str, int]:
 
 def build_siglip2_naflex(folder: Path, seed: int = 4) -> Path:
     """A Siglip2Model like google/siglip2-base-patch16-naflex: at most 16 patches of 8 pixels, any aspect ratio."""
-    import torch
-    from transformers import GemmaTokenizer, Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+    from transformers import GemmaTokenizer
 
-    tokenizer = GemmaTokenizer(vocab=_gemma_vocab(), merges=[])
-    text = dict(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=64, pad_token_id=0, bos_token_id=2, eos_token_id=1)
-    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=8,
-                  num_patches=16)
-    config = Siglip2Config(text_config=text, vision_config=vision)
-    config.architectures = ["Siglip2Model"]
-    torch.manual_seed(seed)
-    model = Siglip2Model(config)
-    _spread(model, seed)
-    with torch.no_grad():
-        model.logit_scale.fill_(1.0)
-        model.logit_bias.fill_(-0.5)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
+    _save_siglip(folder, GemmaTokenizer(vocab=_gemma_vocab(), merges=[]), seed, pad=0, bos=2, eos=1, naflex=True)
     return folder
 
 
