@@ -1,7 +1,7 @@
 """Generation settings: what the user chose, over what the checkpoint's author chose, over mmstudio's defaults.
 
-A checkpoint's `generation_config.json` is its author's default (nlpconnect's ViT-GPT2 stops at 16 tokens
-with 4 beams), so every setting the user leaves unset (None) is the checkpoint's, as with plain
+A checkpoint's `generation_config.json` is its author's default (a length, beams, a repetition rule), so
+every setting the user leaves unset (None) is the checkpoint's, as with plain
 `model.generate()`; mmstudio adds only a length limit where the checkpoint names none (transformers' own
 fallback, 20 tokens in all, cuts longer captions short). `generation_config` builds the GenerationConfig that
 a family's `generate` call takes; `used` says what it was, for `--json` results and the app.
