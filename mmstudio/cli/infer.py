@@ -35,6 +35,7 @@ from mmstudio.models.catalog import available_models
 from mmstudio.models.generation import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
 from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
+from mmstudio.results_file import ResultsFile
 from mmstudio.training.data import RowProblem, clean_text, read_rows
 from mmstudio.validation import DTYPES
 
@@ -56,6 +57,12 @@ def register(commands) -> None:
                             help="caption images (files or folders)")
     p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty)  # "": the current folder, walked whole
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--out", type=non_empty_path, metavar="FILE.jsonl",
+                   help="write the results (JSON lines, as with --json) to FILE as they come, synced to disk "
+                        "batch by batch; stdout then shows only progress")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: keep the results already in FILE and caption only the inputs missing from it "
+                        "(after a crash or kill, every input ends up there exactly once)")
     p.set_defaults(run=run_caption)
 
     p = commands.add_parser("ask", parents=[common, _generation_flags(prompt=False)],
@@ -130,14 +137,17 @@ class Printer:
     bottom: how many, how fast, how long still. Piped output and --json get nothing extra.
     """
 
-    def __init__(self, as_json: bool):
+    def __init__(self, as_json: bool, out: ResultsFile | None = None):
         self.as_json = as_json
+        self.out = out  # --out: records go there (as JSON), stdout keeps only the progress
         self.failed = False
-        self.on_terminal = not as_json and sys.stdout.isatty() and sys.stderr.isatty()
+        self.on_terminal = (out is not None or not as_json) and sys.stdout.isatty() and sys.stderr.isatty()
         self._progress = ""
         self._started = time.monotonic()
 
     def progress(self, done: int, total: int) -> None:
+        if self.out is not None:
+            self.out.sync()  # after each batch: a kill loses at most the batch being made
         if not self.on_terminal or total <= 1:
             return
         elapsed = time.monotonic() - self._started
@@ -161,8 +171,13 @@ class Printer:
         """Leave the terminal as it was: no progress line after the last result."""
         self._clear_progress()
         self._progress = ""
+        if self.out is not None:
+            self.out.close()
 
     def record(self, record: dict, text: str) -> None:
+        if self.out is not None:
+            self.out.write(record)
+            return
         self._clear_progress()
         print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
         self._redraw_progress()
@@ -177,8 +192,10 @@ class Printer:
 
     def error(self, image: str, message: str, **extra) -> None:
         self.failed = True
+        if self.out is not None:
+            self.out.write({"image": image, **extra, "error": message})
         self._clear_progress()
-        if self.as_json:
+        if self.as_json and self.out is None:
             print(json.dumps({"image": image, **extra, "error": message}, ensure_ascii=False), flush=True)
         else:
             print(f"{image}: error: {message}", file=sys.stderr, flush=True)
@@ -211,13 +228,21 @@ def _engine(args):
 
 
 def run_caption(args) -> int:
-    printer = Printer(args.json)
+    if args.resume and args.out is None:
+        raise MMStudioError("--resume goes with --out FILE.jsonl: the file to go on with")
     generation = _generation(args)
     engine = _engine(args)
     adapter = engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
     settings = adapter.generation_used(generation)
+    files = iter_image_files(args.paths)
+    out = ResultsFile(args.out, resume=args.resume) if args.out is not None else None
+    printer = Printer(args.json, out)
+    printer.failed = out is not None and out.failed_before  # the exit code speaks for the whole file
+    if out is not None and out.done:
+        files = [f for f in files if str(f) not in out.done]
+        print(f"{args.out}: {len(out.done)} results kept, {len(files)} images to go", file=sys.stderr)
     # Lines come out as each batch finishes, in the order the files were given, failures in their place.
-    for item in engine.caption_each(iter_image_files(args.paths), load=load_image, model=args.model,
+    for item in engine.caption_each(files, load=load_image, model=args.model,
                                     attention=args.attention, batch_size=args.batch_size,
                                     progress=printer.progress, generation=generation):
         name, result = str(item.image), item.result
