@@ -313,7 +313,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     collator = Collator(config.task, job.dataset, pixels, processor.tokenizer,
                         questions_per_image=config.questions_per_image,
                         negatives_per_image=config.negatives_per_image, order_share=config.order_share,
-                        partial_share=config.partial_share, seed=config.seed,
+                        partial_share=config.partial_share, partial_true_of=config.partial_itc_weight > 0,
+                        seed=config.seed,
                         grid_side=vision.image_size // vision.patch_size if grounding else 0)
     items = collator.items()
     objective = OBJECTIVES[config.task](model, grounding=grounding, **(
@@ -544,7 +545,7 @@ class _Evaluator:
                             questions_per_image=self.config.questions_per_image,
                             negatives_per_image=self.config.negatives_per_image,
                             order_share=self.config.order_share, partial_share=self.config.partial_share,
-                            seed=self.config.seed,
+                            partial_true_of=self.config.partial_itc_weight > 0, seed=self.config.seed,
                             grid_side=self.grid_side)
         items = collator.items()[:self.config.eval_samples]
         device = next(self.objective.parameters()).device
