@@ -8,6 +8,7 @@ user to the next.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from urllib.parse import quote
 
 from PySide6.QtCore import Signal
@@ -61,6 +62,7 @@ class GenerationBox(QWidget):
         self._settings = None
         self._model: str | None = None
         self._loading = False
+        self._generates = True  # False for a model that picks its answer from a list (set_model)
         self.toggle = QToolButton()
         self.toggle.setText("Generation ▸")
         self.toggle.setCheckable(True)
@@ -99,29 +101,12 @@ class GenerationBox(QWidget):
             self.prompt.setPlaceholderText("starts with… e.g. a picture of")
             self.prompt.setToolTip("The text each caption starts with (conditional captioning)")
             form.addRow("Prompt", self.prompt)
-        lengths = QHBoxLayout()
-        lengths.addWidget(QLabel("max"))
-        lengths.addWidget(self.max_new)
-        lengths.addWidget(QLabel("min"))
-        lengths.addWidget(self.min_new)
-        form.addRow("New tokens", lengths)
+        form.addRow("New tokens", _row("max", self.max_new, "min", self.min_new))
         form.addRow("Beams", self.beams)
-        repeats = QHBoxLayout()
-        repeats.addWidget(self.repetition)
-        repeats.addWidget(QLabel("no-repeat n-gram"))
-        repeats.addWidget(self.no_repeat)
-        form.addRow("Repetition penalty", repeats)
+        form.addRow("Repetition penalty", _row(self.repetition, "no-repeat n-gram", self.no_repeat))
         form.addRow("Decoding", self.decoding)
-        sampling = QHBoxLayout()
-        for label, box in (("temperature", self.temperature), ("top-p", self.top_p)):
-            sampling.addWidget(QLabel(label))
-            sampling.addWidget(box, 1)
-        form.addRow("Sampling", sampling)
-        seeded = QHBoxLayout()
-        seeded.addWidget(self.top_k, 1)
-        seeded.addWidget(QLabel("seed"))
-        seeded.addWidget(self.seed, 1)
-        form.addRow("top-k", seeded)
+        form.addRow("Sampling", _row("temperature", self.temperature, "top-p", self.top_p, stretch=1))
+        form.addRow("top-k", _row(self.top_k, "seed", self.seed, stretch=1))
         form.addRow("", self.reset)
 
         header = QHBoxLayout()
@@ -158,7 +143,6 @@ class GenerationBox(QWidget):
         try:
             options.validate()
         except SettingsError:  # min above max: the spin boxes allow it; the model's own lengths then decide
-            from dataclasses import replace
             options = replace(options, min_new_tokens=None)
         return options
 
@@ -225,7 +209,7 @@ class GenerationBox(QWidget):
             box.setEnabled(sampling)
         options = self.options()
         chosen = options.chosen()
-        if not getattr(self, "_generates", True):
+        if not self._generates:
             self.summary.setText("this model picks its answer from a list: nothing to set")
         else:
             self.summary.setText(_summary(options) if chosen else "the model's own settings")
@@ -237,6 +221,17 @@ class GenerationBox(QWidget):
         if self._settings is not None and self._model is not None:
             self._settings.set(self._settings_key(), json.dumps(self.options().chosen()))
         self.changed.emit()
+
+
+def _row(*parts, stretch: int = 0) -> QHBoxLayout:
+    """One form row of several controls; a string is a label between them."""
+    row = QHBoxLayout()
+    for part in parts:
+        if isinstance(part, str):
+            row.addWidget(QLabel(part))
+        else:
+            row.addWidget(part, stretch)
+    return row
 
 
 def _summary(options: GenerationOptions) -> str:
