@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mmstudio.errors import DownloadError, ModelLoadError, ModelNotFoundError
 from mmstudio.models.base import DEVICE_ENV, Task
-from mmstudio.models.hub import download, hub_cache, hub_offline
+from mmstudio.models.hub import download, hub_cache, hub_offline, offline_message
 from mmstudio.resources import builtin_models_dir
 from mmstudio.validation import device, dtype
 
@@ -134,12 +134,8 @@ def _from_hub(repo_id: str) -> Path:
     except Exception:  # noqa: BLE001 - any cache miss falls through to the hub
         pass
     if hub_offline():
-        raise ModelNotFoundError(
-            f"{repo_id}: not available locally (not in the Hugging Face cache, {hub_cache()}) and the hub is "
-            "switched off (HF_HUB_OFFLINE). Download it on a connected machine (mmstudio models download "
-            f"{repo_id}) and copy its models--{repo_id.replace('/', '--')} folder into that cache, or pick a "
-            "local folder."
-        )
+        raise ModelNotFoundError(f"{repo_id}: not available locally (not in the Hugging Face cache), and "
+                                 f"{offline_message(repo_id)}")
     try:  # the model manager's path, safetensors only and checked (no progress here: "Get a model" shows it)
         return download(repo_id)
     except DownloadError as exc:
