@@ -17,6 +17,7 @@ import numpy as np
 from mmstudio.cli.options import (
     DEVICE_HELP,
     DTYPE_HELP,
+    config_from_args,
     device,
     non_empty,
     non_empty_path,
@@ -121,10 +122,8 @@ def _generation_flags(prompt: bool) -> argparse.ArgumentParser:
 
 
 def _generation(args) -> GenerationOptions:
-    options = GenerationOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GenerationOptions)
-                                   if hasattr(args, f.name)})
-    options.validate()
-    return options
+    """The generation flags given (each flag's dest is its field, set only when given), checked."""
+    return config_from_args(GenerationOptions, args, required=())
 
 
 # ------------------------------------------------------------------ output
