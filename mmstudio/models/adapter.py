@@ -61,6 +61,8 @@ class AdapterBase:
     load_arguments: ClassVar[dict[str, Any]] = {}
     # Zero-shot label probabilities of each text alone (SigLIP's sigmoid), not a softmax over the texts asked.
     labels_alone: ClassVar[bool] = False
+    # Images go through the vision tower together; False where each has a shape of its own (SigLIP 2 NaFlex).
+    vision_batches: ClassVar[bool] = True
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
                  cache_size: int = 64):
@@ -153,6 +155,8 @@ class AdapterBase:
 
         def compute(indices: list[int]):
             with torch.inference_mode():
+                if not self.vision_batches:
+                    return [forward(self.pixel_values([images[i]])) for i in indices]
                 return list(forward(self.pixel_values([images[i] for i in indices])).split(1))
 
         keys = list(keys) if keys is not None else [content_key(image) for image in images]

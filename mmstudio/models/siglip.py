@@ -20,7 +20,6 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from mmstudio.errors import ModelLoadError
-from mmstudio.imaging import content_key
 from mmstudio.models.base import AdapterFactory, Task
 from mmstudio.models.common import architecture_names
 from mmstudio.models.dual_encoder import DualEncoderAdapter
@@ -87,6 +86,7 @@ class Siglip2Adapter(SiglipAdapter):
 
     loads = NAFLEX
     kind = "a SigLIP 2 model"
+    vision_batches = False  # pictures of other aspect ratios have other grids: embedded one by one, cached apart
 
     def image_geometry(self) -> tuple[int, int]:
         vision = self.model.config.vision_config
@@ -98,17 +98,6 @@ class Siglip2Adapter(SiglipAdapter):
         return {"pixel_values": inputs["pixel_values"].to(self.device, self.dtype),
                 "pixel_attention_mask": inputs["pixel_attention_mask"].to(self.device),
                 "spatial_shapes": inputs["spatial_shapes"].to(self.device)}
-
-    def cached_vision(self, images, forward, keys=None):
-        # Images of other aspect ratios have other grids: each is embedded on its own, then cached.
-        torch = self._torch
-
-        def compute(indices: list[int]):
-            with torch.inference_mode():
-                return [forward(self.pixel_values([images[i]])) for i in indices]
-
-        keys = list(keys) if keys is not None else [content_key(image) for image in images]
-        return torch.cat(self.cache.get_many(keys, compute))
 
     def embed_pixels(self, pixels, output_attentions: bool = False):
         out = self.model.vision_model(**pixels, output_attentions=output_attentions)
