@@ -168,6 +168,12 @@ class AdapterBase:
         """The GenerationConfig a generation with `options` runs with (models/generation.py)."""
         return generation_config(options, self.model.generation_config)
 
+    def prompt_ids(self, prompt: str | None, limit: int | None = None) -> list[int]:
+        """A caption prompt's tokens, without the tokenizer's special ones (at most `limit`)."""
+        if not prompt or not prompt.strip():
+            return []
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"][:limit]
+
     def generation_used(self, options: GenerationOptions) -> dict:
         """What a caption or an answer with `options` is generated with; {} for a model that does not generate."""
         if getattr(self.model, "generation_config", None) is None:

@@ -290,12 +290,6 @@ class BlipAdapter(AdapterBase):
         config.eos_token_id, config.pad_token_id = self.sep_id, self.pad_id  # as BLIP's generate() passes them
         return config
 
-    def _prompt_ids(self, prompt: str | None) -> list[int]:
-        """A caption prompt's tokens, as BLIP's processor and generate() feed them (no [CLS] or [SEP])."""
-        if not prompt or not prompt.strip():
-            return []
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"][: max(0, self.max_text - 2)]
-
     def _encode_texts(self, texts: Sequence[str], longest: int | None = None):
         # A text longer than the position table makes the text encoder fail deep in torch;
         # keep its start instead, as the ViLT and CLIP adapters do.
@@ -325,7 +319,8 @@ class BlipAdapter(AdapterBase):
         in_domain = self.in_domain(embeds)
         with torch.inference_mode():
             image_mask = torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
-            given = self._prompt_ids(generation.prompt)
+            # As BLIP's processor and generate() feed a prompt: no [CLS] or [SEP], within the position table.
+            given = self.prompt_ids(generation.prompt, limit=max(0, self.max_text - 2))
             prompt = torch.tensor([[self.bos_id, *given]] * batch, dtype=torch.long, device=embeds.device)
             sequences = self._generate(prompt, embeds, image_mask, generation)  # (B, 1 + prompt + new)
             cancel()
@@ -342,7 +337,7 @@ class BlipAdapter(AdapterBase):
         results = []
         for b in range(batch):
             ids = sequences[b].tolist()[1:]
-            ids = ids[:len(given)] + cut_at(ids[len(given):], {self.sep_id, self.pad_id})
+            ids = cut_at(ids, {self.sep_id, self.pad_id}, start=len(given))
             words = [i for i in self._word_positions(ids) if i >= len(given)]
             kept = [ids[i] for i in words]
             tokens = tuple(self.tokenizer.convert_ids_to_tokens(kept))

@@ -157,9 +157,10 @@ def check_token_ids_of_config(path, config: dict) -> None:
         todo.extend(child for child in node.values() if isinstance(child, dict))
 
 
-def cut_at(ids: list[int], stops: set[int]) -> list[int]:
-    for i, token in enumerate(ids):
-        if token in stops:
+def cut_at(ids: list[int], stops: set[int], start: int = 0) -> list[int]:
+    """`ids` up to the first stop token at or after `start` (the ones before it, a prompt, are kept whole)."""
+    for i in range(start, len(ids)):
+        if ids[i] in stops:
             return ids[:i]
     return ids
 

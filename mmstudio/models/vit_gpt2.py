@@ -86,7 +86,7 @@ class VisionEncoderDecoderAdapter(AdapterBase):
         torch = self._torch
         cancel()
         states = self.encoder_states(images)  # (B, N, D)
-        given = self._prompt_ids(generation.prompt)
+        given = self.prompt_ids(generation.prompt)  # the decoder's first words after its start token
         config = self.generation_config(generation)
         with torch.inference_mode():
             start = torch.tensor([[self.start_id, *given]] * len(images), dtype=torch.long, device=states.device)
@@ -106,7 +106,7 @@ class VisionEncoderDecoderAdapter(AdapterBase):
         results = []
         for b in range(len(images)):
             ids = sequences[b].tolist()[1:]
-            ids = ids[:len(given)] + cut_at(ids[len(given):], {self.eos_id, self.pad_id})
+            ids = cut_at(ids, {self.eos_id, self.pad_id}, start=len(given))
             words = [i for i, t in enumerate(ids) if t not in special and i >= len(given)]
             tokens = tuple(self.tokenizer.decode([ids[i]]).strip() or "␣" for i in words)
             stack = None
@@ -120,12 +120,6 @@ class VisionEncoderDecoderAdapter(AdapterBase):
                                          prompt=self.tokenizer.decode(given).strip() if given else ""))
         return results
 
-
-    def _prompt_ids(self, prompt: str | None) -> list[int]:
-        """A caption prompt's tokens: the decoder's first words after its start token, as a prefix."""
-        if not prompt or not prompt.strip():
-            return []
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
 def _first(*values):
