@@ -337,12 +337,15 @@ def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
 def run_ask(args) -> int:
     generation = _generation(args)
 
+    @functools.cache
+    def settings(engine) -> dict:  # one model, one set of settings: worked out once, not per image
+        return engine.adapter(Task.VQA, args.model).generation_used(generation)
+
     def answer(engine, image, request, printer) -> None:
         results = engine.ask(image, request.items, model=args.model, attention=args.attention, generation=generation)
-        settings = engine.adapter(Task.VQA, args.model).generation_used(generation)
         for result in results:
             record = {"image": request.image, "question": result.question, "answer": result.answer,
-                      "generation": settings}  # {}: a model that picks its answer from a list (ViLT)
+                      "generation": settings(engine)}  # {}: a model that picks its answer from a list (ViLT)
             record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
             record["in_domain"] = _in_domain(result.in_domain)
             if args.attention and result.question_attention is not None:
