@@ -1,7 +1,7 @@
 """Caption throughput: mmstudio's batched Engine.caption against plain transformers, image by image.
 
     python bench/caption_throughput.py [--quick] [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--our-dtype int8]
-                                       [--threads 1] [--repeats R] [--images N] [--batch-size B]
+                                       [--threads N] [--repeats R] [--images N] [--batch-size B]
                                        [--models builtin,base]
 
 Two models: the built-in caption model (builtin:caption) and a base-size BLIP

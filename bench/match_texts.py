@@ -1,7 +1,7 @@
 """Scoring many texts against one image: mmstudio's Engine.match against a naive loop of full forwards.
 
     python bench/match_texts.py [--quick] [--device cpu|cuda] [--dtype fp32|fp16|bf16]
-                                [--threads 1] [--repeats R] [--texts 50] [--models builtin,base]
+                                [--threads N] [--repeats R] [--texts 50] [--models builtin,base]
 
 Two models: the built-in retrieval model (builtin:retrieval) and a base-size
 BLIP retrieval checkpoint with random weights (bench/base_size.py builds it

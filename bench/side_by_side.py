@@ -5,12 +5,12 @@ The two sides run in one process with the same torch thread count, the same
 device and dtype, and are timed alternately (A B, B A, A B, ...) so that a
 noisy machine slows both alike; each side's figure is the median of its runs.
 
-Threads default to 1 for both sides. On a machine whose cores are all busy
-with another job, a second intra-op thread makes every small op wait for a
-descheduled thread (a 768 x 3072 matrix-vector product took 8 ms on 2 threads
-against 0.4 ms on 1 on the 2-core development VM), which would slow the plain
-side's many small ops far more than the batched side and inflate the ratio.
-On an idle machine pass --threads N.
+Threads default to torch's own (the machine's cores), as mmstudio runs. On a
+machine whose cores are all busy with another job, a second intra-op thread
+makes every small op wait for a descheduled thread (a 768 x 3072
+matrix-vector product took 8 ms on 2 threads against 0.4 ms on 1 on the 2-core
+development VM), which slows the plain side's many small ops far more than the
+batched side and inflates the ratio: there pass --threads 1.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES), help="weights and inputs (default fp32)")
     p.add_argument("--our-dtype", default=None, choices=[*sorted(DTYPES), "int8"],
                    help="mmstudio's side only (default: --dtype): e.g. int8 against plain transformers in fp32")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads for both sides (default 1: on a machine whose cores are busy, "
-                        "more threads make every small op wait for a descheduled thread)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads for both sides (default: the machine's cores; on a machine whose "
+                        "cores are busy with another job, 1: more make every small op wait for a descheduled "
+                        "thread)")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per side (median reported)")
     return p
 

@@ -1,7 +1,7 @@
 """Follow-up questions on one image: mmstudio's Engine.ask (vision features cached) against plain transformers.
 
     python bench/vqa_followup.py [--quick] [--device cpu|cuda] [--dtype fp32|fp16|bf16]
-                                 [--threads 1] [--repeats R] [--models base,builtin]
+                                 [--threads N] [--repeats R] [--models base,builtin]
 
 A base-size BLIP VQA checkpoint with random weights (bench/base_size.py builds
 it once; add `builtin` to --models for the built-in VQA model too). On each

@@ -28,6 +28,7 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.loading import builtin_name
 from mmstudio.models.registry import load_adapter
+from mmstudio.models.threads import use_threads
 from mmstudio.search import RERANK, Collection, EmbeddingIndex, Hit, Progress, Source
 
 T = TypeVar("T")
@@ -68,6 +69,7 @@ class Engine:
         """The model for a task: `name` for this call only, else the chosen one (the choice stays)."""
         task = Task(task)
         name = os.fspath(name) if name else self.model_name(task)
+        use_threads(self.options.threads)  # in the thread that runs the model: torch keeps the count per thread
         adapter = self._load(name)
         if task not in adapter.info.tasks:
             does = ", ".join(sorted(t.value for t in adapter.info.tasks)) or "nothing mmstudio runs"
@@ -75,7 +77,7 @@ class Engine:
         return adapter
 
     def _load(self, name: str) -> ModelAdapter:
-        key = (name, self.options)
+        key = (name, self.options.model_key())
         if key not in self._adapters:
             self._adapters[key] = load_adapter(name, self.options)
         return self._adapters[key]

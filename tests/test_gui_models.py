@@ -95,3 +95,19 @@ def test_offline_the_catalog_says_so_and_does_not_download(qtbot, hub_here, clie
     dialog.catalog.select(CAPTIONER)
     assert not dialog.catalog.download_button.isEnabled()
     assert "offline" in dialog.catalog.cache_label.text()
+
+
+def test_the_model_dialog_sets_threads_and_the_window_remembers_and_shows_them(qtbot, window):
+    dialog = ModelDialog(window.models, window.options)
+    qtbot.addWidget(dialog)
+    assert dialog.threads.value() == 0 and dialog.threads.text() == "all cores"
+    dialog.dtype.setCurrentText("int8")
+    assert "CPU only" in dialog.precision_hint.text()
+    dialog.threads.setValue(1)
+    options = dialog.chosen_options()
+    assert options.threads == 1 and options.dtype == "int8"
+    qtbot.waitUntil(lambda: not window.model_loads, timeout=60000)
+    window.load_model(Task.CAPTION, window.models[Task.CAPTION], LoadOptions(device="cpu", threads=1))
+    qtbot.waitUntil(lambda: not window.model_loads, timeout=60000)
+    assert window.settings.get("model/threads", int) == 1
+    assert "1 CPU thread ·" in window.busy_label.text()

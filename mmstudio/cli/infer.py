@@ -14,9 +14,11 @@ from typing import Iterator
 
 import numpy as np
 
+from mmstudio.cli.batch import BatchOutput, Ranks
 from mmstudio.cli.options import (
     DEVICE_HELP,
     DTYPE_HELP,
+    THREADS_HELP,
     config_from_args,
     device,
     non_empty,
@@ -49,6 +51,7 @@ def register(commands) -> None:
     common.add_argument("--attention", action="store_true", help="include the attention maps")
     common.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     common.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
+    common.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     common.add_argument("--allow-pickle", action="store_true",
                         help="allow .bin weights (pickle can run code: only for models you trust)")
     common.add_argument("--allow-missing-weights", action="store_true",
@@ -58,12 +61,7 @@ def register(commands) -> None:
                             help="caption images (files or folders)")
     p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty)  # "": the current folder, walked whole
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--out", type=non_empty_path, metavar="FILE.jsonl",
-                   help="write the results (JSON lines, as with --json) to FILE as they come, synced to disk "
-                        "batch by batch; stdout then shows only progress")
-    p.add_argument("--resume", action="store_true",
-                   help="with --out: keep the results already in FILE and caption only the inputs missing from it "
-                        "(after a crash or kill, every input ends up there exactly once)")
+    out_flags(p)
     p.set_defaults(run=run_caption)
 
     p = commands.add_parser("ask", parents=[common, _generation_flags(prompt=False)],
@@ -71,6 +69,7 @@ def register(commands) -> None:
     p.add_argument("image", nargs="?", metavar="IMAGE", type=non_empty)
     p.add_argument("questions", nargs="*", metavar="QUESTION")
     p.add_argument("--input", type=non_empty_path, help='JSONL file, one {"image": ..., "question": ...} per line')
+    out_flags(p)
     p.set_defaults(run=run_ask)
 
     p = commands.add_parser("match", parents=[common], help="score texts against an image (ITM and ITC)")
@@ -80,6 +79,7 @@ def register(commands) -> None:
     p.add_argument("--labels", help='zero-shot labels: "a,b,c" prints the probability of each label for IMAGE')
     p.add_argument("--template", default="{}",
                    help='how a label becomes a text, e.g. "a photo of {}" (default: the label as is)')
+    out_flags(p)
     p.set_defaults(run=run_match)
 
     p = commands.add_parser(
@@ -95,6 +95,16 @@ def register(commands) -> None:
     p.add_argument("--revision", help="download: a branch, tag or commit (default: main)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_models)
+
+
+def out_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=non_empty_path, metavar="FILE.jsonl",
+                   help="write the results (JSON lines, as with --json) to FILE as they come, synced to disk "
+                        "as each batch or input is done; stdout then shows only progress. Needed under torchrun "
+                        "(each process takes its share of the inputs; the results are merged in input order)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out: keep the results already in FILE and do only the inputs missing from it "
+                        "(after a crash or kill, every input ends up there exactly once)")
 
 
 def _generation_flags(prompt: bool) -> argparse.ArgumentParser:
@@ -181,6 +191,14 @@ class Printer:
         print(json.dumps(record, ensure_ascii=False) if self.as_json else text, flush=True)
         self._redraw_progress()
 
+    def heading(self, text: str) -> None:
+        """A line of the readable output that is no record (an image's name above its scores)."""
+        if self.as_json or self.out is not None:
+            return
+        self._clear_progress()
+        print(text, flush=True)
+        self._redraw_progress()
+
     def warn(self, image: str, in_domain: float | None) -> None:
         """One line on stderr for an image out of the model's world; --json output carries in_domain instead."""
         if self.as_json or not out_of_world(in_domain):
@@ -200,10 +218,6 @@ class Printer:
             print(f"{image}: error: {message}", file=sys.stderr, flush=True)
         self._redraw_progress()
 
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
 
 OUT_OF_WORLD = ("not a Shapes World scene (in_domain {:.1g}): the built-in models know only coloured shapes on a "
                 "light background, so this answer means little; for other pictures give --model a BLIP, ViT-GPT2, "
@@ -219,27 +233,27 @@ def _flat(maps: np.ndarray) -> list:
     return [[round(float(v), 6) for v in m.ravel()] for m in maps]
 
 
-def _engine(args):
-    return Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle, args.allow_missing_weights))
+def _engine(args, ranks: Ranks | None = None):
+    device = ranks.device(args.device) if ranks else args.device  # under torchrun: each process its own GPU
+    return Engine(LoadOptions.chosen(device, args.dtype, args.allow_pickle, args.allow_missing_weights,
+                                     args.threads))
 
 
 # ----------------------------------------------------------------- caption
 
 
 def run_caption(args) -> int:
-    if args.resume and args.out is None:
-        raise MMStudioError("--resume goes with --out FILE.jsonl: the file to go on with")
     generation = _generation(args)
-    engine = _engine(args)
+    output = BatchOutput(args.out, resume=args.resume)
+    engine = _engine(args, output.ranks)
     adapter = engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
     settings = adapter.generation_used(generation)
-    files = iter_image_files(args.paths)
-    out = ResultsFile(args.out, resume=args.resume) if args.out is not None else None
-    printer = Printer(args.json, out)
-    printer.failed = out is not None and out.failed_before  # the exit code speaks for the whole file
-    if out is not None and out.done:
-        files = [f for f in files if str(f) not in out.done]
-        print(f"{args.out}: {len(out.done)} results kept, {len(files)} images to go", file=sys.stderr)
+    inputs = iter_image_files(args.paths)
+    files = output.todo(inputs)
+    printer = Printer(args.json, output.file)
+    printer.failed = output.failed_before  # the exit code speaks for the whole file
+    if output.done:
+        print(f"{args.out}: {len(output.done)} results kept, {len(files)} images to go", file=sys.stderr)
     # Lines come out as each batch finishes, in the order the files were given, failures in their place.
     for item in engine.caption_each(files, load=load_image, model=args.model,
                                     attention=args.attention, batch_size=args.batch_size,
@@ -256,7 +270,7 @@ def run_caption(args) -> int:
         printer.record(record, f"{name}: {result.caption}")
         printer.warn(name, result.in_domain)
     printer.finish()
-    return printer.exit_code
+    return 1 if output.finish([str(f) for f in inputs], printer.failed) else 0
 
 
 # --------------------------------------------------------------- ask/match
@@ -266,8 +280,12 @@ def run_caption(args) -> int:
 class Request:
     image: str
     items: list[str] = field(default_factory=list)
-    line: int | None = None
+    line: int | None = None  # of the --input file: what names this input in the results
     error: str | None = None
+
+    def where(self) -> dict:
+        """The fields that name this input in its records: its --input line, where it has one."""
+        return {} if self.line is None else {"line": self.line}
 
 
 def _requests(args, key: str, positional: list[str]) -> Iterator[Request]:
@@ -318,20 +336,35 @@ def _read_jsonl(path: Path, key: str) -> Iterator[Request]:
 
 def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
     """The loop `ask` and `match` share: each request's image loaded once, failures reported per input."""
-    printer = Printer(args.json)
-    engine = _engine(args)
+    requests = list(_requests(args, key, positional))
+    output = BatchOutput(args.out, resume=args.resume, key="image" if args.input is None else "line", grouped=True)
+    engine = _engine(args, output.ranks)
     engine.adapter(_task(task), args.model)  # a broken model fails once, before any input is read
-    for request in _requests(args, key, positional):
+    return _serve_requests(args, output, engine, requests, answer)
+
+
+def _serve_requests(args, output: BatchOutput, engine: Engine, requests: list[Request], answer) -> int:
+    def name(request: Request):
+        return request.image if request.line is None else request.line
+
+    todo = output.todo(requests, key_of=name)
+    printer = Printer(args.json, output.file)
+    printer.failed = output.failed_before
+    if output.done:
+        print(f"{args.out}: {len(output.done)} inputs kept, {len(todo)} to go", file=sys.stderr)
+    for done, request in enumerate(todo, start=1):
         if request.error:
-            printer.error(request.image, request.error)
+            printer.error(request.image, request.error, **request.where())
             continue
         try:
             image = load_image(request.image)
         except MMStudioError as exc:
-            printer.error(request.image, str(exc))
+            printer.error(request.image, str(exc), **request.where())
             continue
         answer(engine, image, request, printer)
-    return printer.exit_code
+        printer.progress(done, len(todo))
+    printer.finish()
+    return 1 if output.finish([name(r) for r in requests], printer.failed) else 0
 
 
 def run_ask(args) -> int:
@@ -344,7 +377,7 @@ def run_ask(args) -> int:
     def answer(engine, image, request, printer) -> None:
         results = engine.ask(image, request.items, model=args.model, attention=args.attention, generation=generation)
         for result in results:
-            record = {"image": request.image, "question": result.question, "answer": result.answer,
+            record = {"image": request.image, **request.where(), "question": result.question, "answer": result.answer,
                       "generation": settings(engine)}  # {}: a model that picks its answer from a list (ViLT)
             record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
             record["in_domain"] = _in_domain(result.in_domain)
@@ -366,11 +399,10 @@ def run_match(args) -> int:
         return run_labels(args)
 
     def answer(engine, image, request, printer) -> None:
-        if not args.json:
-            print(request.image)
+        printer.heading(request.image)
         results = engine.match(image, request.items, model=args.model, attention=args.attention)
         for result in results:
-            record = {"image": request.image, "text": result.text, "itm": round(result.itm, 6),
+            record = {"image": request.image, **request.where(), "text": result.text, "itm": round(result.itm, 6),
                       "itc": round(result.itc, 6)}
             record["unknown_words"] = list(result.unknown_words)  # scored as if they were not there
             record["in_domain"] = _in_domain(result.in_domain)
@@ -378,7 +410,7 @@ def run_match(args) -> int:
                 record["grid"] = list(result.attention.grid)
                 record["attention"] = _flat(result.attention.maps())[0]
             printer.record(record, f"  itm {result.itm:6.1%}  itc {result.itc:+.3f}  {result.text}{_note(result)}")
-        _what_it_knows(engine, args, results)
+        _what_it_knows(engine, args, results, printer)
         printer.warn(request.image, results[0].in_domain if results else None)
 
     return _serve(args, "itm", "texts", args.texts, answer)
@@ -388,18 +420,18 @@ def _note(result) -> str:
     return f"  ({not_understood(result.unknown_words, None)})" if result.unknown_words else ""
 
 
-def _what_it_knows(engine, args, results) -> None:
+def _what_it_knows(engine, args, results, printer) -> None:
     """After an image's scores: what the model knows, where a text had words it does not (once, not per text)."""
     known = engine.known_words(Task.ITM, model=args.model)
-    if not args.json and known is not None and any(result.unknown_words for result in results):
-        print(f"  (the model knows {known.text()})")
+    if known is not None and any(result.unknown_words for result in results):
+        printer.heading(f"  (the model knows {known.text()})")
 
 
 def run_labels(args) -> int:
     """`match --labels "a,b,c" IMAGE`: each label's probability (zero-shot): a softmax over the labels, or for
     SigLIP each label's own sigmoid."""
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    engine = _engine(args)
+    engine = _engine(args, Ranks.from_environment())
     alone = getattr(engine.adapter(_task("itm"), args.model), "labels_alone", False)
     if len(labels) < (1 if alone else 2) or len(set(labels)) != len(labels):
         raise MMStudioError(f'give at least {"one label" if alone else "two different labels"}, '
@@ -410,33 +442,21 @@ def run_labels(args) -> int:
     if args.input is not None or not images:
         raise MMStudioError("give --labels with one or more IMAGE files (not --input)")
     texts = [args.template.replace("{}", label) for label in labels]
+    output = BatchOutput(args.out, resume=args.resume, grouped=True)
 
     def answer(engine, image, request, printer) -> None:
         results = engine.match(image, texts, model=args.model)
         ranked = sorted(zip(labels, results), key=lambda pair: -pair[1].label_probability)
-        if not args.json:
-            print(request.image)
+        printer.heading(request.image)
         for label, result in ranked:
             record = {"image": request.image, "label": label, "probability": round(result.label_probability, 6)}
             record["unknown_words"] = list(result.unknown_words)
             record["in_domain"] = _in_domain(result.in_domain)
             printer.record(record, f"  {result.label_probability:6.1%}  {label}{_note(result)}")
-        _what_it_knows(engine, args, results)
+        _what_it_knows(engine, args, results, printer)
         printer.warn(request.image, results[0].in_domain)
 
-    return _serve_images(args, engine, images, answer)
-
-
-def _serve_images(args, engine: Engine, images: list[str], answer) -> int:
-    printer = Printer(args.json)
-    for name in images:
-        try:
-            image = load_image(name)
-        except MMStudioError as exc:
-            printer.error(name, str(exc))
-            continue
-        answer(engine, image, Request(image=name), printer)
-    return printer.exit_code
+    return _serve_requests(args, output, engine, [Request(image=name) for name in images], answer)
 
 
 # ------------------------------------------------------------------ models

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from mmstudio import validation as check
 from mmstudio.errors import SettingsError
-from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV
+from mmstudio.models.base import DEVICE_ENV, DTYPE_ENV, THREADS_ENV
 
 DEVICE_HELP = "auto: cuda, then mps, then cpu (the default, or $MMSTUDIO_DEVICE); or cpu, cuda, cuda:N, mps"
 DTYPE_HELP = ("fp32 (the default, or $MMSTUDIO_DTYPE), fp16, bf16, or int8 (the CPU only: Linear layers "
               "quantized, about 2-4x faster)")
+THREADS_HELP = ("CPU threads for the models (default: the machine's cores, shared among torchrun's processes on a "
+                "node; or $MMSTUDIO_THREADS)")
 
 
 def _parse_int(text: str) -> int:
@@ -76,16 +78,20 @@ def device(text: str) -> str:
 
 
 def check_environment() -> str | None:
-    """Why $MMSTUDIO_DEVICE or $MMSTUDIO_DTYPE cannot be used (None: they are unset or fine).
+    """Why $MMSTUDIO_DEVICE, $MMSTUDIO_DTYPE or $MMSTUDIO_THREADS cannot be used (None: they are unset or fine).
 
     Checked when a command or the app starts, not when the first model loads deep inside torch."""
-    for name, rule in ((DEVICE_ENV, check.device), (DTYPE_ENV, check.dtype)):
+    for name, rule in ((DEVICE_ENV, check.device), (DTYPE_ENV, check.dtype), (THREADS_ENV, _threads_text)):
         value = os.environ.get(name)
         if value:
             problem = rule(value)
             if problem:
                 return f"${name}: {problem}"
     return None
+
+
+def _threads_text(text: str) -> str | None:
+    return None if text.strip().isdigit() and int(text) > 0 else f"must be a positive integer, got {text!r}"
 
 
 def config_from_args(cls, args: argparse.Namespace, required: tuple[str, ...], convert=None):

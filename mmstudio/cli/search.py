@@ -1,13 +1,18 @@
-"""`search`: find images in a folder by text, through an embedding index kept under the user cache."""
+"""`search` and `index`: find images in a folder by text, through an embedding index kept under the user cache;
+write images' embeddings to a file."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from mmstudio.cli.batch import BatchOutput
+from mmstudio.cli.infer import Printer, out_flags
 from mmstudio.cli.options import (
     DEVICE_HELP,
     DTYPE_HELP,
+    THREADS_HELP,
     device,
     non_empty,
     non_empty_path,
@@ -16,10 +21,10 @@ from mmstudio.cli.options import (
 )
 from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
-from mmstudio.imaging import iter_image_files
+from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.words import not_understood
-from mmstudio.search import RERANK
+from mmstudio.search import RERANK, Collection
 from mmstudio.validation import DTYPES
 
 
@@ -39,33 +44,49 @@ def register(commands) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per line: "image", "score", "rank", "match" (the matching head\'s '
                         'probability, where re-ranked), "unknown_words" (of the query)')
+    _load_flags(p)
+    p.set_defaults(run=run_search)
+
+    p = commands.add_parser(
+        "index", help="bring a folder's search index up to date, or write images' embeddings to a file",
+        description="Without --out: encode the images of the folders that the search index under the user cache "
+                    "lacks (what `search` does first), with progress. With --out FILE.jsonl: one line per image, "
+                    '{"image": ..., "embedding": [...]} (unit length, the model\'s joint image-text space), '
+                    "written as it goes; --resume goes on after a kill, and under torchrun each process embeds "
+                    "its share.")
+    p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty, help="image files or folders")
+    p.add_argument("--model", type=non_empty,
+                   help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    out_flags(p)
+    _load_flags(p)
+    p.set_defaults(run=run_index)
+
+
+def _load_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
+    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin weights (pickle can run code: only for models you trust)")
     p.add_argument("--allow-missing-weights", action="store_true",
                    help="load a model whose folder lacks weights its config asks for (they stay random)")
-    p.set_defaults(run=run_search)
+
+
+def _engine(args: argparse.Namespace, device: str | None = None) -> Engine:
+    return Engine(LoadOptions.chosen(device or args.device, args.dtype, args.allow_pickle,
+                                     args.allow_missing_weights, args.threads))
 
 
 def run_search(args: argparse.Namespace) -> int:
-    import json
-
     query = " ".join(args.query).strip()
     if not query:
         raise MMStudioError("give a text to search for")
     if not args.index.is_dir():
         raise MMStudioError(f"{args.index}: not a folder of images")
-    engine = Engine(LoadOptions.chosen(args.device, args.dtype, args.allow_pickle, args.allow_missing_weights))
+    engine = _engine(args)
     engine.embedder(args.model)  # a model that cannot search fails before any image is read
-    files = iter_image_files([args.index])
-    collection = engine.index([(str(path), path) for path in files], model=args.model)
-    report = collection.report
-    for name, why in report.failed:
-        print(f"mmstudio: skipped {why}" if why.startswith(name) else f"mmstudio: skipped {name}: {why}",
-              file=sys.stderr)
-    print(f"indexed {report.images} images in {args.index} ({report.encoded} encoded, {report.reused} unchanged"
-          f"{f', {len(report.failed)} unreadable' if report.failed else ''})", file=sys.stderr)
+    collection = _update_index(engine, args, [args.index])
     unknown = engine.unknown_words(Task.ITM, [query], model=args.model)[0]
     if unknown:  # the images are ranked by the query without them: say so, on stderr with the other notes
         print(f"mmstudio: {not_understood(unknown, engine.known_words(Task.ITM, model=args.model))}",
@@ -79,3 +100,51 @@ def run_search(args: argparse.Namespace) -> int:
             fits = "" if hit.match is None else f"  {hit.match:6.1%}"
             print(f"{hit.rank:>3}  {hit.score:+.4f}{fits}  {hit.image}")
     return 0
+
+
+def _update_index(engine: Engine, args: argparse.Namespace, paths: list) -> Collection:
+    files = iter_image_files(paths)
+    printer = Printer(False)
+    collection = engine.index([(str(path), path) for path in files], model=args.model, progress=printer.progress)
+    printer.finish()
+    report = collection.report
+    for name, why in report.failed:
+        print(f"mmstudio: skipped {why}" if why.startswith(name) else f"mmstudio: skipped {name}: {why}",
+              file=sys.stderr)
+    where = ", ".join(str(p) for p in paths)
+    print(f"indexed {report.images} images in {where} ({report.encoded} encoded, {report.reused} unchanged"
+          f"{f', {len(report.failed)} unreadable' if report.failed else ''})", file=sys.stderr)
+    return collection
+
+
+def run_index(args: argparse.Namespace) -> int:
+    output = BatchOutput(args.out, resume=args.resume)
+    engine = _engine(args, output.ranks.device(args.device))
+    embedder = engine.embedder(args.model)  # a model that cannot embed fails before any image is read
+    if args.out is None:
+        collection = _update_index(engine, args, args.paths)
+        return 1 if collection.report.failed else 0
+    inputs = iter_image_files(args.paths)
+    files = output.todo(inputs)
+    printer = Printer(True, output.file)
+    printer.failed = output.failed_before
+    if output.done:
+        print(f"{args.out}: {len(output.done)} results kept, {len(files)} images to go", file=sys.stderr)
+    for start in range(0, len(files), args.batch_size):
+        batch = files[start:start + args.batch_size]
+        images: dict[int, object] = {}
+        errors: dict[int, str] = {}
+        for i, path in enumerate(batch):
+            try:
+                images[i] = load_image(path)
+            except MMStudioError as exc:
+                errors[i] = str(exc)
+        vectors = iter(embedder.image_features(list(images.values())) if images else ())
+        for i, path in enumerate(batch):  # in input order, failures in their place
+            if i in errors:
+                printer.error(str(path), errors[i])
+            else:
+                printer.record({"image": str(path), "embedding": [round(float(v), 6) for v in next(vectors)]}, "")
+        printer.progress(start + len(batch), len(files))
+    printer.finish()
+    return 1 if output.finish([str(f) for f in inputs], printer.failed) else 0

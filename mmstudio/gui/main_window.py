@@ -119,6 +119,10 @@ class MessageBar(QWidget):
         super().hideEvent(event)
 
 
+def _threads(count: int) -> str:
+    return "all CPU threads" if not count else f"{count} CPU thread{'' if count == 1 else 's'}"
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, client: InferenceClient | None = None,
                  job_store=None):
@@ -126,7 +130,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.setWindowTitle("mmstudio")
         self.setAcceptDrops(True)
-        options = LoadOptions(device=self.settings.get("model/device"), dtype=self.settings.get("model/dtype"))
+        options = LoadOptions(device=self.settings.get("model/device"), dtype=self.settings.get("model/dtype"),
+                              threads=max(0, self.settings.get("model/threads", int)))
         self.options = options
         self.client = client or InferenceClient(options, self)
         self.models = {task: builtin_name(task) for task in Task}
@@ -526,6 +531,7 @@ class MainWindow(QMainWindow):
         self.settings.set(f"model/{request.task.value}", request.name)
         self.settings.set("model/device", request.options.device)
         self.settings.set("model/dtype", request.options.dtype)
+        self.settings.set("model/threads", request.options.threads)
         info = outcome.info
         self.statusBar().showMessage(f"Loaded {request.name} for {request.task.value} ({info.architecture}, "
                                      f"{info.parameters / 1e6:.1f}M parameters) on {info.device}.", 8000)
@@ -588,7 +594,7 @@ class MainWindow(QMainWindow):
         loading = " · loading a model…" if len(self.model_loads) else ""
         self.busy_label.setText(f"caption: {self.models[Task.CAPTION]} · vqa: {self.models[Task.VQA]} · "
                                 f"match: {self.models[Task.ITM]} · {self.options.device} {self.options.dtype} · "
-                                f"{busy}{loading}")
+                                f"{_threads(self.options.threads)} · {busy}{loading}")
 
     def _on_busy(self, busy: bool) -> None:
         if not busy:

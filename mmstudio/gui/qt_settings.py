@@ -11,6 +11,7 @@ DEFAULTS = {
     "overlay/head": "mean",
     "model/device": "auto",
     "model/dtype": "fp32",
+    "model/threads": 0,  # the machine's cores
     "files/last_folder": "",
 }
 

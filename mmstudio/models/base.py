@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, ClassVar, Protocol, Sequence, runtime_checkable
 
@@ -25,7 +25,13 @@ class Task(str, enum.Enum):
     ITM = "itm"
 
 
-DEVICE_ENV, DTYPE_ENV = "MMSTUDIO_DEVICE", "MMSTUDIO_DTYPE"
+DEVICE_ENV, DTYPE_ENV, THREADS_ENV = "MMSTUDIO_DEVICE", "MMSTUDIO_DTYPE", "MMSTUDIO_THREADS"
+
+
+def _env_threads() -> int:
+    """$MMSTUDIO_THREADS as a count (0: unset, or not a count: the CLI and the app refuse such a value at start)."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    return int(text) if text.isdigit() else 0
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,20 @@ class LoadOptions:
     allow_pickle: bool = False  # .bin weights run pickle code: only when the user says so
     # Weights missing from (or surplus to) the folder refuse the load: such a model runs, on random numbers.
     strict: bool = True
+    # CPU threads for torch in the thread that runs the models; 0: the machine's cores (models/threads.py).
+    # Not part of what a loaded model is: changing it reloads nothing.
+    threads: int = field(default_factory=_env_threads)
 
     @classmethod
     def chosen(cls, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False,
-               allow_missing_weights: bool = False) -> "LoadOptions":
+               allow_missing_weights: bool = False, threads: int | None = None) -> "LoadOptions":
         """Options from command-line flags, where an unset flag (None) keeps the default."""
-        return cls(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v}, allow_pickle=allow_pickle,
-                   strict=not allow_missing_weights)
+        given = {k: v for k, v in (("device", device), ("dtype", dtype), ("threads", threads)) if v}
+        return cls(**given, allow_pickle=allow_pickle, strict=not allow_missing_weights)
+
+    def model_key(self) -> "LoadOptions":
+        """What makes two loads of one model differ (threads do not)."""
+        return replace(self, threads=0)
 
 
 @dataclass(frozen=True)
