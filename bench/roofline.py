@@ -30,6 +30,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,9 @@ def matmul_peak(precision: str, repeats: int) -> tuple[float, tuple[int, int, in
         if precision == "int8":
             from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-            layer = DynamicLinear(inner, out, dtype=torch.qint8)
+            with warnings.catch_warnings():  # quantized tensors' deprecation notice: see models/quantize.py
+                warnings.simplefilter("ignore")
+                layer = DynamicLinear(inner, out, dtype=torch.qint8)
             layer.set_weight_bias(torch.quantize_per_tensor(torch.randn(out, inner) / 30, 1 / 256, 0, torch.qint8),
                                   torch.zeros(out))
 
@@ -85,9 +88,12 @@ def matmul_peak(precision: str, repeats: int) -> tuple[float, tuple[int, int, in
 
 
 def flops(fn) -> int:
+    """Every matmul's FLOPs. Attention is counted through torch's math path: FlopCounterMode has no formula
+    for the CPU's fused attention kernel and would leave out 11 % of a ViT-B/16 at 384 px."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
 
@@ -163,10 +169,12 @@ def main() -> int:
                "decoder GFLOP/s", "of peak"], rows)
     if "base" in shares:
         base = shares["base"]
-        best = max(base, key=base.get)
-        met = "met" if base[best] >= GOAL else "NOT met"
-        print(f"summary: base-size vision encoder reaches {base[best]:.0%} of the {best} matmul peak "
-              f"(goal >= {GOAL:.0%}, {met}); " + ", ".join(f"{k} {v:.0%}" for k, v in base.items()))
+        met = [k for k, v in base.items() if v >= GOAL]
+        missed = [k for k, v in base.items() if v < GOAL]
+        print("summary: base-size vision encoder, share of its precision's matmul peak: "
+              + ", ".join(f"{k} {v:.0%}" for k, v in base.items())
+              + f" (goal >= {GOAL:.0%}: met in {', '.join(met) or 'none'}"
+              + (f"; NOT met in {', '.join(missed)})" if missed else ")"))
     return 0
 
 

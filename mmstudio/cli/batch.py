@@ -162,12 +162,13 @@ class BatchOutput:
         parts = [self.file.path.read_bytes()] if self.ranks.rank else []
         gathered = self.ranks.gather(parts)
         if self.ranks.rank == 0:
-            local = [p.read_bytes() for p in self._parts()]  # earlier runs' parts, on this machine
-            sources = [self.out.read_bytes(), *(b for part in gathered for b in part), *local]
-            if len(sources) > 1:
+            local = self._parts()  # this run's parts on this machine, and any an earlier run left
+            if self.ranks.many or local:
+                sources = [self.out.read_bytes(), *(b for part in gathered for b in part),
+                           *(p.read_bytes() for p in local)]
                 count = merge(self.out, sources, order, self.key)
                 print(f"{self.out}: {count} inputs merged from {self.ranks.world} processes", file=sys.stderr)
-            for part in self._parts():
+            for part in local:
                 part.unlink(missing_ok=True)
         self.ranks.barrier()  # FILE holds every part now: each process deletes its own
         if self.ranks.rank:

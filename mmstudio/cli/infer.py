@@ -146,8 +146,9 @@ class Printer:
     bottom: how many, how fast, how long still. Piped output and --json get nothing extra.
     """
 
-    def __init__(self, as_json: bool, out: ResultsFile | None = None):
+    def __init__(self, as_json: bool, out: ResultsFile | None = None, unit: str = "images"):
         self.as_json = as_json
+        self.unit = unit  # what progress counts
         self.out = out  # --out: records go there (as JSON), stdout keeps only the progress
         self.failed = False
         self.on_terminal = (out is not None or not as_json) and sys.stdout.isatty() and sys.stderr.isatty()
@@ -162,7 +163,7 @@ class Printer:
         elapsed = time.monotonic() - self._started
         rate = done / elapsed if elapsed > 0 else 0.0
         left = f", about {round((total - done) / rate)} s left" if rate and done < total else ""
-        self._progress = f"{done}/{total} images ({done / total:.0%}), {rate:.1f}/s{left}"
+        self._progress = f"{done}/{total} {self.unit} ({done / total:.0%}), {rate:.1f}/s{left}"
         sys.stderr.write("\r\x1b[K" + self._progress)
         sys.stderr.flush()
 
@@ -348,7 +349,7 @@ def _serve_requests(args, output: BatchOutput, engine: Engine, requests: list[Re
         return request.image if request.line is None else request.line
 
     todo = output.todo(requests, key_of=name)
-    printer = Printer(args.json, output.file)
+    printer = Printer(args.json, output.file, unit="inputs")
     printer.failed = output.failed_before
     if output.done:
         print(f"{args.out}: {len(output.done)} inputs kept, {len(todo)} to go", file=sys.stderr)

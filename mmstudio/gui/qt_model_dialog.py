@@ -27,10 +27,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISION_HINTS = {
     "fp32": "fp32: full precision, the reference.",
     "fp16": "fp16: half the memory, fast on GPUs; slow on most CPUs.",
-    "bf16": "bf16: half the memory; on GPUs and on CPUs with AVX-512 BF16 or AMX about 2-3x faster than fp32 "
-            "at base size (small models gain little).",
-    "int8": "int8: the CPU only. Linear layers quantized after loading: the fastest on a CPU (about 2-4x fp32 "
-            "at base size), answers within a point of fp32 on the built-in models.",
+    "bf16": "bf16: half the memory. On GPUs, and on CPUs with AVX-512 BF16 or AMX, about 3-4x faster than fp32 "
+            "for base-size models; on other CPUs slower. Answers within a point of fp32 on the built-in models.",
+    "int8": "int8: the CPU only (Linear layers quantized after loading): about 3-4x faster than fp32 for "
+            "base-size models on any recent CPU. Answers within a point of fp32 on the built-in models.",
 }
 TASK_LABELS = {Task.CAPTION: "Captioning", Task.VQA: "Questions (VQA)", Task.ITM: "Matching (ITM/ITC)"}
 

@@ -221,6 +221,11 @@ class BlipAdapter(AdapterBase):
     def load(cls, resolved: ResolvedModel, options: LoadOptions, *, cache_size: int = 64) -> "BlipAdapter":
         adapter = super().load(resolved, options, cache_size=cache_size)
         fused_vision_attention(adapter.model)
+        if options.dtype == "bf16" and adapter.info.device == "cpu":
+            from mmstudio.models.cpu_bf16 import pack_blip_vision
+
+            vision = adapter.model.config.vision_config
+            pack_blip_vision(adapter.model.vision_model, (vision.image_size // vision.patch_size) ** 2 + 1)
         adapter.hints = valid_hints(read_hints(resolved.path), adapter.text_layers, resolved.path)
         adapter.in_domain_check = read_in_domain(resolved.path, 3 * adapter.model.config.vision_config.hidden_size)
         if hasattr(adapter.model, "text_encoder"):  # VQA and retrieval heads
