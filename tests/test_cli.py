@@ -141,8 +141,8 @@ def test_self_test_passes_on_the_built_in_models(tmp_path):
 
 def test_a_mistyped_command_is_an_error_not_an_image_to_open(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["indx", "photos/"]) == 2
-    assert capsys.readouterr().err.startswith("mmstudio: error: no command or file 'indx'; see mmstudio --help")
+    assert main(["xyzzy", "photos/"]) == 2
+    assert capsys.readouterr().err.startswith("mmstudio: error: no command or file 'xyzzy'; see mmstudio --help")
     assert main(["captoin", "x.png"]) == 2
     assert "did you mean 'caption'?" in capsys.readouterr().err
 
