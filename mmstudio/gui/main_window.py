@@ -27,6 +27,7 @@ from mmstudio import __version__
 from mmstudio.errors import MMStudioError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
+from mmstudio.gui.panels.duplicates_panel import DuplicatesPanel
 from mmstudio.gui.panels.match_panel import MatchPanel
 from mmstudio.gui.panels.search_panel import SearchPanel
 from mmstudio.gui.panels.train_panel import TrainPanel
@@ -148,6 +149,7 @@ class MainWindow(QMainWindow):
         self.match_panel = MatchPanel(self.client)
         self.train_panel = TrainPanel(self.client, job_store)
         self.search_panel = SearchPanel(self.client)
+        self.duplicates_panel = DuplicatesPanel(self.client)
         self.caption_panel.generation.attach(self.settings, self.models[Task.CAPTION])
         self.ask_panel.generation.attach(self.settings, self.models[Task.VQA])
         self.message_bar = MessageBar()
@@ -179,6 +181,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.match_panel, "Match")
         self.tabs.addTab(self.train_panel, "Train")
         self.tabs.addTab(self.search_panel, "Search")
+        self.tabs.addTab(self.duplicates_panel, "Duplicates")
         splitter = QSplitter()
         splitter.addWidget(self.gallery)
         splitter.addWidget(center)
@@ -266,7 +269,8 @@ class MainWindow(QMainWindow):
         self.gallery.count_changed.connect(self._on_count)
         self.gallery.added.connect(self._on_added)
         self.caption_panel.set_gallery_source(self.gallery.refs)
-        for panel in (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel):
+        for panel in (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel,
+                      self.duplicates_panel):
             panel.message.connect(self.show_info)
             panel.error.connect(self.show_error)
         for panel in (self.caption_panel, self.ask_panel, self.match_panel):
@@ -278,6 +282,8 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda _index: self._show_tab_evidence())
         self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
+        self.duplicates_panel.set_gallery_source(self.gallery.refs)
+        self.duplicates_panel.image_chosen.connect(self._select_path)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
         for task, name in self.models.items():
             self.train_panel.set_loaded_model(task, name)
@@ -586,6 +592,13 @@ class MainWindow(QMainWindow):
         # MMStudioError too: a text over the dataset reader's caps
         ticket.failed.connect(lambda exc: self.show_error(f"Could not add the correction to {folder}: {exc}"))
         return ticket
+
+    def _select_path(self, path: str) -> None:
+        """Show a picture the Duplicates view names, where the gallery has it."""
+        for ref in self.gallery.refs(loaded_only=False):
+            if ref.path is not None and str(ref.path) == path:
+                self.gallery.select_key(ref.key)
+                return
 
     # --------------------------------------------------------------- status
 

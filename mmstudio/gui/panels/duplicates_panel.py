@@ -1,0 +1,308 @@
+"""Duplicates panel: groups of exact and near copies among the gallery's pictures or a folder's, side by side;
+keep one, move the others to the Trash or a folder, and undo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QFile, QSize, QStandardPaths, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mmstudio.duplicates import DEFAULT_THRESHOLD, DuplicateReport, find_duplicates
+from mmstudio.errors import MMStudioError
+from mmstudio.imaging import iter_image_files, load_image
+from mmstudio.storage import check_writable_folder
+
+THUMB = 96
+
+
+@dataclass(frozen=True)
+class Scan:
+    report: DuplicateReport
+    thumbnails: dict  # image path -> a small PIL picture
+
+
+def scan(paths: list[str], threshold: float, cancel) -> Scan:
+    """The groups, with a thumbnail of each member: made here, off the GUI thread, as the pictures are read."""
+    report = find_duplicates(paths, threshold=threshold, cancel=cancel)
+    thumbnails = {}
+    for group in report.groups:
+        for member in group.members:
+            cancel()
+            try:
+                image = load_image(member.image)
+            except MMStudioError:
+                continue  # gone or broken since: its card says so without a picture
+            image.thumbnail((THUMB, THUMB))
+            thumbnails[member.image] = image
+    return Scan(report, thumbnails)
+
+
+def _icon(image: Image.Image | None) -> QIcon:
+    if image is None:
+        return QIcon()
+    rgb = image.convert("RGB")
+    data = rgb.tobytes()
+    qimage = QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888).copy()
+    return QIcon(QPixmap.fromImage(qimage))
+
+
+def _trash(path: str) -> str:
+    """Move a file to the system Trash; where it went (to undo). OSError says why it could not."""
+    if sys.platform.startswith("linux"):  # Qt gives up where the freedesktop Trash folders do not exist yet
+        trash = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.GenericDataLocation)) / "Trash"
+        for sub in ("files", "info"):
+            (trash / sub).mkdir(parents=True, exist_ok=True)
+    handle = QFile(path)
+    if not handle.moveToTrash():
+        raise OSError(f"{path}: the system Trash refused it ({handle.errorString()}); move it to a folder instead")
+    return handle.fileName()
+
+
+class DuplicatesPanel(QWidget):
+    message = Signal(str)
+    error = Signal(str)
+    image_chosen = Signal(str)  # a gallery key (a path) the user clicked
+
+    def __init__(self, client, parent=None):
+        super().__init__(parent)
+        self.client = client
+        self._gallery_refs = lambda: []
+        self.scan: Scan | None = None
+        self.ticket = None
+        self.moves: list[list[tuple[str, str, str]]] = []  # undo stack: per action, (from, to, trash info file)
+        self.gone: set[str] = set()  # pictures moved away (their cards are greyed)
+
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.5, 1.0)
+        self.threshold.setDecimals(2)
+        self.threshold.setSingleStep(0.01)
+        self.threshold.setValue(DEFAULT_THRESHOLD)
+        self.threshold.setPrefix("alike ≥ ")
+        self.threshold.setToolTip("How alike near copies must be (1: the same picture). Lower finds more, "
+                                  "and more that are only similar.")
+        self.gallery_button = QPushButton("Find in the gallery")
+        self.gallery_button.setToolTip("Look for copies among the pictures open in the gallery")
+        self.gallery_button.clicked.connect(self.find_in_gallery)
+        self.folder_button = QPushButton("Find in a folder…")
+        self.folder_button.setToolTip("Look for copies among every picture under a folder")
+        self.folder_button.clicked.connect(self._choose_folder)
+        self.undo_button = QPushButton("Undo move")
+        self.undo_button.setEnabled(False)
+        self.undo_button.setToolTip("Put the pictures of the last move back where they were")
+        self.undo_button.clicked.connect(self.undo)
+        self.status = QLabel("Exact copies (the same pixels) and near copies (resized, re-compressed, lightly "
+                             "cropped). Nothing is deleted: the others go to the Trash or a folder, and Undo "
+                             "brings them back.")
+        self.status.setWordWrap(True)
+        self.groups_box = QWidget()
+        self.groups_layout = QVBoxLayout(self.groups_box)
+        self.groups_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.groups_box)
+
+        row = QHBoxLayout()
+        row.addWidget(self.gallery_button)
+        row.addWidget(self.folder_button)
+        row.addWidget(self.threshold)
+        row.addStretch(1)
+        row.addWidget(self.undo_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Duplicates — pictures that are copies of one another"))
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addWidget(scroll, 1)
+
+    def set_gallery_source(self, refs_callable) -> None:
+        self._gallery_refs = refs_callable
+
+    # ----------------------------------------------------------------- finding
+
+    def find_in_gallery(self) -> None:
+        paths = [str(ref.path) for ref in self._gallery_refs() if ref.path is not None]
+        if len(paths) < 2:
+            self.message.emit("Open at least two pictures from files first (pasted pictures have no file to move).")
+            return
+        self.find(paths, "the gallery")
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Find duplicates in")
+        if folder:
+            self.find_in_folder(folder)
+
+    def find_in_folder(self, folder: str) -> None:
+        # Listing a folder tree reads the disk: the background call does it with the rest.
+        self.find(None, folder)
+
+    def find(self, paths: list[str] | None, where: str) -> None:
+        if self.ticket is not None and not self.ticket.done:
+            self.ticket.cancel()
+        threshold = self.threshold.value()
+
+        def work(cancel):
+            names = paths if paths is not None else [str(p) for p in iter_image_files([where])]
+            return scan(names, threshold, cancel)
+
+        self.status.setText(f"Looking for copies in {where}…")
+        self.ticket = ticket = self.client.run_cancellable(f"Finding duplicates in {where}", work)
+        ticket.finished.connect(lambda result: self.show_scan(result, where) if ticket is self.ticket else None)
+        ticket.failed.connect(lambda exc: self.error.emit(f"Could not look for duplicates in {where}: {exc}"))
+        ticket.cancelled.connect(lambda: self.status.setText("Stopped."))
+
+    def show_scan(self, result: Scan, where: str) -> None:
+        self.scan = result
+        self.gone.clear()
+        while self.groups_layout.count() > 1:
+            item = self.groups_layout.takeAt(0)
+            item.widget().deleteLater()
+        report = result.report
+        for number, group in enumerate(report.groups, start=1):
+            self.groups_layout.insertWidget(number - 1, self._group_widget(number, group))
+        copies = sum(len(g.members) - 1 for g in report.groups)
+        unreadable = f"; {len(report.failed)} could not be read" if report.failed else ""
+        self.status.setText(f"{report.pictures} pictures in {where}: {len(report.groups)} groups, {copies} copies"
+                            f"{unreadable}. In each group the first (the largest) is kept unless you pick another.")
+
+    def _group_widget(self, number: int, group) -> QGroupBox:
+        kind = "exact copies" if group.exact else "near copies"
+        box = QGroupBox(f"Group {number} · {len(group.members)} pictures · {kind}")
+        cards = QHBoxLayout()
+        keep = QButtonGroup(box)
+        keep.setExclusive(True)
+        for i, member in enumerate(group.members):
+            button = QToolButton()
+            button.setCheckable(True)
+            button.setChecked(i == 0)
+            button.setIcon(_icon(self.scan.thumbnails.get(member.image)))
+            button.setIconSize(QSize(THUMB, THUMB))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            how = "same pixels" if member.exact else f"{member.similarity:.2f} alike"
+            button.setText(f"{Path(member.image).name}\n{member.width}×{member.height} · {how}")
+            button.setToolTip(f"{member.image}\nChecked: the one to keep")
+            button.setProperty("image", member.image)
+            button.clicked.connect(lambda _=False, path=member.image: self.image_chosen.emit(path))
+            keep.addButton(button, i)
+            cards.addWidget(button)
+        cards.addStretch(1)
+        to_trash = QPushButton("Move the others to the Trash")
+        to_trash.clicked.connect(lambda: self.move_others(box, keep, None))
+        to_folder = QPushButton("Move the others to a folder…")
+        to_folder.clicked.connect(lambda: self._move_to_chosen_folder(box, keep))
+        actions = QHBoxLayout()
+        actions.addWidget(to_trash)
+        actions.addWidget(to_folder)
+        actions.addStretch(1)
+        layout = QVBoxLayout(box)
+        layout.addLayout(cards)
+        layout.addLayout(actions)
+        box.setProperty("keep_group", keep)
+        return box
+
+    # ----------------------------------------------------------------- moving
+
+    def _move_to_chosen_folder(self, box, keep) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Move the copies to")
+        if folder:
+            self.move_others(box, keep, folder)
+
+    def move_others(self, box: QGroupBox, keep: QButtonGroup, folder: str | None) -> None:
+        """Move every picture of the group but the checked one to `folder` (None: the Trash)."""
+        others = [b.property("image") for b in keep.buttons() if not b.isChecked() and b.property("image")
+                  not in self.gone]
+        if folder is not None:
+            try:
+                check_writable_folder(Path(folder), "the folder to move copies to")
+            except MMStudioError as exc:
+                self.error.emit(str(exc))
+                return
+        moved, problems = [], []
+        for path in others:
+            try:
+                if folder is None:
+                    target = _trash(path)
+                    info = str(Path(target).parent.parent / "info" / (Path(target).name + ".trashinfo"))
+                else:
+                    target = str(_free_name(Path(folder) / Path(path).name))
+                    os.rename(path, target) if _same_device(path, folder) else _copy_then_remove(path, target)
+                    info = ""
+                moved.append((path, target, info))
+            except OSError as exc:
+                problems.append(str(exc))
+        if moved:
+            self.moves.append(moved)
+            self.gone.update(p for p, _, _ in moved)
+            self._grey(box)
+            where = "the Trash" if folder is None else folder
+            self.message.emit(f"Moved {len(moved)} picture{'s' * (len(moved) != 1)} to {where}. Undo puts them back.")
+        if problems:
+            self.error.emit("Could not move: " + "; ".join(problems[:3]))
+        self.undo_button.setEnabled(bool(self.moves))
+
+    def undo(self) -> None:
+        if not self.moves:
+            return
+        action = self.moves.pop()
+        problems = []
+        for original, target, info in reversed(action):
+            try:
+                if os.path.exists(original):
+                    raise OSError(f"{original}: a file of that name is back already")
+                os.rename(target, original) if _same_device(target, str(Path(original).parent)) else \
+                    _copy_then_remove(target, original)
+                if info:
+                    Path(info).unlink(missing_ok=True)
+                self.gone.discard(original)
+            except OSError as exc:
+                problems.append(str(exc))
+        for box in self.groups_box.findChildren(QGroupBox):
+            self._grey(box)
+        self.undo_button.setEnabled(bool(self.moves))
+        if problems:
+            self.error.emit("Could not put back: " + "; ".join(problems[:3]))
+        else:
+            self.message.emit(f"Put {len(action)} picture{'s' * (len(action) != 1)} back.")
+
+    def _grey(self, box: QGroupBox) -> None:
+        keep = box.property("keep_group")
+        for button in keep.buttons():
+            button.setEnabled(button.property("image") not in self.gone)
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `name (2).ext`... where a file of that name is there already: a move never overwrites."""
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
+        n += 1
+    return candidate
+
+
+def _same_device(path: str, folder: str) -> bool:
+    try:
+        return os.stat(path).st_dev == os.stat(folder).st_dev
+    except OSError:
+        return False
+
+
+def _copy_then_remove(source: str, target: str) -> None:
+    shutil.copy2(source, target)
+    os.remove(source)
