@@ -183,12 +183,30 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
     window.search_panel.search()
     pump(120, lambda: bool(window.search_panel.hits))
     grab_all("search", readme=False)
+    if not only or "duplicates" in only:
+        _duplicates(window, folder, pump)
+        grab_all("duplicates", readme=False)
     if not only or "models" in only:
         _model_dialog(window, folder, pump, grab_all)
     window.close()
     app.processEvents()
     shutil.rmtree(folder, ignore_errors=True)  # the scenes and the job's run: about 110 MB
     return 0
+
+
+def _duplicates(window, folder: Path, pump) -> None:
+    """Three scenes, two landscapes and a text page with their copies (resized, JPEG 40, 90 % crop), and others."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.test_duplicates import copy_set
+
+    pictures = folder / "duplicates"
+    pictures.mkdir()
+    copy_set(pictures, originals=6, unrelated=8, seed=3)
+    panel = window.duplicates_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.find_in_folder(str(pictures))
+    pump(120, lambda: panel.scan is not None)
+    pump(1)
 
 
 def _train(window, folder: Path, pump) -> None:

@@ -7,7 +7,9 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from mmstudio.gui.panels.duplicates_panel import DuplicatesPanel  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+
+from mmstudio.gui.panels.duplicates_panel import DuplicatesPanel, _members  # noqa: E402
 from mmstudio.gui.worker import InferenceClient  # noqa: E402
 from mmstudio.models.base import LoadOptions  # noqa: E402
 from tests.test_duplicates import copy_set  # noqa: E402
@@ -39,24 +41,27 @@ def test_groups_show_side_by_side_and_moves_to_a_folder_undo(qtbot, panel, tmp_p
     qtbot.waitUntil(lambda: panel.scan is not None, timeout=TIMEOUT)
     boxes = groups(panel)
     assert len(boxes) == 2 and "5 pictures · near copies" in boxes[0].title()
-    keep = boxes[0].property("keep_group")
-    assert [b.isChecked() for b in keep.buttons()] == [True, False, False, False, False]
-    kept = keep.buttons()[0].property("image")
+    cards = boxes[0].property("cards")
+    assert [kept for _, kept in _members(cards)] == [True, False, False, False, False]
+    assert cards.item(0).text().endswith("✓ keep")
+    kept = _members(cards)[0][0]
     before = sorted(p.name for p in pictures.iterdir())
     away = tmp_path / "copies"
     away.mkdir()
     (away / "g000-jpeg40.jpg").write_bytes(b"a file already there: never overwritten")
     messages = []
     panel.message.connect(messages.append)
-    panel.move_others(boxes[0], keep, str(away))
+    panel.move_others(boxes[0], str(away))
     assert sorted(p.name for p in pictures.iterdir()) == sorted(set(before) - {p.name for p in away.iterdir()}
                                                                  | {kept.rsplit("/", 1)[-1]})
     assert len(list(away.iterdir())) == 5 and (away / "g000-jpeg40.jpg").read_bytes().startswith(b"a file")
-    assert [b.isEnabled() for b in keep.buttons()] == [True, False, False, False, False]
+    assert [bool(cards.item(i).flags() & Qt.ItemFlag.ItemIsEnabled) for i in range(5)] == [True] + [False] * 4
+    assert cards.item(1).text().endswith("(moved)")
     assert "Moved 4 pictures" in messages[-1] and panel.undo_button.isEnabled()
     panel.undo()
     assert sorted(p.name for p in pictures.iterdir()) == before
-    assert all(b.isEnabled() for b in keep.buttons()) and not panel.undo_button.isEnabled()
+    assert all(cards.item(i).flags() & Qt.ItemFlag.ItemIsEnabled for i in range(5))
+    assert not panel.undo_button.isEnabled()
 
 
 def test_the_trash_and_back(qtbot, panel, tmp_path, monkeypatch):
@@ -67,10 +72,11 @@ def test_the_trash_and_back(qtbot, panel, tmp_path, monkeypatch):
     panel.find(sorted(str(p) for p in pictures.iterdir()), "the test")
     qtbot.waitUntil(lambda: panel.scan is not None, timeout=TIMEOUT)
     box = groups(panel)[0]
-    keep = box.property("keep_group")
-    keep.buttons()[2].setChecked(True)  # keep another one than the largest
-    kept = keep.buttons()[2].property("image")
-    panel.move_others(box, keep, None)
+    cards = box.property("cards")
+    cards.setCurrentRow(2)  # keep another one than the largest
+    kept = _members(cards)[2][0]
+    assert [k for _, k in _members(cards)] == [False, False, True, False, False]
+    panel.move_others(box, None)
     trash = tmp_path / "data" / "Trash"
     assert len(list((trash / "files").iterdir())) == 4 and len(list((trash / "info").iterdir())) == 4
     assert (pictures / kept.rsplit("/", 1)[-1]).exists()

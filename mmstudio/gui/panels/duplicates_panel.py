@@ -13,15 +13,16 @@ from PIL import Image
 from PySide6.QtCore import QFile, QSize, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QButtonGroup,
+    QAbstractItemView,
     QDoubleSpinBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
     QScrollArea,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -31,7 +32,10 @@ from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.storage import check_writable_folder
 
-THUMB = 96
+THUMB = 80
+CARD = QSize(104, 156)  # a card of the grid: thumbnail, then name, size, likeness and the keep mark
+_PATH = Qt.ItemDataRole.UserRole
+_TEXT = Qt.ItemDataRole.UserRole + 1  # a card's text without its keep or moved mark
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,10 @@ class DuplicatesPanel(QWidget):
         self.threshold.setPrefix("alike ≥ ")
         self.threshold.setToolTip("How alike near copies must be (1: the same picture). Lower finds more, "
                                   "and more that are only similar.")
-        self.gallery_button = QPushButton("Find in the gallery")
+        self.gallery_button = QPushButton("The gallery")
         self.gallery_button.setToolTip("Look for copies among the pictures open in the gallery")
         self.gallery_button.clicked.connect(self.find_in_gallery)
-        self.folder_button = QPushButton("Find in a folder…")
+        self.folder_button = QPushButton("A folder…")
         self.folder_button.setToolTip("Look for copies among every picture under a folder")
         self.folder_button.clicked.connect(self._choose_folder)
         self.undo_button = QPushButton("Undo move")
@@ -121,14 +125,18 @@ class DuplicatesPanel(QWidget):
         scroll.setWidget(self.groups_box)
 
         row = QHBoxLayout()
+        row.addWidget(QLabel("Find copies in"))
         row.addWidget(self.gallery_button)
         row.addWidget(self.folder_button)
-        row.addWidget(self.threshold)
         row.addStretch(1)
-        row.addWidget(self.undo_button)
+        settings = QHBoxLayout()
+        settings.addWidget(self.threshold)
+        settings.addStretch(1)
+        settings.addWidget(self.undo_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Duplicates — pictures that are copies of one another"))
         layout.addLayout(row)
+        layout.addLayout(settings)
         layout.addWidget(self.status)
         layout.addWidget(scroll, 1)
 
@@ -180,54 +188,48 @@ class DuplicatesPanel(QWidget):
         copies = sum(len(g.members) - 1 for g in report.groups)
         unreadable = f"; {len(report.failed)} could not be read" if report.failed else ""
         self.status.setText(f"{report.pictures} pictures in {where}: {len(report.groups)} groups, {copies} copies"
-                            f"{unreadable}. In each group the first (the largest) is kept unless you pick another.")
+                            f"{unreadable}. In each group the largest is kept unless you click another.")
 
     def _group_widget(self, number: int, group) -> QGroupBox:
         kind = "exact copies" if group.exact else "near copies"
         box = QGroupBox(f"Group {number} · {len(group.members)} pictures · {kind}")
-        cards = QHBoxLayout()
-        keep = QButtonGroup(box)
-        keep.setExclusive(True)
-        for i, member in enumerate(group.members):
-            button = QToolButton()
-            button.setCheckable(True)
-            button.setChecked(i == 0)
-            button.setIcon(_icon(self.scan.thumbnails.get(member.image)))
-            button.setIconSize(QSize(THUMB, THUMB))
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+        cards = _Cards()
+        for member in group.members:
             how = "same pixels" if member.exact else f"{member.similarity:.2f} alike"
-            button.setText(f"{Path(member.image).name}\n{member.width}×{member.height} · {how}")
-            button.setToolTip(f"{member.image}\nChecked: the one to keep")
-            button.setProperty("image", member.image)
-            button.clicked.connect(lambda _=False, path=member.image: self.image_chosen.emit(path))
-            keep.addButton(button, i)
-            cards.addWidget(button)
-        cards.addStretch(1)
+            item = QListWidgetItem(_icon(self.scan.thumbnails.get(member.image)), "")
+            item.setData(_PATH, member.image)
+            item.setData(_TEXT, f"{Path(member.image).name}\n{member.width}×{member.height}\n{how}")
+            item.setToolTip(f"{member.image}\nClick to keep this one and show it")
+            cards.addItem(item)
+        cards.itemSelectionChanged.connect(lambda: _label(cards))
+        cards.setCurrentRow(0)  # the largest is kept unless the user picks another
+        cards.itemClicked.connect(lambda item: self.image_chosen.emit(item.data(_PATH)))
         to_trash = QPushButton("Move the others to the Trash")
-        to_trash.clicked.connect(lambda: self.move_others(box, keep, None))
-        to_folder = QPushButton("Move the others to a folder…")
-        to_folder.clicked.connect(lambda: self._move_to_chosen_folder(box, keep))
+        to_trash.clicked.connect(lambda: self.move_others(box, None))
+        to_folder = QPushButton("To a folder…")
+        to_folder.setToolTip("Move the others to a folder you choose (a file of the same name there is kept)")
+        to_folder.clicked.connect(lambda: self._move_to_chosen_folder(box))
         actions = QHBoxLayout()
         actions.addWidget(to_trash)
         actions.addWidget(to_folder)
         actions.addStretch(1)
         layout = QVBoxLayout(box)
-        layout.addLayout(cards)
+        layout.addWidget(cards)
         layout.addLayout(actions)
-        box.setProperty("keep_group", keep)
+        box.setProperty("cards", cards)
         return box
 
     # ----------------------------------------------------------------- moving
 
-    def _move_to_chosen_folder(self, box, keep) -> None:
+    def _move_to_chosen_folder(self, box) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Move the copies to")
         if folder:
-            self.move_others(box, keep, folder)
+            self.move_others(box, folder)
 
-    def move_others(self, box: QGroupBox, keep: QButtonGroup, folder: str | None) -> None:
-        """Move every picture of the group but the checked one to `folder` (None: the Trash)."""
-        others = [b.property("image") for b in keep.buttons() if not b.isChecked() and b.property("image")
-                  not in self.gone]
+    def move_others(self, box: QGroupBox, folder: str | None) -> None:
+        """Move every picture of the group but the one kept (selected) to `folder` (None: the Trash)."""
+        cards = box.property("cards")
+        others = [path for path, kept in _members(cards) if not kept and path not in self.gone]
         if folder is not None:
             try:
                 check_writable_folder(Path(folder), "the folder to move copies to")
@@ -282,9 +284,54 @@ class DuplicatesPanel(QWidget):
             self.message.emit(f"Put {len(action)} picture{'s' * (len(action) != 1)} back.")
 
     def _grey(self, box: QGroupBox) -> None:
-        keep = box.property("keep_group")
-        for button in keep.buttons():
-            button.setEnabled(button.property("image") not in self.gone)
+        cards = box.property("cards")
+        for row in range(cards.count()):
+            item = cards.item(row)
+            enabled = item.data(_PATH) not in self.gone
+            flags = item.flags()
+            item.setFlags(flags | Qt.ItemFlag.ItemIsEnabled if enabled else flags & ~Qt.ItemFlag.ItemIsEnabled)
+        _label(cards)
+
+
+class _Cards(QListWidget):
+    """A group's pictures as a grid that wraps to the panel's width and is as tall as its rows (no scrolling
+    inside a group); the selected picture is the one to keep."""
+
+    def __init__(self):
+        super().__init__()
+        self.setViewMode(QListWidget.ViewMode.IconMode)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setGridSize(CARD)
+        self.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.setMovement(QListWidget.Movement.Static)
+        self.setWordWrap(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        per_row = max(1, self.viewport().width() // CARD.width())
+        rows = -(-self.count() // per_row)
+        self.setFixedHeight(rows * CARD.height() + 2 * self.frameWidth() + 4)
+
+
+def _members(cards: QListWidget) -> list[tuple[str, bool]]:
+    return [(cards.item(row).data(_PATH), cards.item(row).isSelected()) for row in range(cards.count())]
+
+
+def _label(cards: QListWidget) -> None:
+    """Each card's text: the kept one says so, a moved one too."""
+    for row in range(cards.count()):
+        item = cards.item(row)
+        base = item.data(_TEXT)
+        if not item.flags() & Qt.ItemFlag.ItemIsEnabled:
+            item.setText(f"{base}\n(moved)")
+        else:
+            item.setText(f"{base}\n✓ keep" if item.isSelected() else base)
 
 
 def _free_name(path: Path) -> Path:
