@@ -9,9 +9,11 @@ and one matrix-vector product over the collection; with a model that has an
 image-text matching head (BLIP), its best RERANK images are then read again and
 re-ranked by that head, as BLIP retrieves: one vector per image cannot say
 "holds a small red circle" among other objects, the head reading every patch
-can. Saving drops files that are gone and embeddings nothing refers to any
-more, and merges what another process (a second window, the CLI) saved
-meanwhile, under a lock file.
+can. The index is an SQLite database (`mmstudio/index_store.py`): each batch of
+new embeddings is saved as it is encoded, with its file records, in one
+transaction, so indexing can be killed at any moment and goes on where it
+stopped; several processes (a second window, the CLI) share it. Saving drops
+files that are gone and embeddings nothing refers to any more.
 
 Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
 """
@@ -19,9 +21,7 @@ Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, Union
@@ -31,14 +31,11 @@ from PIL import Image
 
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import content_key, iter_image_files, load_image
+from mmstudio.index_store import IndexStore
 from mmstudio.models.base import CancelCheck, Embedder, ModelInfo, Reranker, never_cancelled
 from mmstudio.models.common import one_torch_thread
 from mmstudio.paths import cache_dir
 
-INDEX_VERSION = 1
-VECTORS_FILE = "vectors.npy"
-INDEX_FILE = "index.json"
-LOCK_FILE = ".lock"
 # Images the matching head re-ranks per query. On 1,000 Shapes World scenes the built-in model's one-object
 # queries reach mAP 0.23 by embeddings alone, 0.39 re-ranking 100, 0.51 at 200, 0.78 all of them
 # (resources/models/README.md); every one is read again from its file, so the depth is what a query costs.
@@ -80,6 +77,7 @@ class IndexReport:
     encoded: int  # images run through the model in this update
     reused: int  # images whose embedding was already stored
     failed: tuple[tuple[str, str], ...] = ()  # (name, why) of files that could not be read
+    notes: tuple[str, ...] = ()  # what was wrong with the saved index, or why it cannot be saved
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,79 +123,28 @@ class EmbeddingIndex:
     def __init__(self, embedder: Embedder, directory: Path | None = None):
         self.embedder = embedder
         self.directory = Path(directory) if directory else index_root() / model_id(embedder.info)
-        self.keys: list[str] = []
-        self.vectors = np.zeros((0, 0), dtype=np.float32)
-        self.files: dict[str, tuple[int, int, str]] = {}  # absolute path -> (size, mtime_ns, content key)
-        self._rows: dict[str, int] = {}
+        self.store = IndexStore(self.directory, embedder.info.name)
+        self.keys, self.vectors, self.files = self.store.load()  # files: path -> (size, mtime_ns, content key)
+        self._rows: dict[str, int] = {key: row for row, key in enumerate(self.keys)}
         self._chunks: list[np.ndarray] = []  # vectors added since the last join
         self._used: set[str] = set()  # keys collected by this process: kept even with no file behind them
-        self._dirty = False
-        self._seen = None  # (size, mtime) of the index file as last read or written by us
-        if (self.directory / INDEX_FILE).is_file():
-            try:
-                with _locked(self.directory):
-                    self._adopt_saved()
-            except OSError:  # a read-only cache: read it without the lock
-                self._adopt_saved()
-            self._dirty = False
+        self._pending: dict[str, tuple[int, int, str]] = {}  # file records to save with the next batch
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return tuple(self.store.notes)
+
     # ------------------------------------------------------------------ disk
 
-    def _adopt_saved(self) -> None:
-        self._seen = _stamp(self.directory)
-        self._adopt(_read(self.directory))
-
-    def _adopt(self, stored) -> None:
-        """Take the keys, vectors and files of a stored index this one lacks (a newer file record wins)."""
-        if stored is None:
-            return
-        keys, vectors, files = stored
-        self._materialize()
-        new = [row for row, key in enumerate(keys) if key not in self._rows]
-        if new and self._dim() in (0, vectors.shape[1]):
-            self._add([keys[row] for row in new], vectors[new])
-            self._materialize()
-        for path, record in files.items():
-            if path not in self.files or record[1] > self.files[path][1]:
-                self.files[path] = record
-
-    def _prune(self) -> None:
-        """Forget files that are gone, then embeddings that no file and no collection of ours refers to."""
-        self.files = {path: v for path, v in self.files.items() if os.path.exists(path)}
-        live = {v[2] for v in self.files.values()} | self._used
-        rows = [row for row, key in enumerate(self.keys) if key in live]
-        if len(rows) < len(self.keys):
-            self.keys = [self.keys[row] for row in rows]
-            self.vectors = self.vectors[rows]
-            self._rows = {key: row for row, key in enumerate(self.keys)}
-
     def save(self) -> None:
-        """Write the index if it changed; each file is replaced whole, so a crash leaves the old one."""
-        if not self._dirty:
-            return
-        self._materialize()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with _locked(self.directory):
-            if _stamp(self.directory) != self._seen:  # another process saved since we read or wrote it
-                self._adopt_saved()
-            self._prune()
-            self._write()
-        self._dirty = False
-
-    def _write(self) -> None:
-        tmp_vectors = self.directory / f".{VECTORS_FILE}.{os.getpid()}.tmp"
-        with open(tmp_vectors, "wb") as fp:
-            np.save(fp, self.vectors, allow_pickle=False)
-        meta = {"version": INDEX_VERSION, "model": self.embedder.info.name, "dim": int(self.vectors.shape[1]),
-                "keys": self.keys, "files": {path: list(v) for path, v in self.files.items()}}
-        tmp_meta = self.directory / f".{INDEX_FILE}.{os.getpid()}.tmp"
-        tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-        os.replace(tmp_vectors, self.directory / VECTORS_FILE)
-        os.replace(tmp_meta, self.directory / INDEX_FILE)
-        self._seen = _stamp(self.directory)
+        """Save file records not saved with a batch, then forget files that are gone and embeddings nothing
+        refers to (what other processes saved is kept: they share the database)."""
+        self.store.add([], np.zeros((0, self._dim() or 1), np.float32), self._pending)
+        self._pending = {}
+        self.store.prune(self._used)
 
     # ---------------------------------------------------------------- update
 
@@ -222,7 +169,11 @@ class EmbeddingIndex:
             nonlocal encoded
             if waiting:
                 cancel()
-                self._add(list(waiting), self.embedder.image_features(list(waiting.values())))
+                keys, vectors = list(waiting), self.embedder.image_features(list(waiting.values()))
+                self._add(keys, vectors)
+                # The batch and the file records seen with it: one transaction, whatever kills us next.
+                self.store.add(keys, vectors, self._pending)
+                self._pending = {}
                 encoded += len(waiting)
                 waiting.clear()
 
@@ -245,7 +196,8 @@ class EmbeddingIndex:
         flush()
         self._materialize()
         vectors = self.vectors[[self._rows[k] for k in keys]] if keys else np.zeros((0, self._dim()), np.float32)
-        report = IndexReport(images=len(keys), encoded=encoded, reused=len(keys) - encoded, failed=tuple(failed))
+        report = IndexReport(images=len(keys), encoded=encoded, reused=len(keys) - encoded, failed=tuple(failed),
+                             notes=self.notes)
         return Collection(tuple(names), np.ascontiguousarray(vectors, dtype=np.float32), report, tuple(items))
 
     def collect_folder(self, folder: Path, **options) -> Collection:
@@ -304,8 +256,7 @@ class EmbeddingIndex:
             return known[2], None
         image = load_image(path)
         key = content_key(image)
-        self.files[path] = (st.st_size, st.st_mtime_ns, key)
-        self._dirty = True
+        self.files[path] = self._pending[path] = (st.st_size, st.st_mtime_ns, key)
         return key, image
 
     def _add(self, keys: list[str], vectors: np.ndarray) -> None:
@@ -313,7 +264,6 @@ class EmbeddingIndex:
         for key in keys:
             self._rows[key] = len(self.keys)
             self.keys.append(key)
-        self._dirty = True
 
     def _materialize(self) -> None:
         if self._chunks:
@@ -323,55 +273,3 @@ class EmbeddingIndex:
 
     def _dim(self) -> int:
         return int(self.vectors.shape[1]) if self.vectors.size else 0
-
-
-def _stamp(directory: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(directory / INDEX_FILE)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-def _read(directory: Path):
-    """(keys, vectors, files) of the index saved in `directory`, or None if there is none or it is damaged."""
-    try:
-        meta = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8"))
-        vectors = np.load(directory / VECTORS_FILE, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # no index yet, or a damaged one: it is rebuilt
-    if not isinstance(meta, dict):
-        return None
-    keys = meta.get("keys")
-    if meta.get("version") != INDEX_VERSION or not isinstance(keys, list) or vectors.ndim != 2 \
-            or len(keys) != len(vectors):
-        return None
-    files = meta.get("files") or {}
-    files = {path: (int(v[0]), int(v[1]), str(v[2])) for path, v in files.items()
-             if isinstance(v, list) and len(v) == 3}
-    return [str(k) for k in keys], vectors.astype(np.float32, copy=False), files
-
-
-@contextmanager
-def _locked(directory: Path):
-    """Hold the index's lock file: its two files are read and replaced as a pair, one process at a time."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_FILE, "a+b") as fp:
-        if os.name == "nt":
-            import msvcrt
-
-            fp.seek(0)
-            msvcrt.locking(fp.fileno(), msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises OSError
-            try:
-                yield
-            finally:
-                fp.seek(0)
-                msvcrt.locking(fp.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(fp.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fp.fileno(), fcntl.LOCK_UN)

@@ -108,6 +108,8 @@ def _update_index(engine: Engine, args: argparse.Namespace, paths: list) -> Coll
     collection = engine.index([(str(path), path) for path in files], model=args.model, progress=printer.progress)
     printer.finish()
     report = collection.report
+    for note in report.notes:
+        print(f"mmstudio: {note}", file=sys.stderr)
     for name, why in report.failed:
         print(f"mmstudio: skipped {why}" if why.startswith(name) else f"mmstudio: skipped {name}: {why}",
               file=sys.stderr)

@@ -136,6 +136,8 @@ class SearchPanel(QWidget):
         fresh = f", {report.encoded} newly indexed" if report.encoded else ""
         query = marked_html(outcome.request.query, outcome.unknown_words)
         text = f"{len(outcome.hits)} best of {report.images} images for “{query}”{html.escape(fresh)}."
+        for note in report.notes:  # a damaged index rebuilt, or one that cannot be saved
+            text += "<br>" + html.escape(note[:1].upper() + note[1:] + ".")
         if outcome.unknown_words:  # ranked by the query without them: say so, and what the model knows
             text += "<br>" + html.escape(not_understood(outcome.unknown_words, outcome.known).capitalize())
         self._say(text, rich=True)
