@@ -212,6 +212,10 @@ class Engine:
         finally:
             index.save()  # what was encoded before a cancel is kept
 
+    def search_like(self, collection: Collection, image: Image.Image, *, model: str | None = None,
+                    top_k: int = 10) -> list[Hit]:
+        return self.search_index(model).search_like(collection, image, top_k)
+
     def search(self, collection: Collection, query: str, *, model: str | None = None, top_k: int = 10,
                depth: int = RERANK, cancel: CancelCheck = never_cancelled) -> list[Hit]:
         return self.search_index(model).search(collection, query, top_k, depth=depth, cancel=cancel)

@@ -81,11 +81,13 @@ class LoadModelRequest:
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """Find the images that fit a text among `images` (indexing the ones the model has not embedded yet)."""
+    """Find the images that fit a text (or look like a picture) among `images` (indexing the ones the model has
+    not embedded yet)."""
 
     images: tuple[ImageRef, ...]
-    query: str
+    query: str  # "" with `like`
     top_k: int = 10
+    like: ImageRef | None = None  # a picture to find others like: an image query instead of the text
     model: str | None = None  # None: the model chosen for matching
     depth: int = RERANK  # best hits re-ranked by a matching head, where the model has one (search.RERANK)
     id: int = field(default_factory=next_id)
@@ -195,6 +197,10 @@ def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress
     sources = [(ref.key, ref.pixels if ref.pixels is not None else ref.path) for ref in request.images]
     collection = engine.index(sources, model=request.model, cancel=token.check, progress=progress)
     token.check()
+    if request.like is not None:
+        hits = engine.search_like(collection, request.like.load(), model=request.model, top_k=request.top_k)
+        return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank, h.match) for h in hits),
+                             collection.report, (), None)
     hits = engine.search(collection, request.query, model=request.model, top_k=request.top_k, depth=request.depth,
                          cancel=token.check)
     unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]

@@ -241,6 +241,10 @@ class EmbeddingIndex:
                     None if np.isnan(probability[i]) or probability[i] < 0 else float(probability[i]))
                 for rank, i in enumerate(order[:max(0, int(top_k))], start=1)]
 
+    def search_like(self, collection: Collection, image: Image.Image, top_k: int = 10) -> list[Hit]:
+        """The top_k images that look most like `image`: by embedding alone (a matching head reads a text)."""
+        return collection.rank(self.embedder.image_features([image])[0], top_k)
+
     def _key_of(self, item) -> tuple[str, Image.Image | None]:
         """(content key, the image if it had to be read). A file unchanged since it was indexed is not read."""
         if isinstance(item, Image.Image):

@@ -92,3 +92,30 @@ def test_search_needs_images_and_a_query(qtbot, window):
     assert messages == ["Type what you are looking for first.",
                         "Open some images first: search runs over the gallery."]
     assert not panel.pending
+
+
+def test_like_this_one_and_a_dropped_picture_rank_the_gallery_by_looks(qtbot, window, photos, tmp_path):
+    from PySide6.QtCore import QMimeData, QPoint, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    panel = window.search_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
+    shown = window.gallery.refs()[2]
+    window.gallery.select_key(shown.key)
+    panel.like_button.click()
+    qtbot.waitUntil(lambda: not panel.pending and bool(panel.hits), timeout=TIMEOUT)
+    assert panel.hits[0].image.key == shown.key and panel.hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert f"most like {shown.path.name}" in panel.status.text()
+    dropped = tmp_path / "outside.png"
+    from PIL import Image
+
+    Image.open(shown.path).rotate(180).save(dropped)  # not in the gallery: a query picture only
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(dropped))])
+    event = QDropEvent(QPointF(QPoint(5, 5)), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    panel.dropEvent(event)
+    qtbot.waitUntil(lambda: not panel.pending and "outside.png" in panel.status.text(), timeout=TIMEOUT)
+    assert len(window.gallery.refs()) == 5 and len(panel.hits) == 5

@@ -214,3 +214,21 @@ def test_the_index_forgets_deleted_files(cache, folder, clip):
     assert len(reopened) == 5 and str(folder / "sub" / "scene1.png") not in reopened.files
     counting = CountingEmbedder(clip)
     assert EmbeddingIndex(counting).collect_folder(folder).report.encoded == 0 == counting.encoded
+
+
+def test_image_queries_rank_by_looks_from_the_engine_and_the_cli(cache, folder, clip, family_models, capsys):
+    from mmstudio.cli import main
+
+    engine = Engine()
+    model = str(family_models["clip"])
+    collection = engine.index([(str(p), p) for p in sorted(folder.rglob("scene*.png"))], model=model)
+    query = load_image(folder / "sub" / "scene1.png")
+    hits = engine.search_like(collection, query, model=model, top_k=3)
+    assert hits[0].image == str(folder / "sub" / "scene1.png") and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert main(["search", "--index", str(folder), "--model", model, "--like", str(folder / "scene0.png"),
+                 "--top", "2", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and '"rank": 1' in lines[0] and "scene0.png" in lines[0]
+    assert main(["search", "--index", str(folder), "--model", model, "--like", str(folder / "scene0.png"),
+                 "a text"]) == 2
+    assert "not both" in capsys.readouterr().err

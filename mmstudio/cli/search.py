@@ -33,7 +33,9 @@ def register(commands) -> None:
         "search", help="find images in a folder by text (indexes the folder first, only what changed)",
         description="Index a folder of images with a matching model (BLIP retrieval, CLIP or SigLIP) under the user "
                     "cache, encoding only images not seen before, then print the images that fit QUERY best.")
-    p.add_argument("query", nargs="+", metavar="QUERY", help="the text to look for (several words are joined)")
+    p.add_argument("query", nargs="*", metavar="QUERY", help="the text to look for (several words are joined)")
+    p.add_argument("--like", type=non_empty_path, metavar="IMAGE",
+                   help="instead of a text: find the pictures that look most like IMAGE (by embedding)")
     p.add_argument("--index", required=True, type=non_empty_path, metavar="DIR", help="the folder of images to search")
     p.add_argument("--model", type=non_empty,
                    help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
@@ -80,13 +82,22 @@ def _engine(args: argparse.Namespace, device: str | None = None) -> Engine:
 
 def run_search(args: argparse.Namespace) -> int:
     query = " ".join(args.query).strip()
-    if not query:
-        raise MMStudioError("give a text to search for")
+    if bool(query) == (args.like is not None):
+        raise MMStudioError("give a text to search for, or --like IMAGE (not both)")
     if not args.index.is_dir():
         raise MMStudioError(f"{args.index}: not a folder of images")
     engine = _engine(args)
     engine.embedder(args.model)  # a model that cannot search fails before any image is read
+    like = load_image(args.like) if args.like is not None else None  # a bad picture fails before indexing
     collection = _update_index(engine, args, [args.index])
+    if like is not None:
+        for hit in engine.search_like(collection, like, model=args.model, top_k=args.top):
+            if args.json:
+                print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank},
+                                 ensure_ascii=False))
+            else:
+                print(f"{hit.rank:>3}  {hit.score:+.4f}  {hit.image}")
+        return 0
     unknown = engine.unknown_words(Task.ITM, [query], model=args.model)[0]
     if unknown:  # the images are ranked by the query without them: say so, on stderr with the other notes
         print(f"mmstudio: {not_understood(unknown, engine.known_words(Task.ITM, model=args.model))}",

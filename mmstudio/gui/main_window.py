@@ -280,7 +280,7 @@ class MainWindow(QMainWindow):
         self.match_panel.scored.connect(lambda _outcome: self._update_world_banner())
         self.world_banner.models_requested.connect(self.open_model_dialog)
         self.tabs.currentChanged.connect(lambda _index: self._show_tab_evidence())
-        self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of)
+        self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of, self.gallery.current_ref)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
         self.duplicates_panel.set_gallery_source(self.gallery.refs)
         self.duplicates_panel.image_chosen.connect(self._select_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon
@@ -39,6 +40,8 @@ class SearchPanel(QWidget):
         self.pending = OpenTickets()
         self._latest: int | None = None
         self._gallery_refs = lambda: []
+        self._current_ref = lambda: None
+        self.setAcceptDrops(True)  # a picture dropped here: find the gallery's pictures like it
 
         self.query = QLineEdit()
         self.query.setPlaceholderText("Describe the image you are looking for")
@@ -53,6 +56,10 @@ class SearchPanel(QWidget):
         self.search_button = QPushButton("Search")
         self.search_button.setToolTip("Index the gallery's new images, then rank them all by the text")
         self.search_button.clicked.connect(self.search)
+        self.like_button = QPushButton("Like this one")
+        self.like_button.setToolTip("Find the gallery's pictures that look most like the one shown "
+                                    "(or drop a picture on this tab)")
+        self.like_button.clicked.connect(lambda: self.search_like(self._current_ref()))
         self.results = QListWidget()
         self.results.setToolTip("Click a result to show it")
         # A grid of thumbnails, best first: a text list of file names could not tell two same-named files apart.
@@ -73,18 +80,31 @@ class SearchPanel(QWidget):
         row.addWidget(self.query, 1)
         row.addWidget(self.top_k)
         row.addWidget(self.search_button)
+        row.addWidget(self.like_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Search — the gallery's images that fit a text best"))
+        layout.addWidget(QLabel("Search — the gallery's images that fit a text, or look like a picture"))
         layout.addLayout(row)
         layout.addWidget(self.results, 1)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
 
-    def set_gallery_source(self, refs_callable, icon_of=None) -> None:
-        """Where the images to search come from, and (optionally) their thumbnails by gallery key."""
+    def set_gallery_source(self, refs_callable, icon_of=None, current=None) -> None:
+        """Where the images to search come from, (optionally) their thumbnails by gallery key, and the one shown."""
         self._gallery_refs = refs_callable
         if icon_of is not None:
             self._icon_of = icon_of
+        if current is not None:
+            self._current_ref = current
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if files:
+            event.acceptProposedAction()
+            self.search_like(ImageRef(key=files[0], path=Path(files[0])))
 
     # ------------------------------------------------------------- requests
 
@@ -97,7 +117,10 @@ class SearchPanel(QWidget):
         if not refs:
             self.message.emit("Open some images first: search runs over the gallery.")
             return
-        request = SearchRequest(images=tuple(refs), query=text, top_k=self.top_k.value())
+        self._submit(SearchRequest(images=tuple(refs), query=text, top_k=self.top_k.value()))
+
+    def _submit(self, request: SearchRequest) -> None:
+        refs = request.images
         self._latest = request.id
         self.progress.setRange(0, len(refs))
         self.progress.setValue(0)
@@ -106,6 +129,17 @@ class SearchPanel(QWidget):
         ticket = self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
                                      on_error=self.error.emit)
         ticket.progress.connect(lambda done, total: self._on_progress(ticket, done, total))
+
+    def search_like(self, like: ImageRef | None) -> None:
+        """Rank the gallery's pictures by how much they look like `like` (its embedding against theirs)."""
+        if like is None:
+            self.message.emit("Select a picture in the gallery first, or drop one on this tab.")
+            return
+        refs: list[ImageRef] = list(self._gallery_refs())
+        if not refs:
+            self.message.emit("Open some images first: search runs over the gallery.")
+            return
+        self._submit(SearchRequest(images=tuple(refs), query="", top_k=self.top_k.value(), like=like))
 
     def _on_progress(self, ticket, done: int, total: int) -> None:
         if ticket.id == self._latest:
@@ -134,8 +168,13 @@ class SearchPanel(QWidget):
         self.results.blockSignals(False)
         report = outcome.report
         fresh = f", {report.encoded} newly indexed" if report.encoded else ""
-        query = marked_html(outcome.request.query, outcome.unknown_words)
-        text = f"{len(outcome.hits)} best of {report.images} images for “{query}”{html.escape(fresh)}."
+        like = outcome.request.like
+        if like is not None:
+            name = like.path.name if like.path is not None else "the pasted picture"
+            text = html.escape(f"{len(outcome.hits)} of {report.images} images most like {name}{fresh}.")
+        else:
+            query = marked_html(outcome.request.query, outcome.unknown_words)
+            text = f"{len(outcome.hits)} best of {report.images} images for “{query}”{html.escape(fresh)}."
         for note in report.notes:  # a damaged index rebuilt, or one that cannot be saved
             text += "<br>" + html.escape(note[:1].upper() + note[1:] + ".")
         if outcome.unknown_words:  # ranked by the query without them: say so, and what the model knows
