@@ -19,18 +19,7 @@ from mmstudio.imaging import content_key, load_image
 from mmstudio.index_store import DATABASE, IndexStore
 from mmstudio.models.base import Task
 from mmstudio.search import EmbeddingIndex
-
-
-class CountingEmbedder:
-    def __init__(self, inner):
-        self.inner, self.info, self.encoded = inner, inner.info, 0
-
-    def image_features(self, images):
-        self.encoded += len(images)
-        return self.inner.image_features(images)
-
-    def text_features(self, texts):
-        return self.inner.text_features(texts)
+from tests.test_search import CountingEmbedder
 
 
 @pytest.fixture()

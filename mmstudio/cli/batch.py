@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Hashable, Sequence
 
 from mmstudio.errors import MMStudioError
+from mmstudio.models.base import DEVICE_ENV
 from mmstudio.results_file import ResultsFile, merge, read_groups
 
 # Long: a rank done early waits for the slowest at the end; torchrun stops them all if one fails.
@@ -46,7 +47,7 @@ class Ranks:
 
     def device(self, requested: str | None) -> str | None:
         """Each process on its own GPU: auto or cuda becomes cuda:LOCAL_RANK where CUDA is there."""
-        if not self.many or (requested or os.environ.get("MMSTUDIO_DEVICE") or "auto") not in ("auto", "cuda"):
+        if not self.many or (requested or os.environ.get(DEVICE_ENV) or "auto") not in ("auto", "cuda"):
             return requested
         import torch
 
@@ -55,7 +56,8 @@ class Ranks:
         return f"cuda:{self.local_rank % torch.cuda.device_count()}"
 
     def start(self) -> None:
-        """Join the other processes (gloo: only a few small messages go between them, on the CPU)."""
+        """Join the other processes (gloo, on the CPU: what goes between them is the done inputs at the start and
+        the parts' lines at the end, never tensors)."""
         if self.many:
             import torch.distributed as dist
 

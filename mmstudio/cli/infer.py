@@ -16,11 +16,8 @@ import numpy as np
 
 from mmstudio.cli.batch import BatchOutput, Ranks
 from mmstudio.cli.options import (
-    DEVICE_HELP,
-    DTYPE_HELP,
-    THREADS_HELP,
     config_from_args,
-    device,
+    load_flags,
     non_empty,
     non_empty_path,
     non_negative_int,
@@ -40,7 +37,6 @@ from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
 from mmstudio.results_file import ResultsFile
 from mmstudio.training.data import RowProblem, clean_text, read_rows
-from mmstudio.validation import DTYPES
 
 
 def register(commands) -> None:
@@ -49,13 +45,7 @@ def register(commands) -> None:
                         help="model folder, hub id, or builtin:NAME (default: the built-in model)")
     common.add_argument("--json", action="store_true", help="one JSON object per line")
     common.add_argument("--attention", action="store_true", help="include the attention maps")
-    common.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
-    common.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
-    common.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
-    common.add_argument("--allow-pickle", action="store_true",
-                        help="allow .bin weights (pickle can run code: only for models you trust)")
-    common.add_argument("--allow-missing-weights", action="store_true",
-                        help="load a model whose folder lacks weights its config asks for (they stay random)")
+    load_flags(common)
 
     p = commands.add_parser("caption", parents=[common, _generation_flags(prompt=True)],
                             help="caption images (files or folders)")

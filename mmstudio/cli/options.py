@@ -23,6 +23,17 @@ THREADS_HELP = ("CPU threads for the models (default: the machine's cores, share
                 "node; or $MMSTUDIO_THREADS)")
 
 
+def load_flags(parser: argparse.ArgumentParser) -> None:
+    """How a command loads its model: device, precision, threads, and the two switches for untrusted folders."""
+    parser.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
+    parser.add_argument("--dtype", default=None, choices=check.DTYPES, help=DTYPE_HELP)
+    parser.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="allow .bin weights (pickle can run code: only for models you trust)")
+    parser.add_argument("--allow-missing-weights", action="store_true",
+                        help="load a model whose folder lacks weights its config asks for (they stay random)")
+
+
 def _parse_int(text: str) -> int:
     try:
         return int(text)

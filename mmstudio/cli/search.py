@@ -10,10 +10,7 @@ import sys
 from mmstudio.cli.batch import BatchOutput
 from mmstudio.cli.infer import Printer, out_flags
 from mmstudio.cli.options import (
-    DEVICE_HELP,
-    DTYPE_HELP,
-    THREADS_HELP,
-    device,
+    load_flags,
     non_empty,
     non_empty_path,
     non_negative_int,
@@ -25,7 +22,6 @@ from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.words import not_understood
 from mmstudio.search import RERANK, Collection
-from mmstudio.validation import DTYPES
 
 
 def register(commands) -> None:
@@ -46,7 +42,7 @@ def register(commands) -> None:
     p.add_argument("--json", action="store_true",
                    help='one JSON object per line: "image", "score", "rank", "match" (the matching head\'s '
                         'probability, where re-ranked), "unknown_words" (of the query)')
-    _load_flags(p)
+    load_flags(p)
     p.set_defaults(run=run_search)
 
     p = commands.add_parser(
@@ -61,18 +57,8 @@ def register(commands) -> None:
                    help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     out_flags(p)
-    _load_flags(p)
+    load_flags(p)
     p.set_defaults(run=run_index)
-
-
-def _load_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", type=device, default=None, help=DEVICE_HELP)
-    p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
-    p.add_argument("--threads", type=positive_int, default=None, help=THREADS_HELP)
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="allow .bin weights (pickle can run code: only for models you trust)")
-    p.add_argument("--allow-missing-weights", action="store_true",
-                   help="load a model whose folder lacks weights its config asks for (they stay random)")
 
 
 def _engine(args: argparse.Namespace, device: str | None = None) -> Engine:

@@ -113,11 +113,16 @@ class SearchPanel(QWidget):
         if not text:
             self.message.emit("Type what you are looking for first.")
             return
-        refs: list[ImageRef] = list(self._gallery_refs())
+        refs = self._gallery()
+        if refs:
+            self._submit(SearchRequest(images=refs, query=text, top_k=self.top_k.value()))
+
+    def _gallery(self) -> tuple[ImageRef, ...]:
+        """The gallery's images to search, or () after saying there are none."""
+        refs = tuple(self._gallery_refs())
         if not refs:
             self.message.emit("Open some images first: search runs over the gallery.")
-            return
-        self._submit(SearchRequest(images=tuple(refs), query=text, top_k=self.top_k.value()))
+        return refs
 
     def _submit(self, request: SearchRequest) -> None:
         refs = request.images
@@ -135,11 +140,9 @@ class SearchPanel(QWidget):
         if like is None:
             self.message.emit("Select a picture in the gallery first, or drop one on this tab.")
             return
-        refs: list[ImageRef] = list(self._gallery_refs())
-        if not refs:
-            self.message.emit("Open some images first: search runs over the gallery.")
-            return
-        self._submit(SearchRequest(images=tuple(refs), query="", top_k=self.top_k.value(), like=like))
+        refs = self._gallery()
+        if refs:
+            self._submit(SearchRequest(images=refs, query="", top_k=self.top_k.value(), like=like))
 
     def _on_progress(self, ticket, done: int, total: int) -> None:
         if ticket.id == self._latest:
