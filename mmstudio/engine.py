@@ -202,13 +202,14 @@ class Engine:
         sources: Sequence[Source],
         *,
         model: str | None = None,
+        batch_size: int = 32,
         cancel: CancelCheck = never_cancelled,
         progress: Progress | None = None,
     ) -> Collection:
         """Bring the model's index up to date with the sources (encoding only new pixels) and save it."""
         index = self.search_index(model)
         try:
-            return index.collect(sources, cancel=cancel, progress=progress)
+            return index.collect(sources, batch_size=batch_size, cancel=cancel, progress=progress)
         finally:
             index.save()  # what was encoded before a cancel is kept
 

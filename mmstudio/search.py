@@ -178,22 +178,27 @@ class EmbeddingIndex:
                 waiting.clear()
 
         for done, (name, item) in enumerate(sources, start=1):
+            flushed = False
             try:
                 key, image = self._key_of(item)
             except MMStudioError as exc:
                 failed.append((name, str(exc)))
-                continue
-            names.append(name)
-            items.append(item)
-            keys.append(key)
-            self._used.add(key)
-            if key not in self._rows and key not in waiting:
-                waiting[key] = image  # a key the index lacks was just read from its file
-                if len(waiting) >= max(1, batch_size):
-                    flush()
-            if progress and (done % 256 == 0 or done == total):
+            else:
+                names.append(name)
+                items.append(item)
+                keys.append(key)
+                self._used.add(key)
+                if key not in self._rows and key not in waiting:
+                    waiting[key] = image  # a key the index lacks was just read from its file
+                    if len(waiting) >= max(1, batch_size):
+                        flush()
+                        flushed = True
+            # After each batch encoded (seconds with a large model), and every 256 files only read.
+            if progress and done < total and (flushed or done % 256 == 0):
                 progress(done, total)
         flush()
+        if progress and total:
+            progress(total, total)
         self._materialize()
         vectors = self.vectors[[self._rows[k] for k in keys]] if keys else np.zeros((0, self._dim()), np.float32)
         report = IndexReport(images=len(keys), encoded=encoded, reused=len(keys) - encoded, failed=tuple(failed),

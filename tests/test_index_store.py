@@ -201,3 +201,18 @@ def test_the_store_keeps_one_row_per_key_and_path(tmp_path):
     keys, matrix, files = store.load()
     assert sorted(keys) == ["a", "b"] and files == {"/x": (1, 3, "a"), "/y": (4, 5, "b")}
     assert matrix.shape == (2, 3)
+
+
+def test_index_progress_json_for_programs(cache, tiny_models, pictures, capsys):
+    import json
+
+    from mmstudio.cli import main
+
+    (pictures / "broken.png").write_bytes(b"not a picture")
+    assert main(["index", "--model", str(tiny_models[Task.ITM]), "--batch-size", "16", "--progress", "json",
+                 str(pictures)]) == 1
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    progress = [e["done"] for e in events if e["event"] == "progress"]
+    assert progress == [17, 33, 41] and all(e.get("total", 41) == 41 for e in events)  # a batch each (broken.png first)
+    assert events[-1]["event"] == "indexed" and events[-1]["encoded"] == 40 and events[-1]["reused"] == 0
+    assert events[-1]["unreadable"][0]["image"].endswith("broken.png")

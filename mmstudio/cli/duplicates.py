@@ -16,7 +16,7 @@ def register(commands) -> None:
     p = commands.add_parser(
         "duplicates", help="find exact and near copies among pictures (files or folders)",
         description="Exact copies have the same pixels; near copies (resized, re-compressed, lightly cropped, "
-                    "re-encoded) look the same at a glance: their blurred 16 x 16 thumbnails, whole and in 90 %% "
+                    "re-encoded) look the same at a glance: their blurred 16 x 16 thumbnails, whole and in 90 % "
                     "windows, correlate at the threshold or more. Each group lists the largest picture first. "
                     "Nothing is moved or deleted.")
     p.add_argument("paths", nargs="+", metavar="PATH", type=non_empty, help="image files or folders")

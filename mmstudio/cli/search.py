@@ -56,6 +56,10 @@ def register(commands) -> None:
     p.add_argument("--model", type=non_empty,
                    help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--progress", choices=("text", "json"), default="text",
+                   help='json (without --out): one line per step on stdout, {"event": "progress", "done", "total"}, '
+                        'then {"event": "indexed", "images", "encoded", "reused", "unreadable", "notes"}, for '
+                        "programs that show it")
     out_flags(p)
     load_flags(p)
     p.set_defaults(run=run_index)
@@ -101,10 +105,23 @@ def run_search(args: argparse.Namespace) -> int:
 
 def _update_index(engine: Engine, args: argparse.Namespace, paths: list) -> Collection:
     files = iter_image_files(paths)
+    as_json = getattr(args, "progress", "text") == "json"
     printer = Printer(False)
-    collection = engine.index([(str(path), path) for path in files], model=args.model, progress=printer.progress)
+
+    def progress(done: int, total: int) -> None:
+        if as_json:
+            print(json.dumps({"event": "progress", "done": done, "total": total}), flush=True)
+        else:
+            printer.progress(done, total)
+
+    collection = engine.index([(str(path), path) for path in files], model=args.model,
+                              batch_size=getattr(args, "batch_size", 32), progress=progress)
     printer.finish()
     report = collection.report
+    if as_json:
+        print(json.dumps({"event": "indexed", "images": report.images, "encoded": report.encoded,
+                          "reused": report.reused, "unreadable": [{"image": n, "error": e} for n, e in report.failed],
+                          "notes": list(report.notes)}, ensure_ascii=False), flush=True)
     for note in report.notes:
         print(f"mmstudio: {note}", file=sys.stderr)
     for name, why in report.failed:
