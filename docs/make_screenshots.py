@@ -183,6 +183,9 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
     window.search_panel.search()
     pump(120, lambda: bool(window.search_panel.hits))
     grab_all("search", readme=False)
+    if not only or "explore" in only:
+        _explore(window, folder, pump)
+        grab_all("explore", readme=False)
     if not only or "duplicates" in only:
         _duplicates(window, folder, pump)
         grab_all("duplicates", readme=False)
@@ -192,6 +195,22 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
     app.processEvents()
     shutil.rmtree(folder, ignore_errors=True)  # the scenes and the job's run: about 110 MB
     return 0
+
+
+def _explore(window, folder: Path, pump) -> None:
+    """300 scenes on the map, "a small red circle" placed among them."""
+    from mmstudio.world import generate_dataset
+
+    scenes = folder / "explore"
+    generate_dataset(scenes, 300, seed=31)
+    window.add_paths([str(scenes / "images")])
+    pump(60, lambda: len(window.gallery.refs(loaded_only=False)) >= 300)
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.query.setText("a small red circle")
+    panel.draw_map(panel.query.text())
+    pump(180, lambda: panel.outcome is not None)
+    pump(1)
 
 
 def _duplicates(window, folder: Path, pump) -> None:

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+import numpy as np
 from PIL import Image
 
+from mmstudio.embedding_map import MapLayout, pca_layout, place
 from mmstudio.engine import CaptionItem, Engine, Progress
-from mmstudio.errors import CancelledError
+from mmstudio.errors import CancelledError, MMStudioError
 from mmstudio.imaging import load_image
 from mmstudio.models.base import AnswerResult, KnownWords, LoadOptions, MatchResult, ModelInfo, Task
 from mmstudio.models.generation import GenerationOptions
@@ -93,7 +95,17 @@ class SearchRequest:
     id: int = field(default_factory=next_id)
 
 
-Request = Union[CaptionRequest, AskRequest, MatchRequest, LoadModelRequest, SearchRequest]
+@dataclass(frozen=True)
+class MapRequest:
+    """A 2-D map of `images` in the matching model's space (indexing what it lacks), and `query` placed on it."""
+
+    images: tuple[ImageRef, ...]
+    query: str = ""
+    model: str | None = None
+    id: int = field(default_factory=next_id)
+
+
+Request = Union[CaptionRequest, AskRequest, MatchRequest, LoadModelRequest, SearchRequest, MapRequest]
 
 
 @dataclass(frozen=True)
@@ -139,7 +151,18 @@ class SearchOutcome:
     known: KnownWords | None = None  # what the model knows, when there are such words
 
 
-Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome]
+@dataclass(frozen=True, eq=False)
+class MapOutcome:
+    request: MapRequest
+    images: tuple[ImageRef, ...]  # one per point, in the layout's order (unreadable ones left out)
+    layout: MapLayout
+    report: IndexReport
+    query_xy: tuple[float, float] | None = None  # where the query lands on the plane
+    similarity: np.ndarray | None = None  # (N,) cosine of each image and the query, in the full space
+    unknown_words: tuple[str, ...] = ()
+
+
+Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome, MapOutcome]
 
 
 class CancelToken:
@@ -181,6 +204,8 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
         return MatchOutcome(request, tuple(results), _known(engine, Task.ITM, request.model, unknown))
     if isinstance(request, SearchRequest):
         return _search(engine, request, token, progress)
+    if isinstance(request, MapRequest):
+        return _map(engine, request, token, progress)
     raise TypeError(f"not a request: {request!r}")
 
 
@@ -206,6 +231,24 @@ def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress
     unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
     return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank, h.match) for h in hits),
                          collection.report, unknown, _known(engine, Task.ITM, request.model, unknown))
+
+
+def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Progress | None) -> MapOutcome:
+    refs = {ref.key: ref for ref in request.images}
+    sources = [(ref.key, ref.pixels if ref.pixels is not None else ref.path) for ref in request.images]
+    collection = engine.index(sources, model=request.model, cancel=token.check, progress=progress)
+    token.check()
+    images = tuple(refs[name] for name in collection.names)
+    if not images:
+        raise MMStudioError("none of the images could be read to map")
+    layout = pca_layout(collection.vectors)
+    if not request.query.strip():
+        return MapOutcome(request, images, layout, collection.report)
+    text = engine.embedder(request.model).text_features([request.query])[0]
+    unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
+    xy = place(text[None, :], layout.mean, layout.axes)[0]
+    return MapOutcome(request, images, layout, collection.report, (float(xy[0]), float(xy[1])),
+                      collection.vectors @ text, tuple(unknown))
 
 
 def _known(engine: Engine, task: Task, model: str | None, unknown) -> KnownWords | None:

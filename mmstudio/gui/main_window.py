@@ -28,6 +28,7 @@ from mmstudio.errors import MMStudioError
 from mmstudio.gui.panels.ask_panel import AskPanel
 from mmstudio.gui.panels.caption_panel import CaptionPanel
 from mmstudio.gui.panels.duplicates_panel import DuplicatesPanel
+from mmstudio.gui.panels.explore_panel import ExplorePanel
 from mmstudio.gui.panels.match_panel import MatchPanel
 from mmstudio.gui.panels.search_panel import SearchPanel
 from mmstudio.gui.panels.train_panel import TrainPanel
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
         self.train_panel = TrainPanel(self.client, job_store)
         self.search_panel = SearchPanel(self.client)
         self.duplicates_panel = DuplicatesPanel(self.client)
+        self.explore_panel = ExplorePanel(self.client)
         self.caption_panel.generation.attach(self.settings, self.models[Task.CAPTION])
         self.ask_panel.generation.attach(self.settings, self.models[Task.VQA])
         self.message_bar = MessageBar()
@@ -181,13 +183,15 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.match_panel, "Match")
         self.tabs.addTab(self.train_panel, "Train")
         self.tabs.addTab(self.search_panel, "Search")
+        self.tabs.addTab(self.explore_panel, "Explore")
         self.tabs.addTab(self.duplicates_panel, "Duplicates")
         splitter = QSplitter()
         splitter.addWidget(self.gallery)
         splitter.addWidget(center)
         splitter.addWidget(self.tabs)
-        self.gallery.setMinimumWidth(130)
-        self.tabs.setMinimumWidth(380)
+        self.gallery.setMinimumWidth(120)
+        # Every tab's name readable at the smallest window (1000 px): no scroll arrows hiding the last ones.
+        self.tabs.setMinimumWidth(max(380, self.tabs.tabBar().sizeHint().width()))
         splitter.setSizes([200, 760, 440])
         splitter.setStretchFactor(1, 1)
         splitter.setCollapsible(0, False)
@@ -270,7 +274,7 @@ class MainWindow(QMainWindow):
         self.gallery.added.connect(self._on_added)
         self.caption_panel.set_gallery_source(self.gallery.refs)
         for panel in (self.caption_panel, self.ask_panel, self.match_panel, self.search_panel,
-                      self.duplicates_panel):
+                      self.explore_panel, self.duplicates_panel):
             panel.message.connect(self.show_info)
             panel.error.connect(self.show_error)
         for panel in (self.caption_panel, self.ask_panel, self.match_panel):
@@ -283,6 +287,9 @@ class MainWindow(QMainWindow):
         self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of, self.gallery.current_ref)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
         self.duplicates_panel.set_gallery_source(self.gallery.refs)
+        # Every picture opened, its thumbnail drawn or not: indexing reads them and reports the unreadable.
+        self.explore_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False))
+        self.explore_panel.image_chosen.connect(self.gallery.select_key)
         self.duplicates_panel.image_chosen.connect(self._select_path)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
         for task, name in self.models.items():

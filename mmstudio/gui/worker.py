@@ -31,6 +31,7 @@ from mmstudio.requests import (
     CancelToken,
     CaptionRequest,
     LoadModelRequest,
+    MapRequest,
     MatchRequest,
     Request,
     SearchRequest,
@@ -143,7 +144,8 @@ class _Worker(QObject):
 
 
 _TASK_OF = {CaptionRequest: (Task.CAPTION, "captioning"), AskRequest: (Task.VQA, "answering"),
-            MatchRequest: (Task.ITM, "scoring"), SearchRequest: (Task.ITM, "searching")}
+            MatchRequest: (Task.ITM, "scoring"), SearchRequest: (Task.ITM, "searching"),
+            MapRequest: (Task.ITM, "mapping")}
 
 
 def _describe(request: Request, engine: Engine) -> str:

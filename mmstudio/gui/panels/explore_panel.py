@@ -1,0 +1,127 @@
+"""Explore panel: the gallery as a map of the matching model's embedding space, with a text placed on it.
+
+Each picture is a point (the two principal directions of the image embeddings, mmstudio/embedding_map.py);
+a text typed below lands in the same space, marked with a star, and colours the points by how well each
+picture fits it, its ten best ringed. Hover names a picture, a click shows it in the gallery. Drawn with
+pyqtgraph: pan with the mouse, zoom with the wheel.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+
+from mmstudio.gui.qt_unknown_words import marked_html
+from mmstudio.gui.worker import OpenTickets
+from mmstudio.requests import MapOutcome, MapRequest
+
+BEST = 10  # pictures ringed as the query's best
+PLAIN = (40, 110, 190, 170)
+
+
+def _colours(similarity: np.ndarray) -> list:
+    """Low similarity pale grey-blue, high a strong orange: the query's fit, whatever its range."""
+    low, high = float(similarity.min()), float(similarity.max())
+    share = (similarity - low) / (high - low) if high > low else np.zeros_like(similarity)
+    start, end = np.array([170, 185, 205, 120]), np.array([235, 100, 20, 235])
+    return [pg.mkBrush(*(start + s * (end - start)).astype(int)) for s in share]
+
+
+class ExplorePanel(QWidget):
+    message = Signal(str)
+    error = Signal(str)
+    image_chosen = Signal(str)  # the gallery key of a point the user clicked
+
+    def __init__(self, client, parent=None):
+        super().__init__(parent)
+        self.client = client
+        self.pending = OpenTickets()
+        self.outcome: MapOutcome | None = None
+        self._latest: int | None = None
+        self._gallery_refs = lambda: []
+
+        self.map_button = QPushButton("Map the gallery")
+        self.map_button.setToolTip("Place every picture of the gallery by its embedding (new ones are indexed)")
+        self.map_button.clicked.connect(lambda: self.draw_map(self.query.text()))
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("A text to place on the map, e.g. a small red circle")
+        self.query.setToolTip("Lands among the pictures it describes; points are coloured by how well they fit")
+        self.query.returnPressed.connect(lambda: self.draw_map(self.query.text()))
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setAspectLocked(False)
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.points = pg.ScatterPlotItem(size=9, pen=pg.mkPen(255, 255, 255, 160), hoverable=True,
+                                         hoverSize=13, tip=None)
+        self.points.sigClicked.connect(self._clicked)
+        self.points.sigHovered.connect(self._hovered)
+        self.best = pg.ScatterPlotItem(size=15, pen=pg.mkPen(20, 20, 20, 220, width=2), brush=None)
+        self.star = pg.ScatterPlotItem(size=22, symbol="star", pen=pg.mkPen(20, 20, 20), brush=pg.mkBrush(250, 210, 0))
+        for item in (self.points, self.best, self.star):
+            self.plot.addItem(item)
+        self.status = QLabel("Map the gallery: pictures that look alike to the model land together.")
+        self.status.setWordWrap(True)
+
+        row = QHBoxLayout()
+        row.addWidget(self.query, 1)
+        row.addWidget(self.map_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Explore — the gallery in the model's image-text space"))
+        layout.addLayout(row)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.status)
+
+    def set_gallery_source(self, refs_callable) -> None:
+        self._gallery_refs = refs_callable
+
+    def draw_map(self, query: str = "") -> None:
+        refs = tuple(self._gallery_refs())
+        if not refs:
+            self.message.emit("Open some images first: the map shows the gallery.")
+            return
+        request = MapRequest(images=refs, query=" ".join(query.split()))
+        self._latest = request.id
+        self.status.setText(f"Mapping {len(refs)} images…")
+        self.pending.submit(self.client, request, on_finished=self.show_map, on_error=self.error.emit,
+                            on_ended=self._ended)
+
+    def _ended(self, request, reason: str) -> None:
+        if request.id == self._latest:
+            self.status.setText(reason)
+
+    def show_map(self, outcome: MapOutcome) -> None:
+        if outcome.request.id != self._latest:
+            return
+        self.outcome = outcome
+        xy = outcome.layout.xy
+        keys = [ref.key for ref in outcome.images]
+        brushes = _colours(outcome.similarity) if outcome.similarity is not None else [pg.mkBrush(*PLAIN)] * len(xy)
+        self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes)
+        if outcome.query_xy is not None:
+            order = np.argsort(-outcome.similarity)[:BEST]
+            self.best.setData(x=xy[order, 0], y=xy[order, 1])
+            self.star.setData(x=[outcome.query_xy[0]], y=[outcome.query_xy[1]])
+        else:
+            self.best.setData(x=[], y=[])
+            self.star.setData(x=[], y=[])
+        self.plot.autoRange()
+        shown = f"{outcome.layout.explained:.0%} of the variance"
+        text = html.escape(f"{len(keys)} pictures; the plane shows {shown}.")
+        if outcome.query_xy is not None:
+            query = marked_html(outcome.request.query, outcome.unknown_words)
+            text += f" The star is “{query}”; ringed: its {min(BEST, len(keys))} best fits."
+        for note in outcome.report.notes:
+            text += "<br>" + html.escape(note)
+        self.status.setText(text)
+
+    def _clicked(self, _item, points, _event=None) -> None:
+        if len(points):
+            self.image_chosen.emit(points[0].data())
+
+    def _hovered(self, _item, points, _event=None) -> None:
+        if len(points):
+            self.plot.setToolTip(str(points[0].data()))

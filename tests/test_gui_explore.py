@@ -1,0 +1,54 @@
+"""The Explore tab: the gallery on a map of the model's space, a text placed among the pictures it fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+pytest.importorskip("pyqtgraph")
+
+from mmstudio.embedding_map import pca_layout, place  # noqa: E402
+from tests.test_gui_search import open_window  # noqa: E402
+
+TIMEOUT = 60000
+
+
+def test_pca_plane_keeps_the_main_directions_and_places_new_vectors():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((300, 2)) @ np.array([[3.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    vectors = base + 0.01 * rng.standard_normal((300, 4))
+    layout = pca_layout(vectors)
+    assert layout.xy.shape == (300, 2) and layout.explained > 0.99
+    assert np.allclose(np.abs(layout.axes[0]), [1, 0, 0, 0], atol=0.01)
+    np.testing.assert_allclose(place(vectors[:3], layout.mean, layout.axes), layout.xy[:3], atol=1e-5)
+    assert pca_layout(vectors[:1]).xy.shape == (1, 2)
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
+    win = open_window(qtbot, tmp_path, monkeypatch, tiny_models, family_models["clip"])
+    yield win
+    win.client.stop()
+
+
+def test_the_map_shows_the_gallery_a_text_lands_on_it_and_a_click_shows_the_picture(qtbot, window, photos):
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
+    panel.draw_map()
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    assert len(panel.points.points()) == 5 and len(panel.star.points()) == 0
+    assert "5 pictures" in panel.status.text()
+    panel.query.setText("a red circle")
+    panel.draw_map(panel.query.text())
+    qtbot.waitUntil(lambda: panel.outcome.query_xy is not None, timeout=TIMEOUT)
+    assert len(panel.star.points()) == 1 and len(panel.best.points()) == 5
+    assert panel.outcome.similarity.shape == (5,)
+    chosen = []
+    panel.image_chosen.connect(chosen.append)
+    point = panel.points.points()[3]
+    panel._clicked(panel.points, [point])
+    assert chosen == [point.data()] and window.gallery.current_ref().key == point.data()
