@@ -44,7 +44,7 @@ python bench/precision_agreement.py --data "$SCENES" --device "$DEVICE" --dtypes
 echo "== torchrun: one process per GPU (two on a CPU) gives one process's captions, in input order"
 PROCESSES=$(python -c 'import sys, torch; print(torch.cuda.device_count() if sys.argv[1] != "cpu" else 2)' "$DEVICE")
 mmstudio caption "$SCENES/images" --device "$DEVICE" --out "$SCENES/one.jsonl"
-torchrun --standalone --nproc_per_node="$PROCESSES" -m mmstudio caption "$SCENES/images" --device "$DEVICE" \
+TMPDIR="$SCENES" torchrun --standalone --nproc_per_node="$PROCESSES" -m mmstudio caption "$SCENES/images" --device "$DEVICE" \
     --out "$SCENES/many.jsonl"
 python - "$SCENES/one.jsonl" "$SCENES/many.jsonl" <<'PY'
 import json, sys

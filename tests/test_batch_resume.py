@@ -175,10 +175,12 @@ def test_index_out_writes_each_images_embedding_in_input_order(capsys, tiny_mode
 # ------------------------------------------------------------------ torchrun
 
 
-def torchrun(*args: str, processes: int = 2) -> subprocess.CompletedProcess:
+def torchrun(*args: str, scratch, processes: int = 2) -> subprocess.CompletedProcess:
+    """`torchrun ... -m mmstudio ARGS`; torchrun's own log folders go to `scratch` (it leaves them behind)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                "-m", "mmstudio", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(scratch)})
 
 
 @pytest.mark.slow
@@ -187,7 +189,9 @@ def test_torchrun_gives_the_lines_of_one_process_in_input_order_and_resumes_part
     one = tmp_path / "one.jsonl"
     main(["caption", "--model", model, "--batch-size", "4", "--out", str(one), str(folder)])
     two = tmp_path / "two.jsonl"
-    done = torchrun("caption", "--model", model, "--batch-size", "4", "--out", str(two), str(folder))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    done = torchrun("caption", "--model", model, "--batch-size", "4", "--out", str(two), str(folder), scratch=scratch)
     assert done.returncode == 1, done.stderr[-2000:]  # broken.png failed: rank 0 says so for the run
     assert lines(two) == lines(one)  # the same lines, merged in input order
     assert "25 inputs merged from 2 processes" in done.stderr
@@ -197,9 +201,9 @@ def test_torchrun_gives_the_lines_of_one_process_in_input_order_and_resumes_part
     two.write_text("\n".join(expected[0:6:2]) + "\n", encoding="utf-8")
     (tmp_path / "two.jsonl.rank1-of-2").write_text("\n".join(expected[1:8:2]) + "\n", encoding="utf-8")
     (tmp_path / "two.jsonl.rank1-of-3").write_text(expected[20] + "\n", encoding="utf-8")  # an earlier run's
-    done = torchrun("caption", "--model", model, "--out", str(two), "--resume", str(folder))
+    done = torchrun("caption", "--model", model, "--out", str(two), "--resume", str(folder), scratch=scratch)
     assert done.returncode == 1, done.stderr[-2000:]
     assert lines(two) == expected
     assert not list(tmp_path.glob("two.jsonl.rank*"))
-    refused = torchrun("caption", "--model", model, str(folder))  # no --out: nowhere to merge
+    refused = torchrun("caption", "--model", model, str(folder), scratch=scratch)  # no --out: nowhere to merge
     assert refused.returncode != 0 and "under torchrun give --out" in refused.stderr
