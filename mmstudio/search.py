@@ -129,6 +129,7 @@ class EmbeddingIndex:
         self._chunks: list[np.ndarray] = []  # vectors added since the last join
         self._used: set[str] = set()  # keys collected by this process: kept even with no file behind them
         self._pending: dict[str, tuple[int, int, str]] = {}  # file records to save with the next batch
+        self._changed = False  # anything encoded or read anew since the last save: then save tidies up
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -141,10 +142,14 @@ class EmbeddingIndex:
 
     def save(self) -> None:
         """Save file records not saved with a batch, then forget files that are gone and embeddings nothing
-        refers to (what other processes saved is kept: they share the database)."""
+        refers to (what other processes saved is kept: they share the database). Nothing to do when nothing
+        changed: a search over an unchanged collection does not stat its files twice."""
+        if not self._changed and not self._pending:
+            return
         self.store.add([], np.zeros((0, self._dim() or 1), np.float32), self._pending)
         self._pending = {}
         self.store.prune(self._used)
+        self._changed = False
 
     # ---------------------------------------------------------------- update
 
@@ -174,6 +179,7 @@ class EmbeddingIndex:
                 # The batch and the file records seen with it: one transaction, whatever kills us next.
                 self.store.add(keys, vectors, self._pending)
                 self._pending = {}
+                self._changed = True
                 encoded += len(waiting)
                 waiting.clear()
 
