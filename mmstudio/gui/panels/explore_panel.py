@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
@@ -23,8 +22,16 @@ BEST = 10  # pictures ringed as the query's best
 PLAIN = (40, 110, 190, 170)
 
 
+def _pg():
+    """pyqtgraph, imported when the map is first needed: 0.3-0.4 s that the app's start-up does not pay."""
+    import pyqtgraph
+
+    return pyqtgraph
+
+
 def _colours(similarity: np.ndarray) -> list:
     """Low similarity pale grey-blue, high a strong orange: the query's fit, whatever its range."""
+    pg = _pg()
     low, high = float(similarity.min()), float(similarity.max())
     share = (similarity - low) / (high - low) if high > low else np.zeros_like(similarity)
     start, end = np.array([170, 185, 205, 120]), np.array([235, 100, 20, 235])
@@ -51,18 +58,8 @@ class ExplorePanel(QWidget):
         self.query.setPlaceholderText("A text to place on the map, e.g. a small red circle")
         self.query.setToolTip("Lands among the pictures it describes; points are coloured by how well they fit")
         self.query.returnPressed.connect(lambda: self.draw_map(self.query.text()))
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.setAspectLocked(False)
-        self.plot.hideAxis("left")
-        self.plot.hideAxis("bottom")
-        self.points = pg.ScatterPlotItem(size=9, pen=pg.mkPen(255, 255, 255, 160), hoverable=True,
-                                         hoverSize=13, tip=None)
-        self.points.sigClicked.connect(self._clicked)
-        self.points.sigHovered.connect(self._hovered)
-        self.best = pg.ScatterPlotItem(size=15, pen=pg.mkPen(20, 20, 20, 220, width=2), brush=None)
-        self.star = pg.ScatterPlotItem(size=22, symbol="star", pen=pg.mkPen(20, 20, 20), brush=pg.mkBrush(250, 210, 0))
-        for item in (self.points, self.best, self.star):
-            self.plot.addItem(item)
+        self.plot = None  # built on first view (see _pg)
+        self.points = self.best = self.star = None
         self.status = QLabel("Map the gallery: pictures that look alike to the model land together.")
         self.status.setWordWrap(True)
 
@@ -72,8 +69,31 @@ class ExplorePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Explore — the gallery in the model's image-text space"))
         layout.addLayout(row)
-        layout.addWidget(self.plot, 1)
+        self._plot_slot = QVBoxLayout()
+        layout.addLayout(self._plot_slot, 1)
         layout.addWidget(self.status)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self._ensure_plot()
+
+    def _ensure_plot(self) -> None:
+        if self.plot is not None:
+            return
+        pg = _pg()
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.points = pg.ScatterPlotItem(size=9, pen=pg.mkPen(255, 255, 255, 160), hoverable=True,
+                                         hoverSize=13, tip=None)
+        self.points.sigClicked.connect(self._clicked)
+        self.points.sigHovered.connect(self._hovered)
+        self.best = pg.ScatterPlotItem(size=15, pen=pg.mkPen(20, 20, 20, 220, width=2), brush=None)
+        self.star = pg.ScatterPlotItem(size=22, symbol="star", pen=pg.mkPen(20, 20, 20),
+                                       brush=pg.mkBrush(250, 210, 0))
+        for item in (self.points, self.best, self.star):
+            self.plot.addItem(item)
+        self._plot_slot.addWidget(self.plot)
 
     def set_gallery_source(self, refs_callable) -> None:
         self._gallery_refs = refs_callable
@@ -97,6 +117,8 @@ class ExplorePanel(QWidget):
         if outcome.request.id != self._latest:
             return
         self.outcome = outcome
+        self._ensure_plot()
+        pg = _pg()
         xy = outcome.layout.xy
         keys = [ref.key for ref in outcome.images]
         brushes = _colours(outcome.similarity) if outcome.similarity is not None else [pg.mkBrush(*PLAIN)] * len(xy)
