@@ -69,7 +69,8 @@ def measure(case: sbs.Case, args, images, batch_size: int) -> dict:
     return dict(params=adapter.info.parameters, images=len(images), batch=batch_size,
                 plain=len(images) / timing["plain"].wall, ours=len(images) / timing["mmstudio"].wall,
                 cpu_ratio=timing["plain"].cpu / timing["mmstudio"].cpu, same=results["plain"] == results["mmstudio"],
-                tokens=sbs.token_range(processor.tokenizer, results["plain"]), example=results["mmstudio"][0])
+                tokens=sbs.token_range(processor.tokenizer, results["plain"]), example=results["mmstudio"][0],
+                agree=sum(a == b for a, b in zip(results["plain"], results["mmstudio"])))
 
 
 def main() -> None:
@@ -90,10 +91,13 @@ def main() -> None:
         rows.append(sbs.Row(case, r["params"], [str(r["images"]), str(r["batch"]), str(case.repeats)],
                             f"{r['plain']:.2f}", f"{r['ours']:.2f}", r["ours"] / r["plain"], r["cpu_ratio"],
                             f">= {GOALS[case.label]}x", r["same"], r["tokens"]))
-        examples.append(r["example"])
+        examples.append((r["example"], r["agree"], r["images"]))
 
     sbs.comparison(args.device, ["images", "batch", "runs"], "img/s", "caption tokens", rows)
-    for row, example in zip(rows, examples):
+    for row, (example, agree, count) in zip(rows, examples):
+        why = " (random weights: near-equal logits flip with any change of precision or batch)" \
+            if row.case.label == "base" else ""
+        print(f"  {row.case.label}: {agree} of {count} captions identical to plain transformers'{why}")
         print(f"  {row.case.label} example caption: {example!r}")
     parts = [f"{r.ratio:.2f}x on {r.case.label} (goal {GOALS[r.case.label]}x, "
              f"{'met' if r.ratio >= GOALS[r.case.label] else 'NOT met'})" for r in rows]
