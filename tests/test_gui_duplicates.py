@@ -83,3 +83,27 @@ def test_the_trash_and_back(qtbot, panel, tmp_path, monkeypatch):
     panel.undo()
     assert not list((trash / "files").iterdir()) and not list((trash / "info").iterdir())
     assert len(list(pictures.iterdir())) == 7
+
+
+def test_copies_moved_from_the_gallery_leave_it_and_undo_brings_them_back(qtbot, tmp_path, settings):
+    from mmstudio.gui.main_window import MainWindow
+    from mmstudio.jobs import JobStore
+
+    window = MainWindow(settings=settings, job_store=JobStore(tmp_path / "jobs.json"))
+    qtbot.addWidget(window)
+    try:
+        pictures = tmp_path / "pictures"
+        pictures.mkdir()
+        copy_set(pictures, originals=1, unrelated=2, seed=9)
+        window.add_paths([str(pictures)])
+        qtbot.waitUntil(lambda: len(window.gallery.refs(loaded_only=False)) == 7, timeout=TIMEOUT)
+        panel = window.duplicates_panel
+        panel.find_in_gallery()
+        qtbot.waitUntil(lambda: panel.scan is not None, timeout=TIMEOUT)
+        box = groups(panel)[0]
+        panel.move_others(box, str(tmp_path))
+        assert len(window.gallery.refs(loaded_only=False)) == 3  # the kept one and the two unrelated
+        panel.undo()
+        qtbot.waitUntil(lambda: len(window.gallery.refs(loaded_only=False)) == 7, timeout=TIMEOUT)
+    finally:
+        window.client.stop()

@@ -286,11 +286,15 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda _index: self._show_tab_evidence())
         self.search_panel.set_gallery_source(self.gallery.refs, self.gallery.icon_of, self.gallery.current_ref)
         self.search_panel.image_chosen.connect(self.gallery.select_key)
-        self.duplicates_panel.set_gallery_source(self.gallery.refs)
+        self.duplicates_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False))
         # Every picture opened, its thumbnail drawn or not: indexing reads them and reports the unreadable.
         self.explore_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False))
         self.explore_panel.image_chosen.connect(self.gallery.select_key)
         self.duplicates_panel.image_chosen.connect(self._select_path)
+        # Copies moved to the Trash or a folder leave the gallery; Undo brings them back.
+        self._moved_from_gallery: set[str] = set()
+        self.duplicates_panel.moved.connect(self._forget_paths)
+        self.duplicates_panel.restored.connect(self._restore_paths)
         self.train_panel.load_model_requested.connect(lambda task, folder: self.load_model(task, folder))
         for task, name in self.models.items():
             self.train_panel.set_loaded_model(task, name)
@@ -599,6 +603,20 @@ class MainWindow(QMainWindow):
         # MMStudioError too: a text over the dataset reader's caps
         ticket.failed.connect(lambda exc: self.show_error(f"Could not add the correction to {folder}: {exc}"))
         return ticket
+
+    def _forget_paths(self, paths: list) -> None:
+        """Files moved away: out of the gallery, remembered so that Undo can put them back in it."""
+        shown = {str(ref.path) for ref in self.gallery.refs(loaded_only=False) if ref.path is not None}
+        gone = [p for p in paths if p in shown]
+        self._moved_from_gallery.update(gone)
+        self.gallery.remove_paths(gone)
+
+    def _restore_paths(self, paths: list) -> None:
+        """Put back in the gallery what Undo put back on disk (what was there before: nothing else is added)."""
+        gone = [p for p in paths if p in self._moved_from_gallery]
+        self._moved_from_gallery.difference_update(gone)
+        if gone:
+            self.gallery.add_paths(gone)
 
     def _select_path(self, path: str) -> None:
         """Show a picture the Duplicates view names, where the gallery has it."""

@@ -261,7 +261,16 @@ class Gallery(QListWidget):
             self._pool.start(_ThumbJob(ref, self._signals))
 
     def remove_selected(self) -> None:
-        for item in self.selectedItems():
+        self._remove(self.selectedItems())
+
+    def remove_paths(self, paths) -> None:
+        """Take out the items of these files (moved away elsewhere in the app); others stay as they are."""
+        wanted = {str(p) for p in paths}
+        self._remove([self.item(r) for r in range(self.count())
+                      if (ref := self.item(r).data(_REF_ROLE)).path is not None and str(ref.path) in wanted])
+
+    def _remove(self, items) -> None:
+        for item in items:
             key = item.data(_REF_ROLE).key
             self._forget(key)
             self._loaded.discard(key)

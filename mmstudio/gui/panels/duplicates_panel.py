@@ -85,6 +85,8 @@ class DuplicatesPanel(QWidget):
     message = Signal(str)
     error = Signal(str)
     image_chosen = Signal(str)  # a gallery key (a path) the user clicked
+    moved = Signal(list)  # paths moved away (the gallery lets go of them)
+    restored = Signal(list)  # paths Undo put back
 
     def __init__(self, client, parent=None):
         super().__init__(parent)
@@ -250,6 +252,7 @@ class DuplicatesPanel(QWidget):
             except OSError as exc:
                 problems.append(str(exc))
         if moved:
+            self.moved.emit([p for p, _, _ in moved])
             self.moves.append(moved)
             self.gone.update(p for p, _, _ in moved)
             self._grey(box)
@@ -263,7 +266,7 @@ class DuplicatesPanel(QWidget):
         if not self.moves:
             return
         action = self.moves.pop()
-        problems = []
+        problems, back = [], []
         for original, target, info in reversed(action):
             try:
                 if os.path.exists(original):
@@ -273,11 +276,14 @@ class DuplicatesPanel(QWidget):
                 if info:
                     Path(info).unlink(missing_ok=True)
                 self.gone.discard(original)
+                back.append(original)
             except OSError as exc:
                 problems.append(str(exc))
         for box in self.groups_box.findChildren(QGroupBox):
             self._grey(box)
         self.undo_button.setEnabled(bool(self.moves))
+        if back:
+            self.restored.emit(back[::-1])
         if problems:
             self.error.emit("Could not put back: " + "; ".join(problems[:3]))
         else:
