@@ -166,9 +166,10 @@ class IndexStore:
 
     # ----------------------------------------------------------------- write
 
-    def add(self, keys: Sequence[str], vectors: np.ndarray, files: dict[str, FileRecord]) -> None:
-        """New embeddings and the file records that point at them (or at older ones), in one transaction."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    def add(self, keys: Sequence[str], vectors: np.ndarray | None, files: dict[str, FileRecord]) -> None:
+        """New embeddings and the file records that point at them (or at older ones), in one transaction;
+        `vectors` None with no keys: file records alone."""
+        vectors = np.ascontiguousarray(vectors if vectors is not None else np.zeros((0, 1)), dtype=np.float32)
         try:
             with self._transaction() as db:
                 if len(keys) and not self.dim:
@@ -181,8 +182,10 @@ class IndexStore:
         except sqlite3.Error as exc:  # a full disk, a folder made read-only meanwhile
             self._keep_in_memory(exc, keys, vectors, files)
 
-    def prune(self, used: set[str]) -> None:
-        """Forget files that are gone, then embeddings no file (and nothing in `used`) refers to."""
+    def prune(self, used: set[str]) -> tuple[list[str], list[str]]:
+        """Forget files that are gone, then embeddings no file (and nothing in `used`) refers to; (paths, keys)
+        forgotten."""
+        gone, stale = [], []
         try:
             paths = [row[0] for row in self._db.execute("SELECT path FROM files")]
             gone = [p for p in paths if not os.path.exists(p)]
@@ -193,6 +196,8 @@ class IndexStore:
                 db.executemany("DELETE FROM embeddings WHERE key = ?", [(k,) for k in stale])
         except sqlite3.Error as exc:
             self.notes.append(f"could not tidy the search index at {self.path} ({exc})")
+            return [], []
+        return gone, stale
 
     def _delete(self, keys: Iterable, paths: Iterable) -> None:
         try:

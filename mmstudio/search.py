@@ -146,10 +146,24 @@ class EmbeddingIndex:
         changed: a search over an unchanged collection does not stat its files twice."""
         if not self._changed and not self._pending:
             return
-        self.store.add([], np.zeros((0, self._dim() or 1), np.float32), self._pending)
+        self.store.add([], None, self._pending)
         self._pending = {}
-        self.store.prune(self._used)
+        gone, stale = self.store.prune(self._used)
+        self._forget(gone, stale)
         self._changed = False
+
+    def _forget(self, paths: list[str], keys: list[str]) -> None:
+        """What the database forgot, forgotten here too: a file of those pixels seen later is encoded again
+        rather than recorded against an embedding the database no longer has."""
+        for path in paths:
+            self.files.pop(path, None)
+        stale = set(keys) & self._rows.keys()
+        if stale:
+            self._materialize()
+            rows = [row for row, key in enumerate(self.keys) if key not in stale]
+            self.keys = [self.keys[row] for row in rows]
+            self.vectors = self.vectors[rows]
+            self._rows = {key: row for row, key in enumerate(self.keys)}
 
     # ---------------------------------------------------------------- update
 

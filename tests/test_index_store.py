@@ -216,3 +216,26 @@ def test_index_progress_json_for_programs(cache, tiny_models, pictures, capsys):
     assert progress == [17, 33, 41] and all(e.get("total", 41) == 41 for e in events)  # a batch each (broken.png first)
     assert events[-1]["event"] == "indexed" and events[-1]["encoded"] == 40 and events[-1]["reused"] == 0
     assert events[-1]["unreadable"][0]["image"].endswith("broken.png")
+
+
+def test_pixels_pruned_from_the_database_are_encoded_again_not_recorded_against_nothing(cache, clip, pictures):
+    import shutil
+
+    counting = CountingEmbedder(clip)
+    index = EmbeddingIndex(counting)
+    index.collect_folder(pictures)
+    index.save()
+    reopened = EmbeddingIndex(counting)  # a later session: these keys are not its own collection's
+    away = pictures.parent / "away.png"
+    shutil.move(pictures / "p07.png", away)  # moved out (the Duplicates tab's Trash, say)
+    from PIL import ImageOps
+
+    reopened.collect([("clipboard:1", ImageOps.mirror(load_image(pictures / "p00.png")))])  # new: save tidies up
+    reopened.save()
+    shutil.move(away, pictures / "p07.png")  # and back (Undo)
+    counting.encoded = 0
+    reopened.collect_folder(pictures)
+    reopened.save()
+    assert counting.encoded == 1  # its embedding went with the file: encoded again
+    consistent(reopened.directory, pictures)
+    assert EmbeddingIndex(clip).notes == ()
