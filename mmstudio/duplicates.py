@@ -166,7 +166,8 @@ def find_duplicates(names: Sequence[str], *, threshold: float = DEFAULT_THRESHOL
             windows.append(crops)
         if progress and (done % 64 == 0 or done == len(names)):
             progress(done, len(names))
-    pairs = similar_pairs(np.stack(wholes), np.stack(windows), threshold, cancel) if len(wholes) > 1 else {}
+    whole_of = np.stack(wholes) if wholes else np.zeros((0, SIDE * SIDE * 3), np.float32)
+    pairs = similar_pairs(whole_of, np.stack(windows), threshold, cancel) if len(wholes) > 1 else {}
     # Every picture joins its distinct picture's group; distinct pictures group by similarity.
     by_distinct: dict[int, list[int]] = {}
     for i, key in enumerate(keys):
@@ -174,7 +175,6 @@ def find_duplicates(names: Sequence[str], *, threshold: float = DEFAULT_THRESHOL
     near = _groups(len(distinct), pairs)
     grouped = {d for group in near for d in group}
     clusters = near + [[d] for d in range(len(distinct)) if d not in grouped and len(by_distinct[d]) > 1]
-    whole_of = np.stack(wholes) if wholes else np.zeros((0, SIDE * SIDE * 3), np.float32)
     groups = []
     for cluster in clusters:
         pictures = [i for d in cluster for i in by_distinct[d]]

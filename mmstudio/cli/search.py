@@ -79,7 +79,7 @@ def run_search(args: argparse.Namespace) -> int:
     engine = _engine(args)
     engine.embedder(args.model)  # a model that cannot search fails before any image is read
     like = load_image(args.like) if args.like is not None else None  # a bad picture fails before indexing
-    collection = _update_index(engine, args, [args.index])
+    collection = _update_index(engine, args.model, [args.index])
     if like is not None:
         for hit in engine.search_like(collection, like, model=args.model, top_k=args.top):
             if args.json:
@@ -103,9 +103,10 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _update_index(engine: Engine, args: argparse.Namespace, paths: list) -> Collection:
+def _update_index(engine: Engine, model: str | None, paths: list, *, batch_size: int = 32,
+                  as_json: bool = False) -> Collection:
+    """Bring the index of `paths` up to date, saying how it went on stderr (and, `as_json`, on stdout)."""
     files = iter_image_files(paths)
-    as_json = getattr(args, "progress", "text") == "json"
     printer = Printer(False)
 
     def progress(done: int, total: int) -> None:
@@ -114,8 +115,8 @@ def _update_index(engine: Engine, args: argparse.Namespace, paths: list) -> Coll
         else:
             printer.progress(done, total)
 
-    collection = engine.index([(str(path), path) for path in files], model=args.model,
-                              batch_size=getattr(args, "batch_size", 32), progress=progress)
+    collection = engine.index([(str(path), path) for path in files], model=model, batch_size=batch_size,
+                              progress=progress)
     printer.finish()
     report = collection.report
     if as_json:
@@ -138,7 +139,8 @@ def run_index(args: argparse.Namespace) -> int:
     engine = _engine(args, output.ranks.device(args.device))
     embedder = engine.embedder(args.model)  # a model that cannot embed fails before any image is read
     if args.out is None:
-        collection = _update_index(engine, args, args.paths)
+        collection = _update_index(engine, args.model, args.paths, batch_size=args.batch_size,
+                                   as_json=args.progress == "json")
         return 1 if collection.report.failed else 0
     inputs = iter_image_files(args.paths)
     files = output.todo(inputs)

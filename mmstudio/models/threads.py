@@ -42,10 +42,3 @@ def use_threads(count: int = 0) -> int:
     if torch.get_num_threads() != wanted:
         torch.set_num_threads(wanted)
     return wanted
-
-
-def describe(count: int = 0) -> str:
-    """E.g. "2 threads (the machine's cores)" or "1 thread"."""
-    wanted = count or default_threads()
-    plural = "thread" if wanted == 1 else "threads"
-    return f"{wanted} {plural}" + ("" if count else " (the machine's cores)")

@@ -246,7 +246,7 @@ class DuplicatesPanel(QWidget):
                     info = str(Path(target).parent.parent / "info" / (Path(target).name + ".trashinfo"))
                 else:
                     target = str(_free_name(Path(folder) / Path(path).name))
-                    os.rename(path, target) if _same_device(path, folder) else _copy_then_remove(path, target)
+                    shutil.move(path, target)  # a rename, or a copy and delete across disks
                     info = ""
                 moved.append((path, target, info))
             except OSError as exc:
@@ -271,8 +271,7 @@ class DuplicatesPanel(QWidget):
             try:
                 if os.path.exists(original):
                     raise OSError(f"{original}: a file of that name is back already")
-                os.rename(target, original) if _same_device(target, str(Path(original).parent)) else \
-                    _copy_then_remove(target, original)
+                shutil.move(target, original)
                 if info:
                     Path(info).unlink(missing_ok=True)
                 self.gone.discard(original)
@@ -347,15 +346,3 @@ def _free_name(path: Path) -> Path:
         candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
         n += 1
     return candidate
-
-
-def _same_device(path: str, folder: str) -> bool:
-    try:
-        return os.stat(path).st_dev == os.stat(folder).st_dev
-    except OSError:
-        return False
-
-
-def _copy_then_remove(source: str, target: str) -> None:
-    shutil.copy2(source, target)
-    os.remove(source)
