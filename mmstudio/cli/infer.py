@@ -224,7 +224,8 @@ def _flat(maps: np.ndarray) -> list:
     return [[round(float(v), 6) for v in m.ravel()] for m in maps]
 
 
-def _engine(args, ranks: Ranks | None = None):
+def engine_for(args, ranks: Ranks | None = None) -> Engine:
+    """The engine a command's load flags (options.load_flags) ask for."""
     device = ranks.device(args.device) if ranks else args.device  # under torchrun: each process its own GPU
     return Engine(LoadOptions.chosen(device, args.dtype, args.allow_pickle, args.allow_missing_weights,
                                      args.threads))
@@ -236,7 +237,7 @@ def _engine(args, ranks: Ranks | None = None):
 def run_caption(args) -> int:
     generation = _generation(args)
     output = BatchOutput(args.out, resume=args.resume)
-    engine = _engine(args, output.ranks)
+    engine = engine_for(args, output.ranks)
     adapter = engine.adapter(_task("caption"), args.model)  # a broken model fails once, before any image is read
     settings = adapter.generation_used(generation)
     inputs = iter_image_files(args.paths)
@@ -329,7 +330,7 @@ def _serve(args, task: str, key: str, positional: list[str], answer) -> int:
     """The loop `ask` and `match` share: each request's image loaded once, failures reported per input."""
     requests = list(_requests(args, key, positional))
     output = BatchOutput(args.out, resume=args.resume, key="image" if args.input is None else "line", grouped=True)
-    engine = _engine(args, output.ranks)
+    engine = engine_for(args, output.ranks)
     engine.adapter(_task(task), args.model)  # a broken model fails once, before any input is read
     return _serve_requests(args, output, engine, requests, answer)
 
@@ -422,7 +423,7 @@ def run_labels(args) -> int:
     """`match --labels "a,b,c" IMAGE`: each label's probability (zero-shot): a softmax over the labels, or for
     SigLIP each label's own sigmoid."""
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    engine = _engine(args, Ranks.from_environment())
+    engine = engine_for(args, Ranks.from_environment())
     alone = getattr(engine.adapter(_task("itm"), args.model), "labels_alone", False)
     if len(labels) < (1 if alone else 2) or len(set(labels)) != len(labels):
         raise MMStudioError(f'give at least {"one label" if alone else "two different labels"}, '

@@ -8,7 +8,7 @@ import json
 import sys
 
 from mmstudio.cli.batch import BatchOutput
-from mmstudio.cli.infer import Printer, out_flags
+from mmstudio.cli.infer import Printer, engine_for, out_flags
 from mmstudio.cli.options import (
     load_flags,
     non_empty,
@@ -19,7 +19,7 @@ from mmstudio.cli.options import (
 from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
-from mmstudio.models.base import LoadOptions, Task
+from mmstudio.models.base import Task
 from mmstudio.models.words import not_understood
 from mmstudio.search import RERANK, Collection
 
@@ -65,18 +65,13 @@ def register(commands) -> None:
     p.set_defaults(run=run_index)
 
 
-def _engine(args: argparse.Namespace, device: str | None = None) -> Engine:
-    return Engine(LoadOptions.chosen(device or args.device, args.dtype, args.allow_pickle,
-                                     args.allow_missing_weights, args.threads))
-
-
 def run_search(args: argparse.Namespace) -> int:
     query = " ".join(args.query).strip()
     if bool(query) == (args.like is not None):
         raise MMStudioError("give a text to search for, or --like IMAGE (not both)")
     if not args.index.is_dir():
         raise MMStudioError(f"{args.index}: not a folder of images")
-    engine = _engine(args)
+    engine = engine_for(args)
     engine.embedder(args.model)  # a model that cannot search fails before any image is read
     like = load_image(args.like) if args.like is not None else None  # a bad picture fails before indexing
     collection = _update_index(engine, args.model, [args.index])
@@ -136,7 +131,7 @@ def _update_index(engine: Engine, model: str | None, paths: list, *, batch_size:
 
 def run_index(args: argparse.Namespace) -> int:
     output = BatchOutput(args.out, resume=args.resume)
-    engine = _engine(args, output.ranks.device(args.device))
+    engine = engine_for(args, output.ranks)
     embedder = engine.embedder(args.model)  # a model that cannot embed fails before any image is read
     if args.out is None:
         collection = _update_index(engine, args.model, args.paths, batch_size=args.batch_size,
