@@ -14,7 +14,6 @@ the index is kept in memory, and a note says why it cannot be saved.
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
 import time
@@ -133,22 +132,24 @@ class IndexStore:
     # ------------------------------------------------------------------ read
 
     def load(self) -> tuple[list[str], np.ndarray, dict[str, FileRecord]]:
-        """(keys, vectors (N, dim) float32, files) as saved; bad rows are left out (and deleted), with a note."""
+        """(keys, vectors (N, dim) float32, files) as saved; bad rows are left out (and deleted), with a note.
+
+        Read in blocks into one array: a million vectors never exist as a million small objects."""
         try:
-            rows = self._db.execute("SELECT key, vector FROM embeddings").fetchall()
+            width = self.dim or _common_width(self._db)
+            total = self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+            matrix = np.empty((total, width), np.float32)
+            keys, bad_keys = [], []
+            cursor = self._db.execute("SELECT key, vector FROM embeddings")
+            while batch := cursor.fetchmany(8192):
+                good, vectors = _vectors(batch, width, bad_keys)
+                if good:
+                    matrix[len(keys):len(keys) + len(good)] = vectors
+                keys.extend(good)
             file_rows = self._db.execute("SELECT path, size, mtime, key FROM files").fetchall()
         except sqlite3.DatabaseError as exc:
             self._set_aside(exc)
             return [], np.zeros((0, 0), np.float32), {}
-        keys, vectors, bad_keys = [], [], []
-        width = self.dim or _common_width(rows)
-        for key, blob in rows:
-            vector = _vector(blob, width) if isinstance(key, str) else None
-            if vector is None:
-                bad_keys.append(key)
-                continue
-            keys.append(key)
-            vectors.append(vector)
         known = set(keys)
         files, bad_paths = {}, []
         for path, size, mtime, key in file_rows:
@@ -161,8 +162,7 @@ class IndexStore:
                               f"{len(bad_paths)} damaged file records; those pictures are encoded again")
             self._delete(bad_keys, bad_paths)
         self.dim = width if keys else self.dim
-        matrix = np.stack(vectors) if vectors else np.zeros((0, width), np.float32)
-        return keys, matrix, files
+        return keys, matrix[:len(keys)], files
 
     # ----------------------------------------------------------------- write
 
@@ -235,21 +235,26 @@ class _Transaction:
         return False
 
 
-def _common_width(rows) -> int:
+def _common_width(db: sqlite3.Connection) -> int:
     """The width most vectors have (a few of another width are the damaged ones)."""
-    counts: dict[int, int] = {}
-    for _, blob in rows:
-        if isinstance(blob, bytes) and len(blob) % 4 == 0 and blob:
-            counts[len(blob) // 4] = counts.get(len(blob) // 4, 0) + 1
-    return max(counts, key=counts.get) if counts else 0
+    rows = db.execute("SELECT length(vector), count(*) FROM embeddings WHERE typeof(vector) = 'blob' "
+                      "GROUP BY 1 ORDER BY 2 DESC").fetchall()
+    widths = [(size // 4, n) for size, n in rows if size and size % 4 == 0]
+    return max(widths, key=lambda w: w[1])[0] if widths else 0
 
 
-def _vector(blob, width: int) -> np.ndarray | None:
-    if not isinstance(blob, bytes) or not width or len(blob) != 4 * width:
-        return None
-    vector = np.frombuffer(blob, dtype=np.float32)
-    norm = float(np.linalg.norm(vector))
-    if not math.isfinite(norm) or abs(norm - 1.0) > 0.02:  # NaN, inf, or not what an embedder writes (unit
-        # length, give or take bf16's rounding)
-        return None
-    return vector
+def _vectors(batch: list, width: int, bad_keys: list) -> tuple[list[str], np.ndarray]:
+    """The keys and (n, width) vectors of the rows that hold what an embedder writes: a string key, `width`
+    finite float32 values of unit length (give or take bf16's rounding); the other rows' keys to `bad_keys`."""
+    shaped = []
+    for key, blob in batch:
+        if isinstance(key, str) and isinstance(blob, bytes) and width and len(blob) == 4 * width:
+            shaped.append((key, blob))
+        else:
+            bad_keys.append(key)
+    vectors = np.frombuffer(b"".join(blob for _, blob in shaped), np.float32).reshape(-1, max(width, 1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(vectors, axis=1)
+    ok = np.isfinite(norms) & (np.abs(norms - 1.0) <= 0.02)
+    bad_keys.extend(key for (key, _), good in zip(shaped, ok) if not good)
+    return [key for (key, _), good in zip(shaped, ok) if good], vectors[ok]

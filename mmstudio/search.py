@@ -5,7 +5,8 @@ image embeddings keyed by content hash (`imaging.content_key`), and for each
 file seen its size, modification time and hash. Indexing a folder again reads
 only files whose size or time changed, and encodes only pixels never seen
 (a copied or renamed file is not encoded twice). A query is one text encoding
-and one matrix-vector product over the collection; with a model that has an
+and its nearest images (`vector_index`: exact up to 100,000 images, a graph
+index kept beside the database above); with a model that has an
 image-text matching head (BLIP), its best RERANK images are then read again and
 re-ranked by that head, as BLIP retrieves: one vector per image cannot say
 "holds a small red circle" among other objects, the head reading every patch
@@ -20,6 +21,7 @@ Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from mmstudio.index_store import IndexStore
 from mmstudio.models.base import CancelCheck, Embedder, ModelInfo, Reranker, never_cancelled
 from mmstudio.models.common import one_torch_thread
 from mmstudio.paths import cache_dir
+from mmstudio.vector_index import NearestIndex, best
 
 # Images the matching head re-ranks per query. On 1,000 Shapes World scenes the built-in model's one-object
 # queries reach mAP 0.23 by embeddings alone, 0.39 re-ranking 100, 0.51 at 200, 0.78 all of them
@@ -88,21 +91,18 @@ class Collection:
     vectors: np.ndarray  # (N, P) float32, unit length
     report: IndexReport
     items: tuple = ()  # per name, the file or pixels it came from (what re-ranking reads again)
+    keys: tuple[str, ...] = ()  # per name, its content key: names the saved nearest-neighbour graph
+    cache: Path | None = None  # where that graph is kept (the index's folder); None: not kept
+
+    @functools.cached_property
+    def nearest(self) -> NearestIndex:
+        """Exact for a small collection; above `vector_index.EXACT_UP_TO`, a graph built once (and kept)."""
+        return NearestIndex(self.vectors, keys=self.keys, cache=self.cache)
 
     def rank(self, query: np.ndarray, top_k: int = 10) -> list[Hit]:
         """The top_k images for a (P,) unit query vector, best first."""
-        scores = self.vectors @ np.asarray(query, dtype=np.float32)  # (N,)
-        return [Hit(self.names[i], float(scores[i]), rank) for rank, i in enumerate(best(scores, top_k), start=1)]
-
-
-def best(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first, ties by position (stable results)."""
-    count = len(scores)
-    k = max(0, min(int(k), count))
-    if k == 0:
-        return np.zeros(0, dtype=np.int64)
-    top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
-    return top[np.lexsort((top, -scores[top]))]
+        rows, scores = self.nearest.search(query, top_k)
+        return [Hit(self.names[i], float(s), rank) for rank, (i, s) in enumerate(zip(rows, scores), start=1)]
 
 
 def rerank(scores: np.ndarray, match: Callable[[np.ndarray], np.ndarray], depth: int = RERANK) -> tuple:
@@ -223,7 +223,8 @@ class EmbeddingIndex:
         vectors = self.vectors[[self._rows[k] for k in keys]] if keys else np.zeros((0, self._dim()), np.float32)
         report = IndexReport(images=len(keys), encoded=encoded, reused=len(keys) - encoded, failed=tuple(failed),
                              notes=self.notes)
-        return Collection(tuple(names), np.ascontiguousarray(vectors, dtype=np.float32), report, tuple(items))
+        return Collection(tuple(names), np.ascontiguousarray(vectors, dtype=np.float32), report, tuple(items),
+                          tuple(keys), self.directory)
 
     def collect_folder(self, folder: Path, **options) -> Collection:
         if not Path(folder).is_dir():
@@ -239,9 +240,12 @@ class EmbeddingIndex:
             vector = self.embedder.text_features([query])[0]
         if not isinstance(self.embedder, Reranker) or depth <= 0 or len(collection.items) != len(collection.names):
             return collection.rank(vector, top_k)
-        scores = collection.vectors @ np.asarray(vector, dtype=np.float32)
+        # The candidates: all a page of results and the re-ranking need, nearest first (the whole collection
+        # is never scored twice, and past EXACT_UP_TO images only these are found, by the graph).
+        rows, scores = collection.nearest.search(vector, max(int(top_k), depth))
 
-        def match(indices: np.ndarray) -> np.ndarray:
+        def match(local: np.ndarray) -> np.ndarray:
+            indices = rows[local]
             # Read 64 at a time, so a depth of big photos is never all in memory at once; the head's batches
             # are worth every thread, unlike the query's one text.
             out = np.full(len(indices), -1.0)  # unreadable now: after every image read
@@ -262,7 +266,7 @@ class EmbeddingIndex:
             return out
 
         order, probability = rerank(scores, match, depth)
-        return [Hit(collection.names[i], float(scores[i]), rank,
+        return [Hit(collection.names[rows[i]], float(scores[i]), rank,
                     None if np.isnan(probability[i]) or probability[i] < 0 else float(probability[i]))
                 for rank, i in enumerate(order[:max(0, int(top_k))], start=1)]
 
