@@ -17,7 +17,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from mmstudio.embedding_map import MapLayout, pca_layout, place
+from mmstudio.embedding_map import MapLayout, cached_layout, place
 from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError, MMStudioError
 from mmstudio.imaging import load_image
@@ -241,7 +241,7 @@ def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Prog
     images = tuple(refs[name] for name in collection.names)
     if not images:
         raise MMStudioError("none of the images could be read to map")
-    layout = pca_layout(collection.vectors)
+    layout = cached_layout(collection.vectors, collection.keys, collection.cache)
     if not request.query.strip():
         return MapOutcome(request, images, layout, collection.report)
     text = engine.embedder(request.model).text_features([request.query])[0]

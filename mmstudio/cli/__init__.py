@@ -15,7 +15,7 @@ from mmstudio.errors import MMStudioError
 
 # Each module adds its subcommands with `register(subparsers)`; kept explicit like the model registry.
 _COMMAND_MODULES = ("mmstudio.cli.infer", "mmstudio.cli.search", "mmstudio.cli.world", "mmstudio.cli.train",
-                    "mmstudio.cli.evaluate", "mmstudio.cli.recipe", "mmstudio.cli.duplicates")
+                    "mmstudio.cli.evaluate", "mmstudio.cli.recipe", "mmstudio.cli.duplicates", "mmstudio.cli.map")
 
 
 def build_parser() -> argparse.ArgumentParser:
