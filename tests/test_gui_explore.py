@@ -52,3 +52,37 @@ def test_the_map_shows_the_gallery_a_text_lands_on_it_and_a_click_shows_the_pict
     point = panel.points.points()[3]
     panel._clicked(panel.points, [point])
     assert chosen == [point.data()] and window.gallery.current_ref().key == point.data()
+
+
+def test_binning_counts_each_point_in_its_pixel():
+    from mmstudio.gui.qt_density_map import binned, rgba
+
+    xy = np.array([[0.05, 0.05], [0.05, 0.06], [0.95, 0.95], [2.0, 0.5]], np.float32)  # the last out of view
+    counts = binned(xy, 0, 1, 0, 1, 10, 10)
+    assert counts.sum() == 3 and counts[0, 0] == 2 and counts[9, 9] == 1
+    image = rgba(counts)
+    assert image[0, 0, 3] > image[9, 9, 3] > 0 and image[5, 5, 3] == 0  # more points, stronger; none, clear
+
+
+def test_a_large_map_is_a_density_image_that_still_picks_pictures(qtbot, window, photos, monkeypatch):
+    from PySide6.QtCore import QPointF
+
+    from mmstudio.gui.panels import explore_panel
+
+    monkeypatch.setattr(explore_panel, "DENSE_FROM", 2)
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
+    panel.draw_map()
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    assert len(panel.points.points()) == 0 and panel.density.image.isVisible()
+    assert panel.density.image.image is not None
+    view = panel.plot.getViewBox()
+    x, y = panel.outcome.layout.xy[3]
+    row = panel._density_row(view.mapViewToScene(QPointF(float(x), float(y))))
+    assert row == 3 or np.allclose(panel.outcome.layout.xy[row], (x, y))  # two pictures may share a place
+    assert panel.density.nearest(float(x) + 1e6, float(y)) is None  # far from every point: nothing picked
+    panel.draw_map("a red circle")  # the star and the rings stay on top of the image
+    qtbot.waitUntil(lambda: panel.outcome.query_xy is not None, timeout=TIMEOUT)
+    assert len(panel.star.points()) == 1 and len(panel.points.points()) == 0

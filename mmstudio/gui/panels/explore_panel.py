@@ -14,11 +14,13 @@ import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
+from mmstudio.gui.qt_density_map import DensityMap
 from mmstudio.gui.qt_unknown_words import marked_html
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.requests import MapOutcome, MapRequest
 
 BEST = 10  # pictures ringed as the query's best
+DENSE_FROM = 50_000  # more points than this: drawn as a density image (qt_density_map), not one by one
 PLAIN = (40, 110, 190, 170)
 
 
@@ -93,6 +95,10 @@ class ExplorePanel(QWidget):
                                        brush=pg.mkBrush(250, 210, 0))
         for item in (self.points, self.best, self.star):
             self.plot.addItem(item)
+        self.density = DensityMap(self.plot)
+        # Picking on the density image: the scatter item picks its own points.
+        self.plot.scene().sigMouseMoved.connect(self._moved)
+        self.plot.scene().sigMouseClicked.connect(self._scene_clicked)
         self._plot_slot.addWidget(self.plot)
 
     def set_gallery_source(self, refs_callable) -> None:
@@ -121,8 +127,14 @@ class ExplorePanel(QWidget):
         pg = _pg()
         xy = outcome.layout.xy
         keys = [ref.key for ref in outcome.images]
-        brushes = _colours(outcome.similarity) if outcome.similarity is not None else [pg.mkBrush(*PLAIN)] * len(xy)
-        self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes)
+        if len(xy) > DENSE_FROM:
+            self.points.setData(x=[], y=[])
+            self.density.set_points(xy)
+        else:
+            self.density.set_points(np.zeros((0, 2), np.float32))
+            brushes = (_colours(outcome.similarity) if outcome.similarity is not None
+                       else [pg.mkBrush(*PLAIN)] * len(xy))
+            self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes)
         if outcome.query_xy is not None:
             order = np.argsort(-outcome.similarity)[:BEST]
             self.best.setData(x=xy[order, 0], y=xy[order, 1])
@@ -131,6 +143,7 @@ class ExplorePanel(QWidget):
             self.best.setData(x=[], y=[])
             self.star.setData(x=[], y=[])
         self.plot.autoRange()
+        self.density.redraw()
         shown = f"{outcome.layout.explained:.0%} of the variance"
         text = html.escape(f"{len(keys)} pictures; the plane shows {shown}.")
         if outcome.query_xy is not None:
@@ -147,3 +160,19 @@ class ExplorePanel(QWidget):
     def _hovered(self, _item, points, _event=None) -> None:
         if len(points):
             self.plot.setToolTip(str(points[0].data()))
+
+    def _density_row(self, position) -> int | None:
+        if self.outcome is None or not len(self.density.xy):
+            return None
+        point = self.plot.getViewBox().mapSceneToView(position)
+        return self.density.nearest(point.x(), point.y())
+
+    def _moved(self, position) -> None:
+        row = self._density_row(position)
+        if row is not None:
+            self.plot.setToolTip(self.outcome.images[row].key)
+
+    def _scene_clicked(self, event) -> None:
+        row = self._density_row(event.scenePos())
+        if row is not None:
+            self.image_chosen.emit(self.outcome.images[row].key)

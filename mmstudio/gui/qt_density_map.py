@@ -1,0 +1,81 @@
+"""A map of many points drawn as a density image: a million points pan at the speed of one picture.
+
+pyqtgraph's scatter item draws every point on every frame (137 ms a frame at a million points here); this
+item draws one image of the points in view, binned at the view's pixel size. Panning and zooming move the
+image with the view at once; when the view has settled for a moment the image is binned again for the new
+range, so zooming in sharpens it down to single points. Picking (hover, click) finds the nearest point to
+the cursor within a few pixels. `bench/map_frame.py` measures both items side by side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QRectF, QTimer
+
+SETTLE_MS = 60  # after the last pan or zoom step, bin again for the new view
+COLOUR = np.array([40, 110, 190], np.float32)
+
+
+def binned(xy: np.ndarray, x0: float, x1: float, y0: float, y1: float, width: int, height: int) -> np.ndarray:
+    """(height, width) counts of the points that fall in each pixel of the rectangle; row 0 at y0."""
+    width, height = max(int(width), 1), max(int(height), 1)
+    sx, sy = width / max(x1 - x0, 1e-12), height / max(y1 - y0, 1e-12)
+    ix = np.floor((xy[:, 0] - x0) * sx).astype(np.int64)
+    iy = np.floor((xy[:, 1] - y0) * sy).astype(np.int64)
+    inside = (ix >= 0) & (ix < width) & (iy >= 0) & (iy < height)
+    counts = np.bincount(iy[inside] * width + ix[inside], minlength=width * height)
+    return counts.reshape(height, width)
+
+
+def rgba(counts: np.ndarray) -> np.ndarray:
+    """Counts as colour: one point faint, many strong (log scale), empty pixels transparent."""
+    most = float(counts.max()) if counts.size else 0.0
+    share = np.log1p(counts) / np.log1p(most) if most > 0 else np.zeros(counts.shape)
+    image = np.zeros(counts.shape + (4,), np.uint8)
+    image[..., :3] = (COLOUR * (1.15 - 0.5 * share[..., None])).clip(0, 255)
+    image[..., 3] = np.where(counts > 0, 110 + 145 * share, 0)
+    return image
+
+
+class DensityMap:
+    """The points of a plot as one image, binned again for each settled view; and the nearest point."""
+
+    def __init__(self, plot):
+        import pyqtgraph as pg
+
+        self.plot = plot
+        self.view = plot.getViewBox()
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setZValue(-1)  # under the rings and the star
+        plot.addItem(self.image)
+        self.xy = np.zeros((0, 2), np.float32)
+        self.timer = QTimer(plot)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(SETTLE_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.view.sigRangeChanged.connect(lambda *_: self.timer.start())
+
+    def set_points(self, xy: np.ndarray) -> None:
+        self.xy = np.asarray(xy, np.float32)
+        self.image.setVisible(len(self.xy) > 0)
+        self.redraw()
+
+    def redraw(self) -> None:
+        if not len(self.xy):
+            return
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        width, height = int(self.view.width()) or 800, int(self.view.height()) or 600  # 0 before first shown
+        self.image.setImage(rgba(binned(self.xy, x0, x1, y0, y1, width, height)), autoLevels=False,
+                            levels=(0, 255))
+        self.image.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+
+    def nearest(self, x: float, y: float, pixels: float = 6.0) -> int | None:
+        """The row of the point nearest to (x, y) in view coordinates, if within `pixels` on the screen."""
+        if not len(self.xy):
+            return None
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        sx = max(float(self.view.width()), 1.0) / max(x1 - x0, 1e-12)
+        sy = max(float(self.view.height()), 1.0) / max(y1 - y0, 1e-12)
+        distance = ((self.xy[:, 0] - x) * sx) ** 2 + ((self.xy[:, 1] - y) * sy) ** 2
+        row = int(np.argmin(distance))
+        return row if distance[row] <= pixels ** 2 else None
