@@ -86,3 +86,23 @@ def test_a_large_map_is_a_density_image_that_still_picks_pictures(qtbot, window,
     panel.draw_map("a red circle")  # the star and the rings stay on top of the image
     qtbot.waitUntil(lambda: panel.outcome.query_xy is not None, timeout=TIMEOUT)
     assert len(panel.star.points()) == 1 and len(panel.points.points()) == 0
+
+
+def test_a_rectangle_on_the_map_selects_its_pictures_in_the_gallery(qtbot, window, photos):
+    from PySide6.QtCore import QRectF
+
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
+    panel.draw_map()
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    assert hasattr(panel.plot.getViewBox(), "selected")  # Shift+drag reports its rectangle there
+    xy = panel.outcome.layout.xy
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+    panel.select_area(QRectF(float(x1) + 1, float(y1) + 1, -float(x1 - x0) - 2, -float(y1 - y0) - 2))
+    assert len(window.gallery.selectedItems()) == 5  # a rectangle drawn either way round
+    x, y = xy[2]
+    panel.select_area(QRectF(float(x) - 1e-4, float(y) - 1e-4, 2e-4, 2e-4))
+    assert window.gallery.current_ref().key == panel.outcome.images[2].key
+    assert 1 <= len(window.gallery.selectedItems()) < 5  # only what the rectangle holds

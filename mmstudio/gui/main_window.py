@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
         # Every picture opened, its thumbnail drawn or not: indexing reads them and reports the unreadable.
         self.explore_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False))
         self.explore_panel.image_chosen.connect(self.gallery.select_key)
+        self.explore_panel.images_selected.connect(self.gallery.select_keys)
         self.duplicates_panel.image_chosen.connect(self._select_path)
         # Copies moved to the Trash or a folder leave the gallery; Undo brings them back.
         self._moved_from_gallery: set[str] = set()

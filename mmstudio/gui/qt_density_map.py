@@ -79,3 +79,35 @@ class DensityMap:
         distance = ((self.xy[:, 0] - x) * sx) ** 2 + ((self.xy[:, 1] - y) * sy) ** 2
         row = int(np.argmin(distance))
         return row if distance[row] <= pixels ** 2 else None
+
+
+def inside(xy: np.ndarray, rect: QRectF) -> np.ndarray:
+    """Rows of the points within a rectangle of view coordinates."""
+    x0, x1 = sorted((rect.left(), rect.right()))
+    y0, y1 = sorted((rect.top(), rect.bottom()))
+    return np.nonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))[0]
+
+
+def selecting_view_box():
+    """A ViewBox where Shift+drag draws a rectangle and reports it (view coordinates) on `selected`, instead
+    of panning; a plain drag still pans and the wheel zooms. Made on demand: pyqtgraph is imported late."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import Qt, Signal
+
+    class SelectingViewBox(pg.ViewBox):
+        selected = Signal(QRectF)
+
+        def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - pyqtgraph's name
+            shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            if not shift or ev.button() != Qt.MouseButton.LeftButton:
+                super().mouseDragEvent(ev, axis)
+                return
+            ev.accept()
+            if ev.isFinish():
+                self.rbScaleBox.hide()
+                rect = QRectF(ev.buttonDownPos(ev.button()), ev.pos()).normalized()
+                self.selected.emit(self.childGroup.mapRectFromParent(rect))
+            else:
+                self.updateScaleBox(ev.buttonDownPos(), ev.pos())
+
+    return SelectingViewBox()

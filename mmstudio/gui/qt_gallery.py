@@ -8,7 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QItemSelectionModel, QObject, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
 
@@ -248,6 +248,24 @@ class Gallery(QListWidget):
         item = self._item(key)
         if item is not None:
             self.setCurrentItem(item)
+
+    def select_keys(self, keys) -> None:
+        """Select these pictures (the Explore map's rectangle), the first of them current; others unselected."""
+        wanted = set(keys)
+        first = None
+        self.blockSignals(True)  # one current-change below, not one per picture
+        try:
+            for row in range(self.count()):
+                item = self.item(row)
+                chosen = item.data(_REF_ROLE).key in wanted
+                item.setSelected(chosen)
+                if chosen and first is None:
+                    first = item
+        finally:
+            self.blockSignals(False)
+        if first is not None:
+            self.setCurrentItem(first, QItemSelectionModel.SelectionFlag.NoUpdate)
+            self.scrollToItem(first)
 
     def _on_current(self, item, _previous) -> None:
         if item is None:

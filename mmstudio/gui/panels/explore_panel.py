@@ -2,8 +2,9 @@
 
 Each picture is a point (the two principal directions of the image embeddings, mmstudio/embedding_map.py);
 a text typed below lands in the same space, marked with a star, and colours the points by how well each
-picture fits it, its ten best ringed. Hover names a picture, a click shows it in the gallery. Drawn with
-pyqtgraph: pan with the mouse, zoom with the wheel.
+picture fits it, its ten best ringed. Hover names a picture, a click shows it in the gallery, Shift+drag
+selects the pictures in a rectangle there. Drawn with pyqtgraph: pan with the mouse, zoom with the wheel;
+past DENSE_FROM pictures as a density image (qt_density_map), so a million points pan smoothly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from mmstudio.gui.qt_density_map import DensityMap
+from mmstudio.gui.qt_density_map import DensityMap, inside, selecting_view_box
 from mmstudio.gui.qt_unknown_words import marked_html
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.requests import MapOutcome, MapRequest
@@ -44,6 +45,7 @@ class ExplorePanel(QWidget):
     message = Signal(str)
     error = Signal(str)
     image_chosen = Signal(str)  # the gallery key of a point the user clicked
+    images_selected = Signal(list)  # the gallery keys of the points in a rectangle the user drew
 
     def __init__(self, client, parent=None):
         super().__init__(parent)
@@ -83,7 +85,8 @@ class ExplorePanel(QWidget):
         if self.plot is not None:
             return
         pg = _pg()
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(background="w", viewBox=selecting_view_box())
+        self.plot.getViewBox().selected.connect(self.select_area)
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.points = pg.ScatterPlotItem(size=9, pen=pg.mkPen(255, 255, 255, 160), hoverable=True,
@@ -176,3 +179,11 @@ class ExplorePanel(QWidget):
         row = self._density_row(event.scenePos())
         if row is not None:
             self.image_chosen.emit(self.outcome.images[row].key)
+
+    def select_area(self, rect) -> None:
+        if self.outcome is None:
+            return
+        rows = inside(self.outcome.layout.xy, rect)
+        self.images_selected.emit([self.outcome.images[row].key for row in rows])
+        self.message.emit(f"{len(rows):,} pictures selected in the gallery" if len(rows)
+                          else "No picture in that rectangle.")
