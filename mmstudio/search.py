@@ -21,7 +21,6 @@ Pure numpy and Pillow; the model is any `Embedder` (BLIP retrieval, CLIP).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -94,14 +93,18 @@ class Collection:
     keys: tuple[str, ...] = ()  # per name, its content key: names the saved nearest-neighbour graph
     cache: Path | None = None  # where that graph is kept (the index's folder); None: not kept
 
-    @functools.cached_property
-    def nearest(self) -> NearestIndex:
-        """Exact for a small collection; above `vector_index.EXACT_UP_TO`, a graph built once (and kept)."""
-        return NearestIndex(self.vectors, keys=self.keys, cache=self.cache)
+    def nearest(self, cancel: CancelCheck = never_cancelled) -> NearestIndex:
+        """Exact for a small collection; above `vector_index.EXACT_UP_TO`, a graph built once (and kept on
+        disk and here): `cancel` may stop that build."""
+        found = self.__dict__.get("_nearest")
+        if found is None:
+            found = NearestIndex(self.vectors, keys=self.keys, cache=self.cache, cancel=cancel)
+            object.__setattr__(self, "_nearest", found)  # frozen: a cache, not a field
+        return found
 
-    def rank(self, query: np.ndarray, top_k: int = 10) -> list[Hit]:
+    def rank(self, query: np.ndarray, top_k: int = 10, cancel: CancelCheck = never_cancelled) -> list[Hit]:
         """The top_k images for a (P,) unit query vector, best first."""
-        rows, scores = self.nearest.search(query, top_k)
+        rows, scores = self.nearest(cancel).search(query, top_k)
         return [Hit(self.names[i], float(s), rank) for rank, (i, s) in enumerate(zip(rows, scores), start=1)]
 
 
@@ -239,10 +242,10 @@ class EmbeddingIndex:
         with one_torch_thread():
             vector = self.embedder.text_features([query])[0]
         if not isinstance(self.embedder, Reranker) or depth <= 0 or len(collection.items) != len(collection.names):
-            return collection.rank(vector, top_k)
+            return collection.rank(vector, top_k, cancel)
         # The candidates: all a page of results and the re-ranking need, nearest first (the whole collection
         # is never scored twice, and past EXACT_UP_TO images only these are found, by the graph).
-        rows, scores = collection.nearest.search(vector, max(int(top_k), depth))
+        rows, scores = collection.nearest(cancel).search(vector, max(int(top_k), depth))
 
         def match(local: np.ndarray) -> np.ndarray:
             indices = rows[local]

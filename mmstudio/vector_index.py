@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ EXACT_UP_TO = 100_000
 CONNECTIVITY = 16  # graph edges per node (usearch's default)
 EXPANSION_ADD = 128  # candidates weighed when a node is inserted: a better graph, a slower build
 EXPANSION_SEARCH = 512  # candidates weighed per query: recall@10 >= 0.95 at 1M clustered vectors
+BUILD_BLOCK = 20_000  # vectors added between two looks at cancel (a few seconds of building here)
 KEEP_GRAPHS = 3  # graphs of other collections kept beside an index (a user searches a few folders)
 GRAPH_PREFIX = "nearest-"
 
@@ -36,7 +37,10 @@ class NearestIndex:
     """Top-k of unit vectors by inner product with a query."""
 
     def __init__(self, vectors: np.ndarray, *, keys: Sequence[str] = (), cache: Path | None = None,
-                 exact_up_to: int | None = None):
+                 exact_up_to: int | None = None, cancel: Callable[[], None] = lambda: None,
+                 progress: Callable[[int, int], None] | None = None):
+        """`cancel()` is called between blocks of a graph build (minutes at a million vectors) and may raise;
+        `progress(done, total)` after each."""
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.count, self.dim = (self.vectors.shape if self.vectors.ndim == 2 else (0, 0))
         limit = EXACT_UP_TO if exact_up_to is None else exact_up_to
@@ -44,7 +48,7 @@ class NearestIndex:
         self.built_seconds = 0.0  # time spent building the graph in this process (0: exact, or read back)
         self.note = ""  # why a saved graph was not used, or the graph library is missing
         if self.count > limit:
-            self.graph = self._graph(keys, cache)
+            self.graph = self._graph(keys, cache, cancel, progress)
 
     @property
     def approximate(self) -> bool:
@@ -69,7 +73,7 @@ class NearestIndex:
 
     # ---------------------------------------------------------------- graph
 
-    def _graph(self, keys: Sequence[str], cache: Path | None):
+    def _graph(self, keys: Sequence[str], cache: Path | None, cancel, progress):
         try:
             from usearch.index import Index
         except ImportError:  # a build without the library: exact search, slower on a large collection
@@ -87,7 +91,12 @@ class NearestIndex:
         started = time.perf_counter()
         graph = Index(ndim=self.dim, metric="ip", dtype="f16", connectivity=CONNECTIVITY,
                       expansion_add=EXPANSION_ADD, expansion_search=EXPANSION_SEARCH)
-        graph.add(np.arange(self.count, dtype=np.int64), self.vectors, threads=os.cpu_count() or 1)
+        for start in range(0, self.count, BUILD_BLOCK):
+            cancel()
+            end = min(start + BUILD_BLOCK, self.count)
+            graph.add(np.arange(start, end, dtype=np.int64), self.vectors[start:end], threads=os.cpu_count() or 1)
+            if progress:
+                progress(end, self.count)
         self.built_seconds = time.perf_counter() - started
         if path is not None:
             _save(graph, path)

@@ -45,7 +45,7 @@ def test_map_prints_each_picture_places_a_query_draws_and_keeps_the_layout(pictu
     collection = engine.index([(line["image"], load_image(line["image"])) for line in images])
     expected = pca_layout(collection.vectors).xy
     assert np.allclose([[line["x"], line["y"]] for line in images], expected, atol=1e-4)
-    nearest = {images[i]["image"] for i in collection.nearest.search(
+    nearest = {images[i]["image"] for i in collection.nearest().search(
         engine.embedder().text_features(["a red circle"])[0], 3)[0]}
     assert nearest == {line["image"] for line in images if line["marked"]}
 

@@ -78,7 +78,29 @@ def test_search_past_the_size_gives_the_exact_answers_of_a_small_collection(tmp_
     expected = [(h.image, h.match) for h in engine.search(exact, "a small red circle", model=name, top_k=4)]
     monkeypatch.setattr(vector_index, "EXACT_UP_TO", 2)
     graph = engine.index(sources, model=name)
-    assert graph.nearest.approximate
+    assert graph.nearest().approximate
     hits = engine.search(graph, "a small red circle", model=name, top_k=4)
     assert [(h.image, h.match) for h in hits] == [(i, pytest.approx(m, abs=1e-6)) for i, m in expected]
     assert list(graph.cache.glob("nearest-*.usearch"))  # beside the index database
+
+
+def test_a_graph_build_reports_progress_and_can_be_stopped_leaving_nothing_half_saved(tmp_path, monkeypatch):
+    from mmstudio.errors import CancelledError
+
+    monkeypatch.setattr(vector_index, "BUILD_BLOCK", 100)
+    vectors = clustered(500)
+    keys = [f"k{i}" for i in range(500)]
+    seen = []
+    NearestIndex(vectors, keys=keys, exact_up_to=100, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(100, 500), (200, 500), (300, 500), (400, 500), (500, 500)]
+
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        if len(calls) > 2:
+            raise CancelledError("stopped")
+
+    with pytest.raises(CancelledError):
+        NearestIndex(vectors, keys=keys, cache=tmp_path, exact_up_to=100, cancel=cancel)
+    assert not list(tmp_path.iterdir())

@@ -69,7 +69,7 @@ def run_map(args: argparse.Namespace) -> int:
     if args.query:
         text = engine.embedder(args.model).text_features([args.query])[0]
         query_xy = place(text[None, :], layout.mean, layout.axes)[0]
-        rows, _ = collection.nearest.search(text, args.near)
+        rows, _ = collection.nearest().search(text, args.near)
         near[rows] = True
         notes.append(f"ring: {args.query!r}, pink: its {len(rows)} nearest pictures")
     if args.color_by:
