@@ -97,3 +97,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    sys.stdout.flush()
+    os._exit(0)  # PySide6 6.x can crash tearing down many deleted plot widgets at exit; the figures are out
