@@ -10,6 +10,7 @@ as colour. `draw` makes the picture `mmstudio map --out` writes.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mmstudio.errors import MMStudioError
 from mmstudio.vector_index import collection_digest
 
 FIT_ROWS = 20_000
-LAYOUT_PREFIX = "map-"
+METHODS = ("pca", "umap")
+UMAP_NEIGHBOURS = 15  # umap-learn's default: the size of the neighbourhoods a layout keeps together
+UMAP_INSTALL = "pip install 'mmstudio[umap]'"
 BACKGROUND, POINTS, MARKED, QUERY = (24, 26, 30), (120, 150, 200), (255, 170, 40), (255, 80, 110)
 
 
@@ -30,7 +34,17 @@ class MapLayout:
     xy: np.ndarray  # (N, 2) float32, one point per vector
     mean: np.ndarray  # (D,)
     axes: np.ndarray  # (2, D): the plane's directions
-    explained: float  # share of the variance the plane shows
+    explained: float  # share of the variance the plane shows (PCA; 0 for UMAP, which keeps neighbourhoods)
+    method: str = "pca"
+
+    def place_text(self, vector: np.ndarray, similarity: np.ndarray, near: int = 10) -> np.ndarray:
+        """Where a text lands: on the PCA plane, its projection; on a UMAP layout (which has no projection
+        for new points), the mean place of its `near` most similar pictures, weighted by similarity."""
+        if self.method == "pca":
+            return place(np.asarray(vector)[None, :], self.mean, self.axes)[0]
+        rows = np.argsort(-similarity)[:near]
+        weights = np.maximum(similarity[rows], 0) + 1e-6
+        return (self.xy[rows] * weights[:, None]).sum(axis=0) / weights.sum()
 
 
 def pca_layout(vectors: np.ndarray, seed: int = 0) -> MapLayout:
@@ -59,28 +73,71 @@ def place(vectors: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray
     return (np.asarray(vectors, dtype=np.float32) @ axes.T - mean @ axes.T).astype(np.float32)
 
 
-def cached_layout(vectors: np.ndarray, keys: Sequence[str], folder: Path | None) -> MapLayout:
-    """The PCA layout of a collection, read from `folder` when these pictures were laid out before, else
-    computed and kept there (best effort: a folder that cannot be written only means computing it again)."""
-    path = Path(folder) / f"{LAYOUT_PREFIX}{collection_digest(keys, vectors.shape[1])}.npz" if folder else None
-    if path is not None and path.is_file():
-        try:
-            with np.load(path) as saved:
-                layout = MapLayout(saved["xy"], saved["mean"], saved["axes"], float(saved["explained"]))
-            if layout.xy.shape == (len(vectors), 2):
-                return layout
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: computed again below
-    layout = pca_layout(vectors)
-    if path is not None:
-        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
-        try:
-            np.savez(partial, xy=layout.xy, mean=layout.mean, axes=layout.axes, explained=layout.explained)
-            os.replace(partial, path)
-            for old in sorted(path.parent.glob(f"{LAYOUT_PREFIX}*.npz"), key=lambda p: p.stat().st_mtime)[:-3]:
-                old.unlink(missing_ok=True)
-        except OSError:
-            partial.unlink(missing_ok=True)
+def umap_available() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
+
+def umap_layout(vectors: np.ndarray) -> MapLayout:
+    """A UMAP layout (umap-learn, cosine neighbourhoods): groups of alike pictures drawn apart, which a
+    plane through the data often overlaps. Minutes for 100,000 pictures (bench/map_layout.py)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if len(vectors) <= UMAP_NEIGHBOURS:
+        raise MMStudioError(f"a UMAP layout needs more than {UMAP_NEIGHBOURS} pictures; this map has "
+                            f"{len(vectors)} (the PCA plane shows them)")
+    try:
+        import umap
+    except ImportError:
+        raise MMStudioError(f"a UMAP layout needs umap-learn, not installed here: {UMAP_INSTALL} (about 110 MB "
+                            "to download with numba and scikit-learn)") from None
+    xy = umap.UMAP(n_neighbors=UMAP_NEIGHBOURS, metric="cosine", low_memory=True, n_jobs=-1).fit_transform(vectors)
+    dim = vectors.shape[1]
+    return MapLayout(np.asarray(xy, np.float32), np.zeros(dim, np.float32), np.zeros((2, dim), np.float32), 0.0,
+                     "umap")
+
+
+def layout_path(keys: Sequence[str], dim: int, folder: Path, method: str = "pca") -> Path:
+    """Where the layout of these pictures by `method` is kept: beside their index, named by their keys."""
+    return Path(folder) / f"map-{method}-{collection_digest(keys, dim)}.npz"
+
+
+def saved_layout(path: Path | None, count: int) -> MapLayout | None:
+    """A kept layout of `count` points, or None when there is none or it is unreadable."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            layout = MapLayout(saved["xy"], saved["mean"], saved["axes"], float(saved["explained"]),
+                               str(saved["method"]) if "method" in saved else "pca")
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    return layout if layout.xy.shape == (count, 2) else None
+
+
+def save_layout(layout: MapLayout, path: Path) -> None:
+    """Written under a temporary name, then renamed; the newest few of each method kept. Best effort: a
+    folder that cannot be written only means computing it again."""
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(partial, xy=layout.xy, mean=layout.mean, axes=layout.axes, explained=layout.explained,
+                 method=layout.method)
+        os.replace(partial, path)
+        kept = sorted(path.parent.glob(f"map-{layout.method}-*.npz"), key=lambda p: p.stat().st_mtime)
+        for old in kept[:-3]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def cached_layout(vectors: np.ndarray, keys: Sequence[str], folder: Path | None, method: str = "pca") -> MapLayout:
+    """The layout of a collection, read from `folder` when these pictures were laid out before, else
+    computed and kept there."""
+    path = layout_path(keys, vectors.shape[1], folder, method) if folder else None
+    layout = saved_layout(path, len(vectors))
+    if layout is None:
+        layout = umap_layout(vectors) if method == "umap" else pca_layout(vectors)
+        if path is not None:
+            save_layout(layout, path)
     return layout
 
 

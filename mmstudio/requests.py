@@ -17,7 +17,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from mmstudio.embedding_map import MapLayout, cached_layout, place
+from mmstudio.embedding_map import MapLayout, cached_layout, layout_path, saved_layout
 from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError, MMStudioError
 from mmstudio.imaging import load_image
@@ -160,6 +160,9 @@ class MapOutcome:
     query_xy: tuple[float, float] | None = None  # where the query lands on the plane
     similarity: np.ndarray | None = None  # (N,) cosine of each image and the query, in the full space
     unknown_words: tuple[str, ...] = ()
+    vectors: np.ndarray | None = None  # (N, D) the images' embeddings: what a UMAP layout is computed from
+    umap_path: Path | None = None  # where these pictures' UMAP layout is kept (beside their index)
+    umap: MapLayout | None = None  # that layout, when it was computed before
 
 
 Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome, MapOutcome]
@@ -242,13 +245,17 @@ def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Prog
     if not images:
         raise MMStudioError("none of the images could be read to map")
     layout = cached_layout(collection.vectors, collection.keys, collection.cache)
+    umap_path = (layout_path(collection.keys, collection.vectors.shape[1], collection.cache, "umap")
+                 if collection.cache else None)
+    kept = dict(vectors=collection.vectors, umap_path=umap_path, umap=saved_layout(umap_path, len(images)))
     if not request.query.strip():
-        return MapOutcome(request, images, layout, collection.report)
+        return MapOutcome(request, images, layout, collection.report, **kept)
     text = engine.embedder(request.model).text_features([request.query])[0]
     unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
-    xy = place(text[None, :], layout.mean, layout.axes)[0]
-    return MapOutcome(request, images, layout, collection.report, (float(xy[0]), float(xy[1])),
-                      collection.vectors @ text, tuple(unknown))
+    similarity = collection.vectors @ text
+    xy = layout.place_text(text, similarity)
+    return MapOutcome(request, images, layout, collection.report, (float(xy[0]), float(xy[1])), similarity,
+                      tuple(unknown), **kept)
 
 
 def _known(engine: Engine, task: Task, model: str | None, unknown) -> KnownWords | None:

@@ -52,6 +52,10 @@ def test_the_map_shows_the_gallery_a_text_lands_on_it_and_a_click_shows_the_pict
     point = panel.points.points()[3]
     panel._clicked(panel.points, [point])
     assert chosen == [point.data()] and window.gallery.current_ref().key == point.data()
+    qtbot.waitUntil(lambda: not window.gallery.icon_of(point.data()).isNull(), timeout=TIMEOUT)
+    panel._hovered(panel.points, [point])
+    tip = panel.plot.toolTip()
+    assert tip.startswith('<img src="data:image/png;base64,') and tip.endswith(point.data())  # thumbnail, path
 
 
 def test_binning_counts_each_point_in_its_pixel():
@@ -106,3 +110,46 @@ def test_a_rectangle_on_the_map_selects_its_pictures_in_the_gallery(qtbot, windo
     panel.select_area(QRectF(float(x) - 1e-4, float(y) - 1e-4, 2e-4, 2e-4))
     assert window.gallery.current_ref().key == panel.outcome.images[2].key
     assert 1 <= len(window.gallery.selectedItems()) < 5  # only what the rectangle holds
+    x, y = xy[4]
+    panel.select_lasso(np.array([[x - 1e-4, y - 1e-4], [x + 1e-4, y - 1e-4], [x, y + 1e-4]]))  # a lasso
+    assert window.gallery.current_ref().key == panel.outcome.images[4].key
+    assert 1 <= len(window.gallery.selectedItems()) < 5
+    assert hasattr(panel.plot.getViewBox(), "lassoed")  # Ctrl+drag reports its corners there
+
+
+def test_a_lasso_holds_the_points_inside_its_outline_only():
+    from mmstudio.gui.qt_density_map import in_polygon
+
+    grid = np.array([[x, y] for y in range(5) for x in range(5)], np.float32)
+    u_shape = np.array([[0.5, 0.5], [3.5, 0.5], [3.5, 3.5], [2.5, 3.5], [2.5, 1.5], [1.5, 1.5], [1.5, 3.5],
+                        [0.5, 3.5]])
+    assert sorted(in_polygon(grid, u_shape).tolist()) == [6, 7, 8, 11, 13, 16, 18]  # not the notch's 12, 17
+    assert in_polygon(grid, u_shape[:2]).size == 0
+
+
+def test_umap_is_computed_in_its_own_process_kept_with_the_index_and_shown_when_ready(qtbot, window, tmp_path):
+    pytest.importorskip("umap")
+    from mmstudio.world import render_scene, sample_scene
+
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    for i in range(24):
+        render_scene(sample_scene(rng)).save(folder / f"s{i:02d}.png")
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(folder)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 24, timeout=TIMEOUT)
+    panel.method.setCurrentIndex(panel.method.findData("umap"))
+    panel.draw_map("a red circle")
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    assert panel.layout().method == "pca" and panel.umap_process is not None  # PCA at once, UMAP under way
+    assert "background" in panel.status.text()
+    qtbot.waitUntil(lambda: panel.outcome.umap is not None, timeout=180000)
+    assert panel.layout().method == "umap" and "UMAP" in panel.status.text()
+    assert len(panel.points.points()) == 24 and len(panel.star.points()) == 1
+    assert panel.outcome.umap_path.is_file()  # kept beside the index: the next map opens with it
+    panel.draw_map("a red circle")
+    qtbot.waitUntil(lambda: panel.outcome.umap is not None and panel.umap_process is None, timeout=TIMEOUT)
+    panel.method.setCurrentIndex(panel.method.findData("pca"))
+    assert panel.layout().method == "pca"

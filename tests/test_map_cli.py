@@ -81,3 +81,26 @@ def test_color_by_marks_the_pictures_whose_caption_has_the_word(pictures, capsys
 def test_map_refuses_what_it_cannot_do(pictures, capsys, argv, says):
     code = main(["map", str(pictures), *argv])
     assert code != 0 and says in capsys.readouterr().err
+
+
+def test_umap_layout_from_a_vectors_file_and_refused_for_too_few_pictures(pictures, tmp_path, capsys):
+    pytest.importorskip("umap")
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 16))
+    vectors = centres[np.repeat(np.arange(3), 20)] + 0.05 * rng.standard_normal((60, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    assert main(["layout", str(tmp_path / "v.npy"), str(tmp_path / "out.npz")]) == 0
+    with np.load(tmp_path / "out.npz") as saved:
+        xy, method = saved["xy"], str(saved["method"])
+    assert method == "umap" and xy.shape == (60, 2)
+    groups = [xy[i * 20:(i + 1) * 20].mean(axis=0) for i in range(3)]
+    spread = max(float(np.linalg.norm(xy[i * 20:(i + 1) * 20] - groups[i], axis=1).max()) for i in range(3))
+    apart = min(float(np.linalg.norm(groups[i] - groups[j])) for i in range(3) for j in range(i))
+    assert apart > spread  # three groups of alike vectors land as three separate islands
+
+    code = main(["map", str(pictures), "--json", "--layout", "umap"])
+    assert code != 0 and "more than 15 pictures" in capsys.readouterr().err
+    np.save(tmp_path / "bad.npy", np.zeros(3))
+    assert main(["layout", str(tmp_path / "bad.npy"), str(tmp_path / "o.npz")]) != 0
+    assert "(N, D)" in capsys.readouterr().err

@@ -13,7 +13,18 @@ import numpy as np
 from mmstudio.cli.infer import Printer, engine_for
 from mmstudio.cli.options import load_flags, non_empty, non_empty_path, positive_int
 from mmstudio.cli.search import _update_index
-from mmstudio.embedding_map import MARKED, QUERY, cached_layout, draw, place
+from mmstudio.embedding_map import (
+    MARKED,
+    METHODS,
+    QUERY,
+    UMAP_INSTALL,
+    UMAP_NEIGHBOURS,
+    cached_layout,
+    draw,
+    pca_layout,
+    save_layout,
+    umap_layout,
+)
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import load_image
 
@@ -40,8 +51,36 @@ def register(commands) -> None:
                    help="matching model: folder, hub id, or builtin:NAME (default: builtin:retrieval)")
     p.add_argument("--caption-model", type=non_empty, help="for --color-by (default: builtin:caption)")
     p.add_argument("--size", default="1200x900", metavar="WxH", help="the picture's size (default 1200x900)")
+    p.add_argument("--layout", choices=METHODS, default="pca",
+                   help=f"pca (default: the plane of the two main directions, at once) or umap (neighbourhoods "
+                        f"kept together; minutes for 100,000 pictures; needs {UMAP_INSTALL})")
     load_flags(p)
     p.set_defaults(run=run_map)
+
+    p = commands.add_parser(
+        "layout", help="lay out vectors from a .npy file (what the app's Explore tab runs for UMAP)",
+        description="Read an (N, D) array of embeddings, write its 2-D layout as .npz (xy, mean, axes, explained, "
+                    "method), atomically. The app runs this in a separate process so that a UMAP layout, minutes "
+                    "long, never holds up the models.")
+    p.add_argument("vectors", type=non_empty_path, metavar="VECTORS.npy")
+    p.add_argument("out", type=Path, metavar="OUT.npz")
+    p.add_argument("--method", choices=METHODS, default="umap")
+    p.set_defaults(run=run_layout)
+
+
+def run_layout(args: argparse.Namespace) -> int:
+    try:
+        vectors = np.load(args.vectors, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise MMStudioError(f"cannot read {args.vectors} as an array: {exc}") from None
+    if vectors.ndim != 2 or not len(vectors):
+        raise MMStudioError(f"{args.vectors}: an (N, D) array of embeddings was expected, not {vectors.shape}")
+    layout = umap_layout(vectors) if args.method == "umap" else pca_layout(vectors)
+    save_layout(layout, args.out)
+    if not args.out.is_file():
+        raise MMStudioError(f"cannot write {args.out}")
+    print(f"{args.method} layout of {len(vectors):,} vectors written to {args.out}", file=sys.stderr)
+    return 0
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -60,15 +99,17 @@ def run_map(args: argparse.Namespace) -> int:
     collection = _update_index(engine, args.model, args.paths)
     if not collection.names:
         raise MMStudioError("no picture could be read to map")
-    layout = cached_layout(collection.vectors, collection.keys, collection.cache)
+    layout = cached_layout(collection.vectors, collection.keys, collection.cache, args.layout)
     near = np.zeros(len(collection.names), bool)
     has = np.zeros(len(collection.names), bool)
-    title = f"{len(collection.names):,} pictures, PCA ({layout.explained:.0%} of the variance)"
+    shown = (f"PCA ({layout.explained:.0%} of the variance)" if layout.method == "pca"
+             else f"UMAP ({UMAP_NEIGHBOURS} neighbours, cosine)")
+    title = f"{len(collection.names):,} pictures, {shown}"
     notes = []
     query_xy = None
     if args.query:
         text = engine.embedder(args.model).text_features([args.query])[0]
-        query_xy = place(text[None, :], layout.mean, layout.axes)[0]
+        query_xy = layout.place_text(text, collection.vectors @ text)
         rows, _ = collection.nearest().search(text, args.near)
         near[rows] = True
         notes.append(f"ring: {args.query!r}, pink: its {len(rows)} nearest pictures")

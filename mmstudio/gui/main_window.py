@@ -288,7 +288,7 @@ class MainWindow(QMainWindow):
         self.search_panel.image_chosen.connect(self.gallery.select_key)
         self.duplicates_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False))
         # Every picture opened, its thumbnail drawn or not: indexing reads them and reports the unreadable.
-        self.explore_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False))
+        self.explore_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False), self.gallery.icon_of)
         self.explore_panel.image_chosen.connect(self.gallery.select_key)
         self.explore_panel.images_selected.connect(self.gallery.select_keys)
         self.duplicates_panel.image_chosen.connect(self._select_path)

@@ -88,26 +88,68 @@ def inside(xy: np.ndarray, rect: QRectF) -> np.ndarray:
     return np.nonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))[0]
 
 
+def in_polygon(xy: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Rows of the points inside a closed polygon ((M, 2) corners, view coordinates), by counting crossings
+    of a ray to the right; only points within its bounding box are tested."""
+    polygon = np.asarray(polygon, np.float64)
+    if len(polygon) < 3:
+        return np.zeros(0, np.int64)
+    (x0, y0), (x1, y1) = polygon.min(axis=0), polygon.max(axis=0)
+    rows = np.nonzero((xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1))[0]
+    px, py = xy[rows, 0].astype(np.float64), xy[rows, 1].astype(np.float64)
+    inside_ = np.zeros(len(rows), bool)
+    for (ax, ay), (bx, by) in zip(polygon, np.roll(polygon, -1, axis=0)):
+        crosses = (ay > py) != (by > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = ax + (py - ay) * (bx - ax) / (by - ay)
+        inside_ ^= crosses & (px < at)
+    return rows[inside_]
+
+
 def selecting_view_box():
-    """A ViewBox where Shift+drag draws a rectangle and reports it (view coordinates) on `selected`, instead
-    of panning; a plain drag still pans and the wheel zooms. Made on demand: pyqtgraph is imported late."""
+    """A ViewBox where Shift+drag draws a rectangle and reports it (view coordinates) on `selected`, and
+    Ctrl+drag draws a free lasso and reports its corners on `lassoed`, instead of panning; a plain drag
+    still pans and the wheel zooms. Made on demand: pyqtgraph is imported late."""
     import pyqtgraph as pg
     from PySide6.QtCore import Qt, Signal
 
     class SelectingViewBox(pg.ViewBox):
         selected = Signal(QRectF)
+        lassoed = Signal(object)  # (M, 2) float array of corners
+
+        def __init__(self):
+            super().__init__()
+            self.lasso: list[tuple[float, float]] = []
+            self.lasso_line = pg.PlotCurveItem(pen=pg.mkPen(230, 120, 20, width=2, style=Qt.PenStyle.DashLine))
+            self.lasso_line.setZValue(10)
+            self.addItem(self.lasso_line, ignoreBounds=True)
 
         def mouseDragEvent(self, ev, axis=None):  # noqa: N802 - pyqtgraph's name
-            shift = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-            if not shift or ev.button() != Qt.MouseButton.LeftButton:
+            keys = ev.modifiers()
+            if ev.button() != Qt.MouseButton.LeftButton:
                 super().mouseDragEvent(ev, axis)
-                return
-            ev.accept()
-            if ev.isFinish():
-                self.rbScaleBox.hide()
-                rect = QRectF(ev.buttonDownPos(ev.button()), ev.pos()).normalized()
-                self.selected.emit(self.childGroup.mapRectFromParent(rect))
+            elif keys & Qt.KeyboardModifier.ShiftModifier:
+                ev.accept()
+                if ev.isFinish():
+                    self.rbScaleBox.hide()
+                    rect = QRectF(ev.buttonDownPos(ev.button()), ev.pos()).normalized()
+                    self.selected.emit(self.childGroup.mapRectFromParent(rect))
+                else:
+                    self.updateScaleBox(ev.buttonDownPos(), ev.pos())
+            elif keys & Qt.KeyboardModifier.ControlModifier:
+                ev.accept()
+                if ev.isStart():
+                    start = self.mapToView(ev.buttonDownPos(ev.button()))
+                    self.lasso = [(start.x(), start.y())]
+                point = self.mapToView(ev.pos())
+                self.lasso.append((point.x(), point.y()))
+                corners = np.array(self.lasso + self.lasso[:1])
+                self.lasso_line.setData(corners[:, 0], corners[:, 1])
+                if ev.isFinish():
+                    self.lasso_line.setData([], [])
+                    self.lassoed.emit(np.array(self.lasso))
+                    self.lasso = []
             else:
-                self.updateScaleBox(ev.buttonDownPos(), ev.pos())
+                super().mouseDragEvent(ev, axis)
 
     return SelectingViewBox()

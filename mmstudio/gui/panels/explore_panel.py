@@ -1,26 +1,34 @@
 """Explore panel: the gallery as a map of the matching model's embedding space, with a text placed on it.
 
-Each picture is a point (the two principal directions of the image embeddings, mmstudio/embedding_map.py);
-a text typed below lands in the same space, marked with a star, and colours the points by how well each
-picture fits it, its ten best ringed. Hover names a picture, a click shows it in the gallery, Shift+drag
-selects the pictures in a rectangle there. Drawn with pyqtgraph: pan with the mouse, zoom with the wheel;
-past DENSE_FROM pictures as a density image (qt_density_map), so a million points pan smoothly.
+Each picture is a point (PCA: the two principal directions of the image embeddings; or UMAP, computed in
+its own process: mmstudio/embedding_map.py); a text typed below lands in the same space, marked with a
+star, and colours the points by how well each picture fits it, its ten best ringed. Hover shows a
+picture's thumbnail, a click shows it in the gallery, Shift+drag (a rectangle) or Ctrl+drag (a lasso)
+selects pictures there. Drawn with pyqtgraph: pan with the mouse, zoom with the wheel; past DENSE_FROM
+pictures as a density image (qt_density_map), so a million points pan smoothly.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QBuffer, QProcess, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from mmstudio.gui.qt_density_map import DensityMap, inside, selecting_view_box
+from mmstudio.embedding_map import UMAP_INSTALL, UMAP_NEIGHBOURS, MapLayout, saved_layout, umap_available
+from mmstudio.gui.qt_density_map import DensityMap, in_polygon, inside, selecting_view_box
 from mmstudio.gui.qt_unknown_words import marked_html
 from mmstudio.gui.worker import OpenTickets
+from mmstudio.jobs import mmstudio_command
 from mmstudio.requests import MapOutcome, MapRequest
 
 BEST = 10  # pictures ringed as the query's best
+THUMB = 128  # pixels of the thumbnail a hovered point shows
 DENSE_FROM = 50_000  # more points than this: drawn as a density image (qt_density_map), not one by one
 PLAIN = (40, 110, 190, 170)
 
@@ -54,6 +62,7 @@ class ExplorePanel(QWidget):
         self.outcome: MapOutcome | None = None
         self._latest: int | None = None
         self._gallery_refs = lambda: []
+        self._icon_of = lambda _key: None
 
         self.map_button = QPushButton("Map the gallery")
         self.map_button.setToolTip("Place every picture of the gallery by its embedding (new ones are indexed)")
@@ -62,6 +71,18 @@ class ExplorePanel(QWidget):
         self.query.setPlaceholderText("A text to place on the map, e.g. a small red circle")
         self.query.setToolTip("Lands among the pictures it describes; points are coloured by how well they fit")
         self.query.returnPressed.connect(lambda: self.draw_map(self.query.text()))
+        self.method = QComboBox()
+        self.method.addItem("PCA", "pca")
+        self.method.addItem("UMAP", "umap")
+        self.method.setToolTip("PCA: the plane of the two main directions, at once. UMAP: groups of alike "
+                               "pictures kept together and apart from others; computed in the background "
+                               "(minutes for 100,000 pictures), kept with the index")
+        if not umap_available():
+            self.method.model().item(1).setEnabled(False)
+            self.method.setItemData(1, f"UMAP needs umap-learn: {UMAP_INSTALL}", 3)  # 3: Qt.ToolTipRole
+        self.method.currentIndexChanged.connect(lambda _i: self.show_layout())
+        self.umap_process: QProcess | None = None
+        self._umap_files: tempfile.TemporaryDirectory | None = None
         self.plot = None  # built on first view (see _pg)
         self.points = self.best = self.star = None
         self.status = QLabel("Map the gallery: pictures that look alike to the model land together.")
@@ -69,6 +90,8 @@ class ExplorePanel(QWidget):
 
         row = QHBoxLayout()
         row.addWidget(self.query, 1)
+        row.addWidget(QLabel("Layout"))
+        row.addWidget(self.method)
         row.addWidget(self.map_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Explore — the gallery in the model's image-text space"))
@@ -87,6 +110,7 @@ class ExplorePanel(QWidget):
         pg = _pg()
         self.plot = pg.PlotWidget(background="w", viewBox=selecting_view_box())
         self.plot.getViewBox().selected.connect(self.select_area)
+        self.plot.getViewBox().lassoed.connect(self.select_lasso)
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
         self.points = pg.ScatterPlotItem(size=9, pen=pg.mkPen(255, 255, 255, 160), hoverable=True,
@@ -104,8 +128,23 @@ class ExplorePanel(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._scene_clicked)
         self._plot_slot.addWidget(self.plot)
 
-    def set_gallery_source(self, refs_callable) -> None:
+    def set_gallery_source(self, refs_callable, icon_of=None) -> None:
+        """Where the pictures to map come from, and (optionally) their thumbnails by gallery key, for hover."""
         self._gallery_refs = refs_callable
+        if icon_of is not None:
+            self._icon_of = icon_of
+
+    def _tip(self, key: str) -> str:
+        """A hovered point: its thumbnail (when the gallery has one) above its name."""
+        name = html.escape(key)
+        icon = self._icon_of(key)
+        if icon is None or icon.isNull():
+            return name
+        buffer = QBuffer()
+        buffer.open(QBuffer.OpenModeFlag.WriteOnly)
+        icon.pixmap(THUMB, THUMB).save(buffer, "PNG")
+        data = base64.b64encode(bytes(buffer.data())).decode()
+        return f'<img src="data:image/png;base64,{data}"><br>{name}'
 
     def draw_map(self, query: str = "") -> None:
         refs = tuple(self._gallery_refs())
@@ -126,9 +165,25 @@ class ExplorePanel(QWidget):
         if outcome.request.id != self._latest:
             return
         self.outcome = outcome
+        self._stop_umap()
+        self.show_layout()
+
+    def layout(self) -> MapLayout | None:
+        """What the map shows: UMAP when chosen and ready, else the PCA plane."""
+        if self.outcome is None:
+            return None
+        if self.method.currentData() == "umap" and self.outcome.umap is not None:
+            return self.outcome.umap
+        return self.outcome.layout
+
+    def show_layout(self) -> None:
+        outcome = self.outcome
+        if outcome is None:
+            return
         self._ensure_plot()
         pg = _pg()
-        xy = outcome.layout.xy
+        layout = self.layout()
+        xy = layout.xy
         keys = [ref.key for ref in outcome.images]
         if len(xy) > DENSE_FROM:
             self.points.setData(x=[], y=[])
@@ -140,21 +195,78 @@ class ExplorePanel(QWidget):
             self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes)
         if outcome.query_xy is not None:
             order = np.argsort(-outcome.similarity)[:BEST]
+            star = (outcome.query_xy if layout.method == "pca"
+                    else layout.place_text(np.zeros(0), outcome.similarity))
             self.best.setData(x=xy[order, 0], y=xy[order, 1])
-            self.star.setData(x=[outcome.query_xy[0]], y=[outcome.query_xy[1]])
+            self.star.setData(x=[star[0]], y=[star[1]])
         else:
             self.best.setData(x=[], y=[])
             self.star.setData(x=[], y=[])
         self.plot.autoRange()
         self.density.redraw()
-        shown = f"{outcome.layout.explained:.0%} of the variance"
-        text = html.escape(f"{len(keys)} pictures; the plane shows {shown}.")
+        if layout.method == "pca":
+            shown = f"the plane shows {layout.explained:.0%} of the variance"
+        else:
+            shown = f"UMAP keeps each picture's {UMAP_NEIGHBOURS} nearest together"
+        text = html.escape(f"{len(keys)} pictures; {shown}.")
         if outcome.query_xy is not None:
             query = marked_html(outcome.request.query, outcome.unknown_words)
             text += f" The star is “{query}”; ringed: its {min(BEST, len(keys))} best fits."
+        text += " Shift+drag (a rectangle) or Ctrl+drag (a lasso) selects pictures in the gallery."
+        if self.method.currentData() == "umap" and outcome.umap is None:
+            text += "<br>" + html.escape(self._start_umap())
         for note in outcome.report.notes:
             text += "<br>" + html.escape(note)
         self.status.setText(text)
+
+    # ------------------------------------------------------------------ UMAP, in its own process
+
+    def _start_umap(self) -> str:
+        """Start computing the UMAP layout of the map's pictures (unless under way); what to tell the user."""
+        if not umap_available():
+            return f"UMAP needs umap-learn, not installed: {UMAP_INSTALL}. The PCA plane is shown."
+        if self.umap_process is not None:
+            return "Computing the UMAP layout in the background; the PCA plane is shown meanwhile."
+        outcome = self.outcome
+        self._umap_files = tempfile.TemporaryDirectory(prefix="mmstudio-umap-")
+        folder = Path(self._umap_files.name)
+        np.save(folder / "vectors.npy", outcome.vectors)
+        out = outcome.umap_path or folder / "layout.npz"
+        command = mmstudio_command("layout", str(folder / "vectors.npy"), str(out), "--method", "umap")
+        process = QProcess(self)
+        process.setProgram(command[0])
+        process.setArguments(command[1:])
+        process.finished.connect(lambda code, _status, p=process, o=outcome, f=out: self._umap_done(p, o, f, code))
+        self.umap_process = process
+        process.start()
+        return "Computing the UMAP layout in the background; the PCA plane is shown meanwhile."
+
+    def _umap_done(self, process: QProcess, outcome: MapOutcome, out: Path, code: int) -> None:
+        if process is not self.umap_process:
+            return  # stopped: a newer map replaced it
+        errors = bytes(process.readAllStandardError()).decode(errors="replace").strip().splitlines()
+        self.umap_process = None
+        layout = saved_layout(out, len(outcome.images)) if code == 0 else None
+        self._drop_umap_files()
+        if layout is None:
+            why = errors[-1] if errors else f"exit code {code}"
+            self.status.setText(html.escape(f"The UMAP layout failed: {why}. The PCA plane is shown."))
+            return
+        if self.outcome is not None and self.outcome.request.id == outcome.request.id:
+            self.outcome = replace(self.outcome, umap=layout)
+            self.show_layout()
+
+    def _stop_umap(self) -> None:
+        process, self.umap_process = self.umap_process, None
+        if process is not None:
+            process.kill()
+            process.waitForFinished(2000)
+        self._drop_umap_files()
+
+    def _drop_umap_files(self) -> None:
+        if self._umap_files is not None and self.umap_process is None:
+            self._umap_files.cleanup()
+            self._umap_files = None
 
     def _clicked(self, _item, points, _event=None) -> None:
         if len(points):
@@ -162,7 +274,7 @@ class ExplorePanel(QWidget):
 
     def _hovered(self, _item, points, _event=None) -> None:
         if len(points):
-            self.plot.setToolTip(str(points[0].data()))
+            self.plot.setToolTip(self._tip(str(points[0].data())))
 
     def _density_row(self, position) -> int | None:
         if self.outcome is None or not len(self.density.xy):
@@ -173,7 +285,7 @@ class ExplorePanel(QWidget):
     def _moved(self, position) -> None:
         row = self._density_row(position)
         if row is not None:
-            self.plot.setToolTip(self.outcome.images[row].key)
+            self.plot.setToolTip(self._tip(self.outcome.images[row].key))
 
     def _scene_clicked(self, event) -> None:
         row = self._density_row(event.scenePos())
@@ -181,9 +293,14 @@ class ExplorePanel(QWidget):
             self.image_chosen.emit(self.outcome.images[row].key)
 
     def select_area(self, rect) -> None:
-        if self.outcome is None:
-            return
-        rows = inside(self.outcome.layout.xy, rect)
+        if self.outcome is not None:
+            self._select(inside(self.layout().xy, rect))
+
+    def select_lasso(self, corners) -> None:
+        if self.outcome is not None:
+            self._select(in_polygon(self.layout().xy, corners))
+
+    def _select(self, rows) -> None:
         self.images_selected.emit([self.outcome.images[row].key for row in rows])
         self.message.emit(f"{len(rows):,} pictures selected in the gallery" if len(rows)
                           else "No picture in that rectangle.")
