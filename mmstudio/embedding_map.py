@@ -73,6 +73,29 @@ def place(vectors: np.ndarray, mean: np.ndarray, axes: np.ndarray) -> np.ndarray
     return (np.asarray(vectors, dtype=np.float32) @ axes.T - mean @ axes.T).astype(np.float32)
 
 
+def clusters(vectors: np.ndarray, k: int = 8, seed: int = 0, iterations: int = 20) -> np.ndarray:
+    """(N,) group numbers 0..k-1 of k-means on the unit vectors (cosine), fitted on at most FIT_ROWS of them
+    and largest group first: colours that name the same groups from one map to the next."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    count = len(vectors)
+    k = max(1, min(int(k), count))
+    if count == 0:
+        return np.zeros(0, np.int64)
+    rng = np.random.default_rng(seed)
+    rows = vectors if count <= FIT_ROWS else vectors[rng.choice(count, FIT_ROWS, replace=False)]
+    centres = rows[rng.choice(len(rows), k, replace=False)]
+    for _ in range(iterations):
+        nearest = np.argmax(rows @ centres.T, axis=1)
+        for c in range(k):
+            members = rows[nearest == c]
+            if len(members):
+                mean = members.sum(axis=0)
+                centres[c] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    labels = np.argmax(vectors @ centres.T, axis=1)
+    order = np.argsort(-np.bincount(labels, minlength=k), kind="stable")
+    return np.argsort(order)[labels]
+
+
 def umap_available() -> bool:
     return importlib.util.find_spec("umap") is not None
 

@@ -17,7 +17,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from mmstudio.embedding_map import MapLayout, cached_layout, layout_path, saved_layout
+from mmstudio.embedding_map import MapLayout, cached_layout, clusters, layout_path, saved_layout
 from mmstudio.engine import CaptionItem, Engine, Progress
 from mmstudio.errors import CancelledError, MMStudioError
 from mmstudio.imaging import load_image
@@ -163,6 +163,7 @@ class MapOutcome:
     vectors: np.ndarray | None = None  # (N, D) the images' embeddings: what a UMAP layout is computed from
     umap_path: Path | None = None  # where these pictures' UMAP layout is kept (beside their index)
     umap: MapLayout | None = None  # that layout, when it was computed before
+    clusters: np.ndarray | None = None  # (N,) k-means group of each picture (embedding_map.clusters)
 
 
 Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome, MapOutcome]
@@ -247,7 +248,8 @@ def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Prog
     layout = cached_layout(collection.vectors, collection.keys, collection.cache)
     umap_path = (layout_path(collection.keys, collection.vectors.shape[1], collection.cache, "umap")
                  if collection.cache else None)
-    kept = dict(vectors=collection.vectors, umap_path=umap_path, umap=saved_layout(umap_path, len(images)))
+    kept = dict(vectors=collection.vectors, umap_path=umap_path, umap=saved_layout(umap_path, len(images)),
+                clusters=clusters(collection.vectors))
     if not request.query.strip():
         return MapOutcome(request, images, layout, collection.report, **kept)
     text = engine.embedder(request.model).text_features([request.query])[0]

@@ -153,3 +153,39 @@ def test_umap_is_computed_in_its_own_process_kept_with_the_index_and_shown_when_
     qtbot.waitUntil(lambda: panel.outcome.umap is not None and panel.umap_process is None, timeout=TIMEOUT)
     panel.method.setCurrentIndex(panel.method.findData("pca"))
     assert panel.layout().method == "pca"
+
+
+def test_points_are_coloured_by_cluster_caption_word_and_duplicate_group(qtbot, window, photos):
+    import shutil
+
+    shutil.copy(photos / "scene0.png", photos / "scene0 copy.png")  # one group of two copies
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 6, timeout=TIMEOUT)
+    panel.draw_map()
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    assert panel.outcome.clusters.shape == (6,)
+
+    def colours():
+        return {point.brush().color().getRgb() for point in panel.points.points()}
+
+    panel.colour.setCurrentIndex(panel.colour.findData("cluster"))
+    assert "groups of alike pictures" in panel.status.text() and len(colours()) >= 2
+
+    panel.colour.setCurrentIndex(panel.colour.findData("word"))
+    assert panel.colour_word.isVisible() and "type a word" in panel.status.text().lower()
+    panel.colour_word.setText("red")
+    assert "not captioned yet (Caption ▸ Caption all)" in panel.status.text()
+    window.caption_panel.caption_all(window.gallery.refs())
+    qtbot.waitUntil(lambda: len(window.caption_panel.results) == 6, timeout=TIMEOUT)
+    panel.show_layout()
+    with_red = sum("red" in r.caption.split() for r in window.caption_panel.results.values())
+    assert f"{with_red} captions with “red”" in panel.status.text() and "not captioned" not in panel.status.text()
+
+    panel.colour.setCurrentIndex(panel.colour.findData("duplicates"))
+    assert "No duplicate groups yet" in panel.status.text()
+    window.duplicates_panel.find_in_gallery()
+    qtbot.waitUntil(lambda: window.duplicates_panel.scan is not None, timeout=TIMEOUT)
+    panel.show_layout()
+    assert "1 group of copies" in panel.status.text() and len(colours()) == 2  # the pair, and the rest faded

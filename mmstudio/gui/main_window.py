@@ -291,6 +291,10 @@ class MainWindow(QMainWindow):
         self.explore_panel.set_gallery_source(lambda: self.gallery.refs(loaded_only=False), self.gallery.icon_of)
         self.explore_panel.image_chosen.connect(self.gallery.select_key)
         self.explore_panel.images_selected.connect(self.gallery.select_keys)
+        self.explore_panel.set_colour_sources(
+            lambda key: getattr(self.caption_panel.results.get(key), "caption", None),
+            lambda: [[m.image for m in g.members] for g in self.duplicates_panel.scan.report.groups]
+            if self.duplicates_panel.scan is not None else [])
         self.duplicates_panel.image_chosen.connect(self._select_path)
         # Copies moved to the Trash or a folder leave the gallery; Undo brings them back.
         self._moved_from_gallery: set[str] = set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,12 @@ BEST = 10  # pictures ringed as the query's best
 THUMB = 128  # pixels of the thumbnail a hovered point shows
 DENSE_FROM = 50_000  # more points than this: drawn as a density image (qt_density_map), not one by one
 PLAIN = (40, 110, 190, 170)
+FADED = (175, 180, 190, 90)  # a picture outside what the colour marks (no such word, no copies, no caption)
+# Tableau 10: groups told apart at a glance, and by most colour-blind readers.
+PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+COLOURINGS = (("Fit to the text", "fit"), ("Cluster", "cluster"), ("Caption word", "word"),
+              ("Duplicate group", "duplicates"))
 
 
 def _pg():
@@ -81,6 +88,20 @@ class ExplorePanel(QWidget):
             self.method.model().item(1).setEnabled(False)
             self.method.setItemData(1, f"UMAP needs umap-learn: {UMAP_INSTALL}", 3)  # 3: Qt.ToolTipRole
         self.method.currentIndexChanged.connect(lambda _i: self.show_layout())
+        self.colour = QComboBox()
+        for label, data in COLOURINGS:
+            self.colour.addItem(label, data)
+        self.colour.setToolTip("Colour the points by how well they fit the text, by a group of alike pictures "
+                               "(k-means), by a word of their caption (Caption ▸ Caption all), or by the "
+                               "Duplicates tab's groups")
+        self.colour_word = QLineEdit()
+        self.colour_word.setPlaceholderText("word, e.g. red")
+        self.colour_word.setMaximumWidth(140)
+        self.colour_word.setVisible(False)
+        self.colour.currentIndexChanged.connect(self._colour_changed)
+        self.colour_word.textChanged.connect(lambda _t: self.show_layout())
+        self._captions_of = lambda _key: None
+        self._duplicate_groups = lambda: []
         self.umap_process: QProcess | None = None
         self._umap_files: tempfile.TemporaryDirectory | None = None
         self.plot = None  # built on first view (see _pg)
@@ -92,6 +113,9 @@ class ExplorePanel(QWidget):
         row.addWidget(self.query, 1)
         row.addWidget(QLabel("Layout"))
         row.addWidget(self.method)
+        row.addWidget(QLabel("Colour"))
+        row.addWidget(self.colour)
+        row.addWidget(self.colour_word)
         row.addWidget(self.map_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Explore — the gallery in the model's image-text space"))
@@ -181,17 +205,17 @@ class ExplorePanel(QWidget):
         if outcome is None:
             return
         self._ensure_plot()
-        pg = _pg()
         layout = self.layout()
         xy = layout.xy
         keys = [ref.key for ref in outcome.images]
         if len(xy) > DENSE_FROM:
             self.points.setData(x=[], y=[])
             self.density.set_points(xy)
+            legend = ("" if self.colour.currentData() == "fit" else
+                      f"colours are drawn up to {DENSE_FROM:,} pictures; this many are drawn by density")
         else:
             self.density.set_points(np.zeros((0, 2), np.float32))
-            brushes = (_colours(outcome.similarity) if outcome.similarity is not None
-                       else [pg.mkBrush(*PLAIN)] * len(xy))
+            brushes, legend = self._brushes(outcome)
             self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes)
         if outcome.query_xy is not None:
             order = np.argsort(-outcome.similarity)[:BEST]
@@ -212,12 +236,63 @@ class ExplorePanel(QWidget):
         if outcome.query_xy is not None:
             query = marked_html(outcome.request.query, outcome.unknown_words)
             text += f" The star is “{query}”; ringed: its {min(BEST, len(keys))} best fits."
+        if legend:
+            text += " " + html.escape(legend[0].upper() + legend[1:]) + "."
         text += " Shift+drag (a rectangle) or Ctrl+drag (a lasso) selects pictures in the gallery."
         if self.method.currentData() == "umap" and outcome.umap is None:
             text += "<br>" + html.escape(self._start_umap())
         for note in outcome.report.notes:
             text += "<br>" + html.escape(note)
         self.status.setText(text)
+
+    # ------------------------------------------------------------------ colour
+
+    def set_colour_sources(self, captions_of=None, duplicate_groups=None) -> None:
+        """Where colours come from: a picture's caption by gallery key (or None), the duplicate groups
+        (lists of file paths) last found."""
+        if captions_of is not None:
+            self._captions_of = captions_of
+        if duplicate_groups is not None:
+            self._duplicate_groups = duplicate_groups
+
+    def _colour_changed(self) -> None:
+        self.colour_word.setVisible(self.colour.currentData() == "word")
+        self.show_layout()
+
+    def _brushes(self, outcome: MapOutcome) -> tuple[list, str]:
+        """A brush per point for the chosen colouring, and a line saying what the colours mean."""
+        pg = _pg()
+        count = len(outcome.images)
+        mode = self.colour.currentData()
+        if mode == "cluster" and outcome.clusters is not None:
+            brushes = [pg.mkBrush(*PALETTE[c % len(PALETTE)], 210) for c in outcome.clusters]
+            return brushes, f"colours: {int(outcome.clusters.max()) + 1} groups of alike pictures (k-means)"
+        if mode == "word":
+            word = self.colour_word.text().strip().lower()
+            captions = [self._captions_of(ref.key) for ref in outcome.images]
+            known = sum(c is not None for c in captions)
+            if not word:
+                return [pg.mkBrush(*PLAIN)] * count, "type a word to colour the pictures whose caption has it"
+            pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
+            has = [c is not None and bool(pattern.search(c)) for c in captions]
+            brushes = [pg.mkBrush(235, 100, 20, 235) if h else pg.mkBrush(*FADED) for h in has]
+            missing = f"; {count - known} not captioned yet (Caption ▸ Caption all)" if known < count else ""
+            return brushes, f"orange: {sum(has)} captions with “{word}”{missing}"
+        if mode == "duplicates":
+            group_of = {}
+            groups = [g for g in self._duplicate_groups() if len(g) > 1]
+            for number, group in enumerate(groups):
+                for path in group:
+                    group_of[str(path)] = number
+            numbers = [group_of.get(str(ref.path) if ref.path is not None else ref.key) for ref in outcome.images]
+            brushes = [pg.mkBrush(*PALETTE[n % len(PALETTE)], 230) if n is not None else pg.mkBrush(*FADED)
+                       for n in numbers]
+            shown = len({n for n in numbers if n is not None})
+            return brushes, (f"colours: {shown} group{'s' if shown != 1 else ''} of copies (Duplicates tab)" if groups
+                             else "no duplicate groups yet: Find duplicates in the Duplicates tab")
+        if outcome.similarity is not None:
+            return _colours(outcome.similarity), ""
+        return [pg.mkBrush(*PLAIN)] * count, ""
 
     # ------------------------------------------------------------------ UMAP, in its own process
 
