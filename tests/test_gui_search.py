@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -119,3 +120,33 @@ def test_like_this_one_and_a_dropped_picture_rank_the_gallery_by_looks(qtbot, wi
     panel.dropEvent(event)
     qtbot.waitUntil(lambda: not panel.pending and "outside.png" in panel.status.text(), timeout=TIMEOUT)
     assert len(window.gallery.refs()) == 5 and len(panel.hits) == 5
+
+
+def test_results_come_a_page_at_a_time_as_the_grid_is_scrolled(qtbot, window, tmp_path, monkeypatch):
+    from mmstudio.gui.panels import search_panel
+    from mmstudio.world import render_scene, sample_scene
+
+    monkeypatch.setattr(search_panel, "PAGE", 6)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(40):
+        render_scene(sample_scene(rng)).save(folder / f"s{i:02d}.png")
+    panel = window.search_panel
+    window.tabs.setCurrentWidget(panel)
+    window.resize(900, 600)
+    window.add_paths([str(folder)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 40, timeout=TIMEOUT)
+    panel.query.setText("a red circle")
+    panel.top_k.setValue(40)
+    panel.search()
+    qtbot.waitUntil(lambda: not panel.pending and len(panel.hits) == 40, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: panel.results.verticalScrollBar().maximum() > 0, timeout=TIMEOUT)
+    first = panel.results.count()
+    assert 6 <= first < 40  # pages until the grid can scroll, not all forty
+    bar = panel.results.verticalScrollBar()
+    for _ in range(20):
+        bar.setValue(bar.maximum())
+        qtbot.wait(20)
+    assert panel.results.count() == 40
+    assert [panel.results.item(i).text().split(".")[0] for i in range(40)] == [str(i) for i in range(1, 41)]

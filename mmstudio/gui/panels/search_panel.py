@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -26,6 +26,7 @@ from mmstudio.models.words import not_understood
 from mmstudio.requests import ImageRef, SearchOutcome, SearchRequest
 
 _KEY_ROLE = Qt.ItemDataRole.UserRole
+PAGE = 60  # results added to the grid at a time, as it is scrolled to the end
 
 
 class SearchPanel(QWidget):
@@ -49,10 +50,10 @@ class SearchPanel(QWidget):
         self.query.setToolTip(self._query_tip)
         self.query.returnPressed.connect(self.search)
         self.top_k = QSpinBox()
-        self.top_k.setRange(1, 1000)
-        self.top_k.setValue(20)
+        self.top_k.setRange(1, 100_000)
+        self.top_k.setValue(200)
         self.top_k.setPrefix("top ")
-        self.top_k.setToolTip("How many images to list")
+        self.top_k.setToolTip(f"How many images to find; they are shown {PAGE} at a time as you scroll down")
         self.search_button = QPushButton("Search")
         self.search_button.setToolTip("Index the gallery's new images, then rank them all by the text")
         self.search_button.clicked.connect(self.search)
@@ -71,6 +72,10 @@ class SearchPanel(QWidget):
         self.results.setWordWrap(True)
         self._icon_of = lambda key: QIcon()
         self.results.currentItemChanged.connect(self._on_current)
+        self.results.verticalScrollBar().valueChanged.connect(self._scrolled)
+        # A page that does not fill the grid leaves nothing to scroll: the next one comes once laid out.
+        self.results.verticalScrollBar().rangeChanged.connect(lambda _low, _high: self._scrolled())
+        self._shown = 0  # hits of the latest search shown so far
         self.progress = QProgressBar()
         self.progress.setVisible(False)
         self.status = QLabel("")
@@ -156,19 +161,9 @@ class SearchPanel(QWidget):
         self.hits = outcome.hits
         self.results.blockSignals(True)
         self.results.clear()
-        for hit in outcome.hits:
-            path = hit.image.path
-            name = f"{path.parent.name}/{path.name}" if path is not None else "pasted image"
-            # A re-ranked hit shows the matching head's verdict, which a person can read; the cosine is a tooltip.
-            score = f"{hit.match:.0%} match" if hit.match is not None else f"{hit.score:+.3f}"
-            item = QListWidgetItem(self._icon_of(hit.image.key), f"{hit.rank}. {score}\n{name}")
-            item.setData(_KEY_ROLE, hit.image.key)
-            where = str(path) if path is not None else hit.image.key
-            item.setToolTip(where if hit.match is None else
-                            f"{where}\nmatching head: {hit.match:.1%} that the text describes this image; "
-                            f"embedding similarity {hit.score:+.3f}")
-            self.results.addItem(item)
         self.results.blockSignals(False)
+        self._shown = 0
+        self._add_page()
         report = outcome.report
         fresh = f", {report.encoded} newly indexed" if report.encoded else ""
         like = outcome.request.like
@@ -185,6 +180,32 @@ class SearchPanel(QWidget):
         self._say(text, rich=True)
         self.query.setToolTip(not_understood(outcome.unknown_words, None) if outcome.unknown_words else
                               self._query_tip)
+
+    def _add_page(self) -> None:
+        """The next PAGE hits as thumbnails: thousands of results cost only what is scrolled to."""
+        page = self.hits[self._shown:self._shown + PAGE]
+        self.results.blockSignals(True)
+        for hit in page:
+            path = hit.image.path
+            name = f"{path.parent.name}/{path.name}" if path is not None else "pasted image"
+            # A re-ranked hit shows the matching head's verdict, which a person can read; the cosine is a tooltip.
+            score = f"{hit.match:.0%} match" if hit.match is not None else f"{hit.score:+.3f}"
+            item = QListWidgetItem(self._icon_of(hit.image.key), f"{hit.rank}. {score}\n{name}")
+            item.setData(_KEY_ROLE, hit.image.key)
+            where = str(path) if path is not None else hit.image.key
+            item.setToolTip(where if hit.match is None else
+                            f"{where}\nmatching head: {hit.match:.1%} that the text describes this image; "
+                            f"embedding similarity {hit.score:+.3f}")
+            self.results.addItem(item)
+        self.results.blockSignals(False)
+        self._shown += len(page)
+        if self._shown < len(self.hits):
+            QTimer.singleShot(0, self._scrolled)
+
+    def _scrolled(self, _value: int = 0) -> None:
+        bar = self.results.verticalScrollBar()
+        if self._shown < len(self.hits) and bar.value() >= bar.maximum() - bar.pageStep() // 2:
+            self._add_page()
 
     def on_ended(self, request, reason: str) -> None:
         if request.id == self._latest:
