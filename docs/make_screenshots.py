@@ -186,6 +186,8 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
     if not only or "explore" in only:
         _explore(window, folder, pump)
         grab_all("explore", readme=False)
+        if _explore_umap(window, pump):
+            grab_all("explore-umap", readme=False)
     if not only or "duplicates" in only:
         _duplicates(window, folder, pump)
         grab_all("duplicates", readme=False)
@@ -197,20 +199,42 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
     return 0
 
 
+EXPLORE_SCENES = 5000
+
+
 def _explore(window, folder: Path, pump) -> None:
-    """300 scenes on the map, "a small red circle" placed among them."""
+    """5,000 scenes on the map, "a small red circle" placed among them, coloured by the shape word "star"
+    of their captions (Caption all first)."""
     from mmstudio.world import generate_dataset
 
     scenes = folder / "explore"
-    generate_dataset(scenes, 300, seed=31)
+    generate_dataset(scenes, EXPLORE_SCENES, seed=31)
     window.add_paths([str(scenes / "images")])
-    pump(60, lambda: len(window.gallery.refs(loaded_only=False)) >= 300)
+    pump(300, lambda: len(window.gallery.refs(loaded_only=False)) >= EXPLORE_SCENES)
     panel = window.explore_panel
     window.tabs.setCurrentWidget(panel)
     panel.query.setText("a small red circle")
     panel.draw_map(panel.query.text())
-    pump(180, lambda: panel.outcome is not None)
+    pump(300, lambda: panel.outcome is not None)
+    window.caption_panel.caption_all(window.gallery.refs(loaded_only=False))
+    pump(900, lambda: not window.caption_panel.batch_running)
+    panel.colour.setCurrentIndex(panel.colour.findData("word"))
+    panel.colour_word.setText("star")
     pump(1)
+
+
+def _explore_umap(window, pump) -> bool:
+    """The same map laid out by UMAP (where umap-learn is installed), coloured by k-means group."""
+    from mmstudio.embedding_map import umap_available
+
+    if not umap_available():
+        return False
+    panel = window.explore_panel
+    panel.colour.setCurrentIndex(panel.colour.findData("cluster"))
+    panel.method.setCurrentIndex(panel.method.findData("umap"))
+    pump(600, lambda: panel.outcome is not None and panel.outcome.umap is not None)
+    pump(1)
+    return True
 
 
 def _duplicates(window, folder: Path, pump) -> None:

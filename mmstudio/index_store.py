@@ -22,10 +22,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mmstudio.vector_index import collection_digest
+
 STORE_VERSION = 2
 DATABASE = "index.sqlite"
 OLD_FILES = ("index.json", "vectors.npy", ".lock")  # version 1's files: a cache, removed when replaced
 BUSY_MS = 30_000  # another process's transaction: wait this long for it
+SNAPSHOT_PREFIX = "vectors-"
+# Fewer vectors than this are read from the database each time (0.3 s for 100,000 here): a snapshot for
+# every small index would be one more file to go stale for nothing.
+SNAPSHOT_FROM = 50_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +50,7 @@ class IndexStore:
         self.model = model
         self.notes: list[str] = []  # what was found wrong or could not be done, for the user
         self.dim = 0
+        self.saved = True  # False once the index lives in memory only (nothing written beside it then)
         self._db: sqlite3.Connection | None = None
         self._open()
 
@@ -96,6 +103,7 @@ class IndexStore:
 
     def _in_memory(self, exc: BaseException) -> None:
         self.close()
+        self.saved = False
         self.notes.append(f"cannot save the search index in {self.directory} ({exc}); searching in memory, "
                           "so the next session encodes the pictures again")
         readable = None
@@ -134,18 +142,19 @@ class IndexStore:
     def load(self) -> tuple[list[str], np.ndarray, dict[str, FileRecord]]:
         """(keys, vectors (N, dim) float32, files) as saved; bad rows are left out (and deleted), with a note.
 
-        Read in blocks into one array: a million vectors never exist as a million small objects."""
+        The vectors come memory-mapped from a snapshot beside the database when one matches the database's
+        keys (a later session: nothing read until used); else read in blocks into one array (a million
+        vectors never exist as a million small objects), checked, and a snapshot written for next time."""
         try:
             width = self.dim or _common_width(self._db)
-            total = self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
-            matrix = np.empty((total, width), np.float32)
-            keys, bad_keys = [], []
-            cursor = self._db.execute("SELECT key, vector FROM embeddings")
-            while batch := cursor.fetchmany(8192):
-                good, vectors = _vectors(batch, width, bad_keys)
-                if good:
-                    matrix[len(keys):len(keys) + len(good)] = vectors
-                keys.extend(good)
+            keys = [row[0] for row in self._db.execute("SELECT key FROM embeddings ORDER BY rowid")]
+            snapshot = self._snapshot_path(keys, width)
+            matrix = _mapped(snapshot, len(keys), width) if all(isinstance(k, str) for k in keys) else None
+            bad_keys = []
+            if matrix is None:
+                keys, matrix = self._read_vectors(width, bad_keys)
+                snapshot = self._snapshot_path(keys, width)
+                self._write_snapshot(snapshot, matrix)
             file_rows = self._db.execute("SELECT path, size, mtime, key FROM files").fetchall()
         except sqlite3.DatabaseError as exc:
             self._set_aside(exc)
@@ -162,7 +171,38 @@ class IndexStore:
                               f"{len(bad_paths)} damaged file records; those pictures are encoded again")
             self._delete(bad_keys, bad_paths)
         self.dim = width if keys else self.dim
-        return keys, matrix[:len(keys)], files
+        return keys, matrix, files
+
+    def _read_vectors(self, width: int, bad_keys: list) -> tuple[list[str], np.ndarray]:
+        total = self._db.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+        matrix = np.empty((total, width), np.float32)
+        keys: list[str] = []
+        cursor = self._db.execute("SELECT key, vector FROM embeddings ORDER BY rowid")
+        while batch := cursor.fetchmany(8192):
+            good, vectors = _vectors(batch, width, bad_keys)
+            if good:
+                matrix[len(keys):len(keys) + len(good)] = vectors
+            keys.extend(good)
+        return keys, matrix[:len(keys)]
+
+    def _snapshot_path(self, keys: list[str], width: int) -> Path | None:
+        if not self.saved or not keys or not width or not all(isinstance(k, str) for k in keys):
+            return None
+        return self.directory / f"{SNAPSHOT_PREFIX}{collection_digest(keys, width)}.npy"
+
+    def _write_snapshot(self, path: Path | None, matrix: np.ndarray) -> None:
+        """Best effort, renamed into place whole; older snapshots removed (the database is what counts)."""
+        if path is None or len(matrix) < SNAPSHOT_FROM:
+            return
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+        try:
+            np.save(partial, matrix)
+            os.replace(partial, path)
+            for old in self.directory.glob(f"{SNAPSHOT_PREFIX}*.npy"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            partial.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- write
 
@@ -241,6 +281,17 @@ def _common_width(db: sqlite3.Connection) -> int:
                       "GROUP BY 1 ORDER BY 2 DESC").fetchall()
     widths = [(size // 4, n) for size, n in rows if size and size % 4 == 0]
     return max(widths, key=lambda w: w[1])[0] if widths else 0
+
+
+def _mapped(path: Path | None, count: int, width: int) -> np.ndarray | None:
+    """A snapshot memory-mapped read-only, when it is there and has the shape the database says."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        matrix = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return matrix if matrix.shape == (count, width) and matrix.dtype == np.float32 else None
 
 
 def _vectors(batch: list, width: int, bad_keys: list) -> tuple[list[str], np.ndarray]:

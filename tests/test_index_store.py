@@ -239,3 +239,39 @@ def test_pixels_pruned_from_the_database_are_encoded_again_not_recorded_against_
     assert counting.encoded == 1  # its embedding went with the file: encoded again
     consistent(reopened.directory, pictures)
     assert EmbeddingIndex(clip).notes == ()
+
+
+def test_a_large_index_maps_its_vectors_from_a_snapshot_that_follows_the_database(tmp_path, monkeypatch):
+    from mmstudio import index_store
+
+    monkeypatch.setattr(index_store, "SNAPSHOT_FROM", 5)
+    rng = np.random.default_rng(0)
+
+    def unit(count):
+        vectors = rng.standard_normal((count, 8)).astype(np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    first = unit(10)
+    store = IndexStore(tmp_path, "m")
+    store.add([f"k{i}" for i in range(10)], first, {})
+    keys, vectors, _ = store.load()  # read from the database, snapshot written
+    assert not isinstance(vectors, np.memmap) and np.array_equal(vectors, first)
+    (snapshot,) = tmp_path.glob("vectors-*.npy")
+    store.close()
+
+    store = IndexStore(tmp_path, "m")
+    again, mapped, _ = store.load()
+    assert isinstance(mapped, np.memmap) and again == keys and np.array_equal(mapped, first)
+    store.add(["k10"], unit(1), {})
+    grown_keys, grown, _ = store.load()  # the database moved on: read again, a new snapshot
+    assert len(grown_keys) == 11 and not isinstance(grown, np.memmap)
+    assert [p.name for p in tmp_path.glob("vectors-*.npy")] != [snapshot.name]
+    assert len(list(tmp_path.glob("vectors-*.npy"))) == 1
+    store.close()
+
+    (snapshot,) = tmp_path.glob("vectors-*.npy")
+    snapshot.write_bytes(snapshot.read_bytes()[:100])  # cut short: the database serves, a snapshot is rewritten
+    store = IndexStore(tmp_path, "m")
+    keys3, vectors3, _ = store.load()
+    assert keys3 == grown_keys and np.array_equal(vectors3, grown) and not store.notes
+    assert isinstance(IndexStore(tmp_path, "m").load()[1], np.memmap)
