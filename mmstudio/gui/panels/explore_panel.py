@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QBuffer, QProcess, Signal
+from PySide6.QtCore import QBuffer, QProcess, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from mmstudio.embedding_map import UMAP_INSTALL, UMAP_NEIGHBOURS, MapLayout, saved_layout, umap_available
@@ -108,18 +108,24 @@ class ExplorePanel(QWidget):
         self.points = self.best = self.star = None
         self.status = QLabel("Map the gallery: pictures that look alike to the model land together.")
         self.status.setWordWrap(True)
+        self.status.setTextFormat(Qt.TextFormat.RichText)  # always escaped HTML: a file name's "&" reads as typed
 
         row = QHBoxLayout()
         row.addWidget(self.query, 1)
-        row.addWidget(QLabel("Layout"))
-        row.addWidget(self.method)
-        row.addWidget(QLabel("Colour"))
-        row.addWidget(self.colour)
-        row.addWidget(self.colour_word)
         row.addWidget(self.map_button)
+        # How it is drawn on a row of its own: the text keeps its width in a narrow window.
+        options = QHBoxLayout()
+        options.addWidget(QLabel("Layout"))
+        options.addWidget(self.method)
+        options.addSpacing(12)
+        options.addWidget(QLabel("Colour"))
+        options.addWidget(self.colour)
+        options.addWidget(self.colour_word)
+        options.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Explore — the gallery in the model's image-text space"))
         layout.addLayout(row)
+        layout.addLayout(options)
         self._plot_slot = QVBoxLayout()
         layout.addLayout(self._plot_slot, 1)
         layout.addWidget(self.status)
@@ -160,7 +166,7 @@ class ExplorePanel(QWidget):
 
     def _tip(self, key: str) -> str:
         """A hovered point: its thumbnail (when the gallery has one) above its name."""
-        name = html.escape(key)
+        name = html.escape(key, quote=False)
         icon = self._icon_of(key)
         if icon is None or icon.isNull():
             return name
@@ -216,7 +222,8 @@ class ExplorePanel(QWidget):
         else:
             self.density.set_points(np.zeros((0, 2), np.float32))
             brushes, legend = self._brushes(outcome)
-            self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes)
+            size = 9 if len(xy) <= 1_000 else 6 if len(xy) <= 10_000 else 4  # many points: smaller, less overlap
+            self.points.setData(x=xy[:, 0], y=xy[:, 1], data=keys, brush=brushes, size=size)
         if outcome.query_xy is not None:
             order = np.argsort(-outcome.similarity)[:BEST]
             star = (outcome.query_xy if layout.method == "pca"
@@ -232,17 +239,17 @@ class ExplorePanel(QWidget):
             shown = f"the plane shows {layout.explained:.0%} of the variance"
         else:
             shown = f"UMAP keeps each picture's {UMAP_NEIGHBOURS} nearest together"
-        text = html.escape(f"{len(keys)} pictures; {shown}.")
+        text = html.escape(f"{len(keys)} pictures; {shown}.", quote=False)
         if outcome.query_xy is not None:
             query = marked_html(outcome.request.query, outcome.unknown_words)
             text += f" The star is “{query}”; ringed: its {min(BEST, len(keys))} best fits."
         if legend:
-            text += " " + html.escape(legend[0].upper() + legend[1:]) + "."
+            text += " " + html.escape(legend[0].upper() + legend[1:], quote=False) + "."
         text += " Shift+drag (a rectangle) or Ctrl+drag (a lasso) selects pictures in the gallery."
         if self.method.currentData() == "umap" and outcome.umap is None:
-            text += "<br>" + html.escape(self._start_umap())
+            text += "<br>" + html.escape(self._start_umap(), quote=False)
         for note in outcome.report.notes:
-            text += "<br>" + html.escape(note)
+            text += "<br>" + html.escape(note, quote=False)
         self.status.setText(text)
 
     # ------------------------------------------------------------------ colour
@@ -325,7 +332,7 @@ class ExplorePanel(QWidget):
         self._drop_umap_files()
         if layout is None:
             why = errors[-1] if errors else f"exit code {code}"
-            self.status.setText(html.escape(f"The UMAP layout failed: {why}. The PCA plane is shown."))
+            self.status.setText(html.escape(f"The UMAP layout failed: {why}. The PCA plane is shown.", quote=False))
             return
         if self.outcome is not None and self.outcome.request.id == outcome.request.id:
             self.outcome = replace(self.outcome, umap=layout)
