@@ -24,6 +24,7 @@ from mmstudio.imaging import load_image
 from mmstudio.models.base import AnswerResult, KnownWords, LoadOptions, MatchResult, ModelInfo, Task
 from mmstudio.models.generation import GenerationOptions
 from mmstudio.search import RERANK, IndexReport
+from mmstudio.world.dataset import true_captions
 
 _ids = itertools.count(1)
 
@@ -164,6 +165,7 @@ class MapOutcome:
     umap_path: Path | None = None  # where these pictures' UMAP layout is kept (beside their index)
     umap: MapLayout | None = None  # that layout, when it was computed before
     clusters: np.ndarray | None = None  # (N,) k-means group of each picture (embedding_map.clusters)
+    truths: tuple[str | None, ...] = ()  # per picture, its true caption where a dataset folder names it
 
 
 Outcome = Union[CaptionOutcome, AskOutcome, MatchOutcome, ModelOutcome, SearchOutcome, MapOutcome]
@@ -249,7 +251,7 @@ def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Prog
     umap_path = (layout_path(collection.keys, collection.vectors.shape[1], collection.cache, "umap")
                  if collection.cache else None)
     kept = dict(vectors=collection.vectors, umap_path=umap_path, umap=saved_layout(umap_path, len(images)),
-                clusters=clusters(collection.vectors))
+                clusters=clusters(collection.vectors), truths=tuple(true_captions([r.path for r in images])))
     if not request.query.strip():
         return MapOutcome(request, images, layout, collection.report, **kept)
     text = engine.embedder(request.model).text_features([request.query])[0]

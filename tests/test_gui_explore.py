@@ -189,3 +189,32 @@ def test_points_are_coloured_by_cluster_caption_word_and_duplicate_group(qtbot, 
     qtbot.waitUntil(lambda: window.duplicates_panel.scan is not None, timeout=TIMEOUT)
     panel.show_layout()
     assert "1 group of copies" in panel.status.text() and len(colours()) == 2  # the pair, and the rest faded
+
+
+def test_a_dataset_folder_colours_each_picture_by_whether_its_caption_is_right(qtbot, tmp_path, monkeypatch,
+                                                                              tiny_models, family_models):
+    from mmstudio.models.base import Task
+    from mmstudio.world import generate_dataset
+    from mmstudio.world.dataset import read_metadata, true_captions
+
+    data = generate_dataset(tmp_path / "data", 6, seed=5)
+    truth = {str((data / row["file_name"]).resolve()): row["caption"] for row in read_metadata(data)}
+    assert true_captions([data / "images" / "000001.png", tmp_path / "elsewhere.png", None]) == [
+        truth[str((data / "images" / "000001.png").resolve())], None, None]
+    # The built-in captioner: right on most of its own world's scenes, so both colours show.
+    window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.CAPTION: "builtin:caption"},
+                         family_models["clip"])
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(data / "images")])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 6, timeout=TIMEOUT)
+    window.caption_panel.caption_all(window.gallery.refs())
+    qtbot.waitUntil(lambda: len(window.caption_panel.results) == 6, timeout=TIMEOUT)
+    panel.draw_map()
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    panel.colour.setCurrentIndex(panel.colour.findData("correct"))
+    right = sum(window.caption_panel.results[ref.key].caption == truth[str(ref.path.resolve())]
+                for ref in window.gallery.refs())
+    assert right >= 3
+    assert f"Green: {right} captions right, red: {6 - right} wrong, of 6 with a true caption" in panel.status.text()
+    window.client.stop()

@@ -142,3 +142,34 @@ def read_metadata(folder: Path) -> list[dict]:
     if problems:
         raise DatasetError(f"{path}: {len(problems)} bad line(s)", problems)
     return rows
+
+
+def true_captions(paths: Sequence[Path | None]) -> list[str | None]:
+    """For each picture, its true caption when it lies in a dataset folder (metadata.jsonl beside or one
+    level above it, naming it), else None: what a caption is checked against. Folders whose metadata
+    cannot be read are passed over."""
+    found: dict[Path, dict[str, str]] = {}
+    out: list[str | None] = []
+    for path in paths:
+        truth = None
+        if path is not None:
+            path = Path(path).resolve()
+            for root in (path.parent, path.parent.parent):
+                if root not in found:
+                    found[root] = _captions_in(root)
+                name = path.relative_to(root).as_posix()
+                if name in found[root]:
+                    truth = found[root][name]
+                    break
+        out.append(truth)
+    return out
+
+
+def _captions_in(root: Path) -> dict[str, str]:
+    if not (root / METADATA).is_file():
+        return {}
+    try:
+        rows = read_metadata(root)
+    except DatasetError:
+        return {}
+    return {row["file_name"]: row["caption"] for row in rows if isinstance(row.get("caption"), str)}

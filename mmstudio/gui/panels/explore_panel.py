@@ -37,7 +37,8 @@ FADED = (175, 180, 190, 90)  # a picture outside what the colour marks (no such 
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 COLOURINGS = (("Fit to the text", "fit"), ("Cluster", "cluster"), ("Caption word", "word"),
-              ("Duplicate group", "duplicates"))
+              ("Caption right / wrong", "correct"), ("Duplicate group", "duplicates"))
+RIGHT, WRONG = (40, 160, 60, 230), (215, 40, 40, 235)
 
 
 def _pg():
@@ -92,8 +93,8 @@ class ExplorePanel(QWidget):
         for label, data in COLOURINGS:
             self.colour.addItem(label, data)
         self.colour.setToolTip("Colour the points by how well they fit the text, by a group of alike pictures "
-                               "(k-means), by a word of their caption (Caption ▸ Caption all), or by the "
-                               "Duplicates tab's groups")
+                               "(k-means), by a word of their caption (Caption ▸ Caption all), by whether "
+                               "their caption is right (dataset folders), or by the Duplicates tab's groups")
         self.colour_word = QLineEdit()
         self.colour_word.setPlaceholderText("word, e.g. red")
         self.colour_word.setMaximumWidth(140)
@@ -285,6 +286,19 @@ class ExplorePanel(QWidget):
             brushes = [pg.mkBrush(235, 100, 20, 235) if h else pg.mkBrush(*FADED) for h in has]
             missing = f"; {count - known} not captioned yet (Caption ▸ Caption all)" if known < count else ""
             return brushes, f"orange: {sum(has)} captions with “{word}”{missing}"
+        if mode == "correct":  # an evaluation on the map: the caption against the dataset's true one
+            captions = [self._captions_of(ref.key) for ref in outcome.images]
+            truths = outcome.truths or (None,) * count
+            verdicts = [None if c is None or t is None else " ".join(c.split()) == " ".join(t.split())
+                        for c, t in zip(captions, truths)]
+            brushes = [pg.mkBrush(*(FADED if v is None else RIGHT if v else WRONG)) for v in verdicts]
+            right, wrong = verdicts.count(True), verdicts.count(False)
+            known = sum(t is not None for t in truths)
+            if not known:
+                return brushes, "no true captions: this colouring is for dataset folders (a metadata.jsonl)"
+            waiting = sum(t is not None and c is None for c, t in zip(captions, truths))
+            later = f"; {waiting} not captioned yet (Caption ▸ Caption all)" if waiting else ""
+            return brushes, f"green: {right} captions right, red: {wrong} wrong, of {known} with a true caption{later}"
         if mode == "duplicates":
             group_of = {}
             groups = [g for g in self._duplicate_groups() if len(g) > 1]
