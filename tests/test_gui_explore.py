@@ -10,7 +10,7 @@ pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
 from mmstudio.embedding_map import pca_layout, place  # noqa: E402
-from tests.test_gui_search import open_window  # noqa: E402
+from tests.test_gui_search import open_window, write_scenes  # noqa: E402
 
 TIMEOUT = 60000
 
@@ -26,6 +26,17 @@ def test_pca_plane_keeps_the_main_directions_and_places_new_vectors():
     assert pca_layout(vectors[:1]).xy.shape == (1, 2)
 
 
+def mapped(qtbot, window, folder, count: int, query: str = ""):
+    """The Explore tab showing the map of a folder's `count` pictures (and a text on it)."""
+    panel = window.explore_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(folder)])
+    qtbot.waitUntil(lambda: len(window.gallery.refs()) == count, timeout=TIMEOUT)
+    panel.draw_map(query)
+    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    return panel
+
+
 @pytest.fixture()
 def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
     win = open_window(qtbot, tmp_path, monkeypatch, tiny_models, family_models["clip"])
@@ -34,12 +45,7 @@ def window(qtbot, tmp_path, monkeypatch, tiny_models, family_models):
 
 
 def test_the_map_shows_the_gallery_a_text_lands_on_it_and_a_click_shows_the_picture(qtbot, window, photos):
-    panel = window.explore_panel
-    window.tabs.setCurrentWidget(panel)
-    window.add_paths([str(photos)])
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
-    panel.draw_map()
-    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    panel = mapped(qtbot, window, photos, 5)
     assert len(panel.points.points()) == 5 and len(panel.star.points()) == 0
     assert "5 pictures" in panel.status.text()
     panel.query.setText("a red circle")
@@ -74,12 +80,7 @@ def test_a_large_map_is_a_density_image_that_still_picks_pictures(qtbot, window,
     from mmstudio.gui.panels import explore_panel
 
     monkeypatch.setattr(explore_panel, "DENSE_FROM", 2)
-    panel = window.explore_panel
-    window.tabs.setCurrentWidget(panel)
-    window.add_paths([str(photos)])
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
-    panel.draw_map()
-    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    panel = mapped(qtbot, window, photos, 5)
     assert len(panel.points.points()) == 0 and panel.density.image.isVisible()
     assert panel.density.image.image is not None
     view = panel.plot.getViewBox()
@@ -95,12 +96,7 @@ def test_a_large_map_is_a_density_image_that_still_picks_pictures(qtbot, window,
 def test_a_rectangle_on_the_map_selects_its_pictures_in_the_gallery(qtbot, window, photos):
     from PySide6.QtCore import QRectF
 
-    panel = window.explore_panel
-    window.tabs.setCurrentWidget(panel)
-    window.add_paths([str(photos)])
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 5, timeout=TIMEOUT)
-    panel.draw_map()
-    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    panel = mapped(qtbot, window, photos, 5)
     assert hasattr(panel.plot.getViewBox(), "selected")  # Shift+drag reports its rectangle there
     xy = panel.outcome.layout.xy
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -129,20 +125,8 @@ def test_a_lasso_holds_the_points_inside_its_outline_only():
 
 def test_umap_is_computed_in_its_own_process_kept_with_the_index_and_shown_when_ready(qtbot, window, tmp_path):
     pytest.importorskip("umap")
-    from mmstudio.world import render_scene, sample_scene
-
-    folder = tmp_path / "scenes"
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    for i in range(24):
-        render_scene(sample_scene(rng)).save(folder / f"s{i:02d}.png")
-    panel = window.explore_panel
-    window.tabs.setCurrentWidget(panel)
-    window.add_paths([str(folder)])
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 24, timeout=TIMEOUT)
-    panel.method.setCurrentIndex(panel.method.findData("umap"))
-    panel.draw_map("a red circle")
-    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    window.explore_panel.method.setCurrentIndex(window.explore_panel.method.findData("umap"))
+    panel = mapped(qtbot, window, write_scenes(tmp_path / "scenes", 24, seed=11), 24, "a red circle")
     assert panel.layout().method == "pca" and panel.umap_process is not None  # PCA at once, UMAP under way
     assert "background" in panel.status.text()
     qtbot.waitUntil(lambda: panel.outcome.umap is not None, timeout=180000)
@@ -159,12 +143,7 @@ def test_points_are_coloured_by_cluster_caption_word_and_duplicate_group(qtbot, 
     import shutil
 
     shutil.copy(photos / "scene0.png", photos / "scene0 copy.png")  # one group of two copies
-    panel = window.explore_panel
-    window.tabs.setCurrentWidget(panel)
-    window.add_paths([str(photos)])
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 6, timeout=TIMEOUT)
-    panel.draw_map()
-    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
+    panel = mapped(qtbot, window, photos, 6)
     assert panel.outcome.clusters.shape == (6,)
 
     def colours():
@@ -204,14 +183,9 @@ def test_a_dataset_folder_colours_each_picture_by_whether_its_caption_is_right(q
     # The built-in captioner: right on most of its own world's scenes, so both colours show.
     window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.CAPTION: "builtin:caption"},
                          family_models["clip"])
-    panel = window.explore_panel
-    window.tabs.setCurrentWidget(panel)
-    window.add_paths([str(data / "images")])
-    qtbot.waitUntil(lambda: len(window.gallery.refs()) == 6, timeout=TIMEOUT)
+    panel = mapped(qtbot, window, data / "images", 6)
     window.caption_panel.caption_all(window.gallery.refs())
     qtbot.waitUntil(lambda: len(window.caption_panel.results) == 6, timeout=TIMEOUT)
-    panel.draw_map()
-    qtbot.waitUntil(lambda: panel.outcome is not None, timeout=TIMEOUT)
     panel.colour.setCurrentIndex(panel.colour.findData("correct"))
     right = sum(window.caption_panel.results[ref.key].caption == truth[str(ref.path.resolve())]
                 for ref in window.gallery.refs())

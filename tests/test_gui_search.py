@@ -122,16 +122,22 @@ def test_like_this_one_and_a_dropped_picture_rank_the_gallery_by_looks(qtbot, wi
     assert len(window.gallery.refs()) == 5 and len(panel.hits) == 5
 
 
-def test_results_come_a_page_at_a_time_as_the_grid_is_scrolled(qtbot, window, tmp_path, monkeypatch):
-    from mmstudio.gui.panels import search_panel
+def write_scenes(folder, count: int, seed: int):
+    """`count` Shapes World scenes as PNG files in a new folder."""
     from mmstudio.world import render_scene, sample_scene
 
-    monkeypatch.setattr(search_panel, "PAGE", 6)
-    folder = tmp_path / "many"
     folder.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(40):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
         render_scene(sample_scene(rng)).save(folder / f"s{i:02d}.png")
+    return folder
+
+
+def test_results_come_a_page_at_a_time_as_the_grid_is_scrolled(qtbot, window, tmp_path, monkeypatch):
+    from mmstudio.gui.panels import search_panel
+
+    monkeypatch.setattr(search_panel, "PAGE", 6)
+    folder = write_scenes(tmp_path / "many", 40, seed=3)
     panel = window.search_panel
     window.tabs.setCurrentWidget(panel)
     window.resize(900, 600)
