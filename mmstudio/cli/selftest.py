@@ -65,7 +65,8 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
     check("built-in retrieval model", itm_check)
     check("main window (offscreen)", _window_check)
     check("5-step fine-tuning job", _training_check)
-    total = 5
+    check("collections: graph search and the map", _collections_check)
+    total = 6
     emit(f"{total - failures} of {total} checks passed")
     return 0 if failures == 0 else 1
 
@@ -91,3 +92,27 @@ def _training_check() -> str:
         first = sorted((data / "images").iterdir())[0]
         caption = Engine().caption([load_image(first)], model=str(config.out))[0].caption
     return f"5 steps, checkpoint loads and captions ({caption!r})"
+
+
+def _collections_check() -> str:
+    """The libraries a large collection needs, present and working: the nearest-neighbour graph (usearch),
+    kept and mapped back, and the map's plot (pyqtgraph)."""
+    import numpy as np
+
+    from mmstudio.vector_index import NearestIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((2000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    keys = [str(i) for i in range(len(vectors))]
+    with tempfile.TemporaryDirectory() as folder:
+        built = NearestIndex(vectors, keys=keys, cache=Path(folder), exact_up_to=0)
+        mapped = NearestIndex(vectors, keys=keys, cache=Path(folder), exact_up_to=0)
+        assert built.approximate and mapped.built_seconds == 0, built.note or mapped.note
+        rows, _ = mapped.search(vectors[123], 1)
+        assert rows.tolist() == [123], f"nearest of vector 123: {rows.tolist()}"
+        del built, mapped  # the mapped file is let go before its folder is removed (Windows)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import pyqtgraph
+
+    return f"usearch graph of 2,000 vectors saved and mapped back; pyqtgraph {pyqtgraph.__version__}"
