@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -100,6 +101,14 @@ def umap_available() -> bool:
     return importlib.util.find_spec("umap") is not None
 
 
+def umap_missing() -> str:
+    """Why there is no UMAP here, and how to have it."""
+    if getattr(sys, "frozen", False):  # the installer leaves umap-learn out (mmstudio.spec)
+        return ("this installed app has no UMAP (umap-learn and numba would add about 260 MB); a source install "
+                f"has it with {UMAP_INSTALL}")
+    return f"a UMAP layout needs umap-learn, not installed here: {UMAP_INSTALL} (about 110 MB to download)"
+
+
 def umap_layout(vectors: np.ndarray) -> MapLayout:
     """A UMAP layout (umap-learn, cosine neighbourhoods): groups of alike pictures drawn apart, which a
     plane through the data often overlaps. Minutes for 100,000 pictures (bench/map_layout.py)."""
@@ -110,8 +119,7 @@ def umap_layout(vectors: np.ndarray) -> MapLayout:
     try:
         import umap
     except ImportError:
-        raise MMStudioError(f"a UMAP layout needs umap-learn, not installed here: {UMAP_INSTALL} (about 110 MB "
-                            "to download with numba and scikit-learn)") from None
+        raise MMStudioError(umap_missing()) from None
     xy = umap.UMAP(n_neighbors=UMAP_NEIGHBOURS, metric="cosine", low_memory=True, n_jobs=-1).fit_transform(vectors)
     dim = vectors.shape[1]
     return MapLayout(np.asarray(xy, np.float32), np.zeros(dim, np.float32), np.zeros((2, dim), np.float32), 0.0,

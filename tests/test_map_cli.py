@@ -104,3 +104,11 @@ def test_umap_layout_from_a_vectors_file_and_refused_for_too_few_pictures(pictur
     np.save(tmp_path / "bad.npy", np.zeros(3))
     assert main(["layout", str(tmp_path / "bad.npy"), str(tmp_path / "o.npz")]) != 0
     assert "(N, D)" in capsys.readouterr().err
+
+
+def test_without_umap_the_message_says_how_to_have_it(monkeypatch):
+    from mmstudio import embedding_map
+
+    assert "pip install 'mmstudio[umap]'" in embedding_map.umap_missing()
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    assert "installed app has no UMAP" in embedding_map.umap_missing()  # the installer leaves it out

@@ -21,7 +21,7 @@ import numpy as np
 from PySide6.QtCore import QBuffer, QProcess, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from mmstudio.embedding_map import UMAP_INSTALL, UMAP_NEIGHBOURS, MapLayout, saved_layout, umap_available
+from mmstudio.embedding_map import UMAP_NEIGHBOURS, MapLayout, saved_layout, umap_available, umap_missing
 from mmstudio.gui.qt_density_map import DensityMap, in_polygon, inside, selecting_view_box
 from mmstudio.gui.qt_unknown_words import marked_html
 from mmstudio.gui.worker import OpenTickets
@@ -87,7 +87,7 @@ class ExplorePanel(QWidget):
                                "(minutes for 100,000 pictures), kept with the index")
         if not umap_available():
             self.method.model().item(1).setEnabled(False)
-            self.method.setItemData(1, f"UMAP needs umap-learn: {UMAP_INSTALL}", 3)  # 3: Qt.ToolTipRole
+            self.method.setItemData(1, umap_missing()[:1].upper() + umap_missing()[1:], Qt.ItemDataRole.ToolTipRole)
         self.method.currentIndexChanged.connect(lambda _i: self.show_layout())
         self.colour = QComboBox()
         for label, data in COLOURINGS:
@@ -320,7 +320,7 @@ class ExplorePanel(QWidget):
     def _start_umap(self) -> str:
         """Start computing the UMAP layout of the map's pictures (unless under way); what to tell the user."""
         if not umap_available():
-            return f"UMAP needs umap-learn, not installed: {UMAP_INSTALL}. The PCA plane is shown."
+            return f"{umap_missing()[:1].upper()}{umap_missing()[1:]}. The PCA plane is shown."
         if self.umap_process is not None:
             return "Computing the UMAP layout in the background; the PCA plane is shown meanwhile."
         outcome = self.outcome
