@@ -14,12 +14,15 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from mmstudio.engine import Engine
 from mmstudio.imaging import load_image
 from mmstudio.jobs import JobProcess, prepare_launch
 from mmstudio.models.base import Task
 from mmstudio.training.run import TrainConfig
 from mmstudio.training.selftest_scene import best_match_is_truth, scene, scene_seed
+from mmstudio.vector_index import NearestIndex
 from mmstudio.world import generate_dataset
 
 
@@ -97,10 +100,6 @@ def _training_check() -> str:
 def _collections_check() -> str:
     """The libraries a large collection needs, present and working: the nearest-neighbour graph (usearch),
     kept and mapped back, and the map's plot (pyqtgraph)."""
-    import numpy as np
-
-    from mmstudio.vector_index import NearestIndex
-
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((2000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
