@@ -1,4 +1,4 @@
-"""Tiny real checkpoints of the ViT-GPT2, ViLT, CLIP and SigLIP families, saved the hub's way.
+"""Tiny real checkpoints of the ViT-GPT2, ViLT, CLIP, SigLIP and LLaVA families, saved the hub's way.
 
 Random weights, hidden size 32, two layers, small images: built in a second,
 loaded by stock transformers classes and by mmstudio alike. No downloads: the
@@ -193,3 +193,52 @@ def build_siglip2_naflex(folder: Path, seed: int = 4) -> Path:
 
 BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip, "siglip": build_siglip,
             "siglip2": build_siglip2, "siglip2-naflex": build_siglip2_naflex}
+# A LLaVA (build_llava, below) is built by tests/test_vlm.py alone: a chat model answers every question.
+
+
+LLAVA_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% else %}ASSISTANT: {% for c in m['content'] %}{{ c['text'] }} {% endfor %}</s> {% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+def build_llava(folder: Path, seed: int = 5) -> Path:
+    """A LLaVA (CLIP vision tower, Llama language model, MLP projector), 32 px images in a 4 x 4 patch grid,
+    a word-level tokenizer of the Shapes World words and a chat template in LLaVA 1.5's USER/ASSISTANT form."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:", "describe", "image", ".",
+             *[w for w in WORDS if w not in ("describe", "image")]]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")  # words joined by spaces
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
+                               num_additional_image_tokens=1)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
+        text_config=LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                                bos_token_id=1, eos_token_id=2, pad_token_id=0),
+        image_token_id=words.index("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    _spread(model, seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -6,16 +6,16 @@ import os
 import threading
 
 from mmstudio.errors import MMStudioError, ModelLoadError
-from mmstudio.models import blip, clip, siglip, vilt, vit_gpt2
+from mmstudio.models import blip, clip, siglip, vilt, vit_gpt2, vlm
 from mmstudio.models.base import AdapterFactory, LoadOptions, ModelAdapter, Task
 from mmstudio.models.common import architecture_names
 from mmstudio.models.loading import quiet_transformers, resolve
 
 # Order matters only when two families accept one config; the first wins.
 FAMILIES: tuple[AdapterFactory, ...] = (blip.FACTORY, vit_gpt2.FACTORY, vilt.FACTORY, clip.FACTORY,
-                                        siglip.FACTORY)
+                                        siglip.FACTORY, vlm.FACTORY)
 # The config model types of those families: a folder of one that no family accepts is broken, not foreign.
-MODEL_TYPES = frozenset({"blip", "vision-encoder-decoder", "vilt", "clip", "siglip", "siglip2"})
+MODEL_TYPES = frozenset({"blip", "vision-encoder-decoder", "vilt", "clip", "siglip", "siglip2"} | vlm.LAYOUTS)
 
 
 def factory_for(config: dict) -> AdapterFactory:

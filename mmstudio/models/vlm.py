@@ -1,0 +1,210 @@
+"""Decoder-only vision-language models (image-text-to-text): captions and answers through a chat template,
+with each generated word's attention on the image.
+
+A checkpoint whose `config.json` is one of LAYOUTS loads through transformers' `AutoModelForImageTextToText`
+and `AutoProcessor` (never code from the folder). A caption is the answer to an instruction
+(`GenerationOptions.prompt`, default "Describe this image."); a question is one user turn with the image.
+Generation keeps the model's fast attention; a word's map is computed after it, on request, by one
+teacher-forced pass with eager attention over the whole sequence: the attention of the position that
+produced the word onto the positions of the image's tokens, every layer and head kept, mapped back to the
+vision tower's patch grid by the architecture's layout (`image_token_grid`).
+
+Layouts mapped so far (issue 21 lists more: SmolVLM/Idefics3's split images, Qwen2-VL's merged patches,
+LLaVA-NeXT's tiles, PaliGemma, Florence-2):
+  llava   one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
+          "default"; "full" keeps [CLS] first), one image token each, in row-major order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+from PIL import Image
+
+from mmstudio.attention import AttentionStack
+from mmstudio.errors import ModelLoadError
+from mmstudio.models.adapter import AdapterBase
+from mmstudio.models.base import (
+    AdapterFactory,
+    AnswerResult,
+    CancelCheck,
+    CaptionResult,
+    GenerationOptions,
+    Task,
+    never_cancelled,
+)
+from mmstudio.models.common import cut_at
+from mmstudio.models.generation import seeded
+
+DEFAULT_INSTRUCTION = "Describe this image."
+LAYOUTS = frozenset({"llava"})
+
+
+def accepts(config: dict) -> bool:
+    return config.get("model_type") in LAYOUTS
+
+
+def tasks_of(config: dict) -> frozenset[Task]:
+    return frozenset({Task.CAPTION, Task.VQA}) if accepts(config) else frozenset()
+
+
+def _processor(path) -> tuple:
+    """(its tokenizer, the processor): what turns a conversation with an image into the model's inputs."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+    if getattr(processor, "chat_template", None) is None:
+        raise ModelLoadError(f"{path}: the processor has no chat template, so no conversation can be written")
+    return processor.tokenizer, processor
+
+
+def image_token_grid(config, count: int) -> tuple[int, int, int]:
+    """(first image token that is a patch, rows, cols) for `count` image tokens of one image."""
+    vision = config.vision_config
+    side = vision.image_size // vision.patch_size
+    skip = 1 if getattr(config, "vision_feature_select_strategy", "default") == "full" else 0
+    if count - skip != side * side:
+        raise ValueError(f"{count} image tokens do not make the {side} x {side} patch grid")
+    return skip, side, side
+
+
+class ImageTextToTextAdapter(AdapterBase):
+    family: ClassVar[str] = "vlm"
+    TASKS = frozenset({Task.CAPTION, Task.VQA})
+    kind = "a vision-language chat model"
+    loads = "AutoModelForImageTextToText"  # by its concrete class: architecture_to_load
+    checkpoint_kind = "image-text-to-text"
+    load_processing = staticmethod(_processor)
+
+    @classmethod
+    def architecture_to_load(cls, config: dict) -> str | None:
+        """The class `AutoModelForImageTextToText` would pick (named, so the memory check can size it first)."""
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+        return MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES.get(config.get("model_type", "")) if accepts(config) else None
+
+    def __init__(self, model, tokenizer, processor, *, name: str, path: Path, dtype: str = "fp32",
+                 cache_size: int = 64):
+        self.processor = processor
+        self.image_token_id = getattr(model.config, "image_token_id", None) or getattr(
+            model.config, "image_token_index", None)
+        if self.image_token_id is None:
+            raise ModelLoadError(f"{path}: the config names no image token (image_token_id)")
+        super().__init__(model, tokenizer, processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
+        generation = model.generation_config
+        eos = generation.eos_token_id if generation.eos_token_id is not None else tokenizer.eos_token_id
+        # One sequence at a time: nothing is padded, so only the end tokens end a reply (a small model may well
+        # write its pad token as a word; generate goes on past it, and so does the reply).
+        self.stops = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+    def architecture(self) -> str:
+        config = self.model.config
+        return (f"{type(self.model).__name__} ({config.vision_config.model_type} + "
+                f"{config.text_config.model_type})")
+
+    # ------------------------------------------------------------- tasks
+
+    def caption(
+        self,
+        images: Sequence[Image.Image],
+        *,
+        attention: bool = False,
+        generation: GenerationOptions = GenerationOptions(),
+        cancel: CancelCheck = never_cancelled,
+    ) -> list[CaptionResult]:
+        instruction = (generation.prompt or "").strip() or DEFAULT_INSTRUCTION
+        results = []
+        for image in images:
+            cancel()
+            text, tokens, stack = self.reply(image, [], instruction, attention=attention, generation=generation)
+            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
+        return results
+
+    def answer_questions(
+        self,
+        image: Image.Image,
+        questions: Sequence[str],
+        *,
+        attention: bool = False,
+        generation: GenerationOptions = GenerationOptions(),
+    ) -> list[AnswerResult]:
+        answers = []
+        for question in questions:
+            text, _tokens, stack = self.reply(image, [], question, attention=attention, generation=generation)
+            one = None
+            if stack is not None and len(stack.tokens):  # the answer's evidence: its words' maps together
+                one = AttentionStack((text,), stack.weights.mean(axis=0, keepdims=True), stack.layers,
+                                     stack.default_layer)
+            answers.append(AnswerResult(question=question, answer=text, answer_attention=one))
+        return answers
+
+    # ----------------------------------------------------- a conversation
+
+    def messages(self, history: Sequence[tuple[str, str]], text: str) -> list[dict]:
+        """The conversation: the image with the first user turn, earlier (question, reply) turns, `text` last."""
+        turns = [*history, (text, None)]
+        out = []
+        for i, (asked, replied) in enumerate(turns):
+            content = ([{"type": "image"}] if i == 0 else []) + [{"type": "text", "text": asked}]
+            out.append({"role": "user", "content": content})
+            if replied is not None:
+                out.append({"role": "assistant", "content": [{"type": "text", "text": replied}]})
+        return out
+
+    def inputs(self, image: Image.Image, history: Sequence[tuple[str, str]], text: str):
+        prompt = self.processor.apply_chat_template(self.messages(history, text), add_generation_prompt=True)
+        batch = self.processor(images=[image.convert("RGB")], text=[prompt], return_tensors="pt")
+        batch = batch.to(self.device)
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        return batch
+
+    def reply(self, image: Image.Image, history: Sequence[tuple[str, str]], text: str, *, attention: bool,
+              generation: GenerationOptions) -> tuple[str, tuple[str, ...], AttentionStack | None]:
+        """(the model's reply, its words, each word's map or None) to `text` after `history` about `image`."""
+        torch = self._torch
+        batch = self.inputs(image, history, text)
+        config = self.generation_config(generation)
+        start = batch["input_ids"].shape[1]
+        with torch.inference_mode():
+            seeded(torch, generation, config)
+            sequences = self.model.generate(**batch, generation_config=config)
+        new = cut_at(sequences[0, start:].tolist(), self.stops)
+        special = set(self.tokenizer.all_special_ids)
+        words = [i for i, t in enumerate(new) if t not in special]
+        tokens = tuple(self.tokenizer.decode([new[i]]).strip() or "␣" for i in words)
+        reply = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        stack = self.word_maps(batch, new, words, tokens) if attention and words else None
+        return reply, tokens, stack
+
+    def word_maps(self, batch, new: list[int], words: list[int], tokens: tuple[str, ...]) -> AttentionStack | None:
+        """Each generated word's attention onto the image's patches: one teacher-forced pass, eager attention
+        (the fused kernels return no weights), the query at the position before the word's."""
+        torch = self._torch
+        start = batch["input_ids"].shape[1]
+        ids = torch.cat([batch["input_ids"], torch.tensor([new], device=batch["input_ids"].device)], dim=1)
+        positions = (batch["input_ids"][0] == self.image_token_id).nonzero().flatten()
+        try:
+            skip, rows, cols = image_token_grid(self.model.config, len(positions))
+        except ValueError:
+            return None  # a layout this family does not map yet: the reply stands, without maps
+        before = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 pixel_values=batch["pixel_values"], output_attentions=True)
+        finally:
+            self.model.set_attn_implementation(before)
+        queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
+        patches = positions[skip:]
+        per_layer = [layer[0][:, queries][:, :, patches].float().cpu().numpy() for layer in out.attentions]
+        weights = np.stack([np.moveaxis(w, 1, 0) for w in per_layer], axis=1)  # (T, L, H, N)
+        grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)  # row-major, as the tokens
+        return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
+
+
+FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
+                         notes="image-text-to-text chat models (LLaVA): caption, vqa")

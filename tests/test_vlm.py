@@ -1,0 +1,93 @@
+"""Decoder-only vision-language models: a tiny LLaVA built here, run by mmstudio as plain transformers runs it,
+and each generated word's attention on the image's patch grid."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmstudio.cli import main
+from mmstudio.engine import Engine
+from mmstudio.models.base import GenerationOptions, Task
+from tests.family_checkpoints import build_llava
+
+
+@pytest.fixture(scope="session")
+def llava(tmp_path_factory):
+    return build_llava(tmp_path_factory.mktemp("vlm") / "llava")
+
+
+def plain(folder, image, text: str, **generate):
+    """What transformers alone replies: the processor's chat template, generate, decode."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**inputs, **generate)
+    return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_captions_and_answers_are_what_plain_transformers_writes(llava, scene_images):
+    engine = Engine()
+    adapter = engine.adapter(Task.CAPTION, str(llava))
+    assert adapter.info.family == "vlm" and adapter.info.tasks == {Task.CAPTION, Task.VQA}
+    assert "LlavaForConditionalGeneration (clip_vision_model + llama)" == adapter.info.architecture
+    for image in scene_images[:3]:
+        caption = engine.caption([image], model=str(llava))[0].caption
+        assert caption == plain(llava, image, "Describe this image.", max_new_tokens=40, do_sample=False)
+        answer = engine.ask(image, ["what color is the circle ?"], model=str(llava))[0].answer
+        assert answer == plain(llava, image, "what color is the circle ?", max_new_tokens=40, do_sample=False)
+    # The instruction and the generation settings are the user's, as for every family.
+    options = GenerationOptions(prompt="how many objects are there ?", max_new_tokens=5, num_beams=2)
+    got = engine.caption(scene_images[:1], model=str(llava), generation=options)[0].caption
+    assert got == plain(llava, scene_images[0], "how many objects are there ?", max_new_tokens=5, num_beams=2,
+                        do_sample=False)
+
+
+def test_each_generated_word_has_its_attention_on_the_patch_grid_in_row_major_order(llava, scene_images):
+    import torch
+
+    engine = Engine()
+    result = engine.caption(scene_images[:1], model=str(llava), attention=True,
+                            generation=GenerationOptions(max_new_tokens=6))[0]
+    stack = result.attention
+    assert stack is not None and stack.tokens == result.tokens
+    assert stack.weights.shape == (len(result.tokens), 2, 2, 4, 4)  # words, layers, heads, a 4 x 4 grid
+    assert np.all(stack.weights >= 0) and np.all(stack.weights.sum(axis=(-2, -1)) <= 1 + 1e-5)
+
+    # Against the model's own eager attention: image token k is patch (k // 4, k % 4) of the grid.
+    adapter = engine.adapter(Task.CAPTION, str(llava))
+    batch = adapter.inputs(scene_images[0], [], "Describe this image.")
+    positions = (batch["input_ids"][0] == adapter.image_token_id).nonzero().flatten()
+    assert len(positions) == 16 == adapter.processor.image_processor.crop_size["height"] ** 2 // 8 ** 2
+    ids = adapter.tokenizer(result.caption.split()[0], add_special_tokens=False)["input_ids"]
+    full = torch.cat([batch["input_ids"], torch.tensor([ids])], dim=1)
+    adapter.model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        attentions = adapter.model(input_ids=full, pixel_values=batch["pixel_values"],
+                                   output_attentions=True).attentions
+    adapter.model.set_attn_implementation("sdpa")
+    query = batch["input_ids"].shape[1] - 1  # the position that produced the first word
+    for layer in range(2):
+        for head in range(2):
+            row = attentions[layer][0, head, query, positions].numpy()
+            np.testing.assert_allclose(stack.weights[0, layer, head], row.reshape(4, 4), atol=1e-5)
+
+
+def test_the_cli_captions_and_answers_with_maps(llava, photos, capsys):
+    assert main(["caption", "--model", str(llava), "--json", "--attention", "--max-new-tokens", "4",
+                 str(photos / "scene0.png")]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["caption"] and row["grid"] == [4, 4] and len(row["tokens"]) == len(row["attention"])
+    assert main(["ask", "--model", str(llava), "--json", str(photos / "scene0.png"), "what color is the star ?"]) == 0
+    answer = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert answer["question"] == "what color is the star ?" and "answer" in answer
+    assert main(["match", "--model", str(llava), str(photos / "scene0.png"), "a red star"]) != 0
+    assert "cannot do itm (it does caption, vqa)" in capsys.readouterr().err
