@@ -165,9 +165,15 @@ class Engine:
         model: str | None = None,
         attention: bool = False,
         generation: GenerationOptions = GenerationOptions(),
+        stream: Callable[[str], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> list[AnswerResult]:
+        """Answers in question order. A model that streams (a chat model) calls `stream(text so far)` after each
+        token and ends its answer, keeping what it wrote, once `stop()` is true; others ignore both."""
         generation.validate()
-        return self.adapter(Task.VQA, model).answer(image, questions, attention=attention, generation=generation)
+        adapter = self.adapter(Task.VQA, model)
+        live = {"stream": stream, "stop": stop} if getattr(adapter, "streams", False) else {}
+        return adapter.answer(image, questions, attention=attention, generation=generation, **live)
 
     def match(
         self, image: Image.Image, texts: Sequence[str], *, model: str | None = None, attention: bool = False

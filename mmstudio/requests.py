@@ -12,7 +12,7 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 from PIL import Image
@@ -190,8 +190,9 @@ class CancelToken:
 
 
 def execute(engine: Engine, request: Request, token: CancelToken | None = None,
-            progress: Progress | None = None) -> Outcome:
-    """Carry out one request. Raises MMStudioError subclasses (CancelledError when cancelled)."""
+            progress: Progress | None = None, stream: Callable[[str], None] | None = None) -> Outcome:
+    """Carry out one request. Raises MMStudioError subclasses (CancelledError when cancelled). `stream`: an
+    answer's text so far, token by token, where the model writes it that way (a chat model)."""
     token = token or CancelToken()
     token.check()
     if isinstance(request, LoadModelRequest):
@@ -201,7 +202,9 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
         return _caption(engine, request, token, progress)
     if isinstance(request, AskRequest):
         result = engine.ask(request.image.load(), [request.question], model=request.model,
-                            attention=request.attention, generation=request.generation)[0]
+                            attention=request.attention, generation=request.generation, stream=stream,
+                            stop=lambda: token.cancelled)[0]
+        token.check()  # stopped mid-answer: what was written has been streamed; the request ends cancelled
         return AskOutcome(request, result, _known(engine, Task.VQA, request.model, result.unknown_words))
     if isinstance(request, MatchRequest):
         results = engine.match(request.image.load(), list(request.texts), model=request.model,

@@ -233,7 +233,7 @@ def build_llava(folder: Path, seed: int = 5) -> Path:
         vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                        num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
         text_config=LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
                                 bos_token_id=1, eos_token_id=2, pad_token_id=0),
         image_token_id=words.index("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1)
     torch.manual_seed(seed)

@@ -91,3 +91,40 @@ def test_the_cli_captions_and_answers_with_maps(llava, photos, capsys):
     assert answer["question"] == "what color is the star ?" and "answer" in answer
     assert main(["match", "--model", str(llava), str(photos / "scene0.png"), "a red star"]) != 0
     assert "cannot do itm (it does caption, vqa)" in capsys.readouterr().err
+
+
+def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_wrote(qtbot, tmp_path, monkeypatch,
+                                                                                     llava, tiny_models, photos):
+    import shutil
+    import time
+
+    from transformers import GenerationConfig
+
+    from mmstudio.gui.panels.ask_panel import Turn
+    from tests.test_gui_search import open_window
+
+    long = tmp_path / "long-llava"
+    shutil.copytree(llava, long)
+    # A reply of 3,000 tokens (its end token never comes first): long enough to stop in the middle.
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=3000,
+                     min_new_tokens=3000).save_pretrained(long)
+    window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.VQA: long}, tiny_models[Task.ITM])
+    panel = window.ask_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos / "scene0.png")])
+    qtbot.waitUntil(lambda: panel._current is not None, timeout=60000)  # the picture is the panel's
+    panel.ask("what color is the star ?")
+    turn: Turn = panel.history[window.gallery.current_ref().key][-1]
+    qtbot.waitUntil(lambda: bool(len(turn.partial.split()) >= 5 or turn.error or turn.result), timeout=60000)
+    assert turn.error is None, turn.error
+    assert turn.result is None and "▌" in panel.chat.toPlainText()  # words shown before the answer is done
+    assert panel.stop_button.isEnabled()
+    started = time.perf_counter()
+    panel.stop()
+    qtbot.waitUntil(lambda: turn.error is not None, timeout=10000)
+    print(f"\nStop ended the generation in {time.perf_counter() - started:.3f} s "
+          f"after {len(turn.partial.split())} words")
+    assert turn.result is None and 5 <= len(turn.partial.split()) < 3000
+    assert "(stopped)" in panel.chat.toPlainText() and turn.partial in panel.chat.toPlainText()
+    qtbot.waitUntil(lambda: not panel.stop_button.isEnabled(), timeout=5000)
+    window.client.stop()

@@ -48,6 +48,7 @@ class Ticket(QObject):
 
     started = Signal(str)  # what is happening, for a status line
     progress = Signal(int, int)  # (done, total)
+    text = Signal(str)  # an answer so far, token by token, from a model that streams (a chat model)
     finished = Signal(object)  # the Outcome (or a background call's return value)
     failed = Signal(object)  # the exception; a bug (not an MMStudioError) carries `details`
     cancelled = Signal()
@@ -84,6 +85,7 @@ class _Worker(QObject):
     failed = Signal(int, object)  # (request id, exception)
     cancelled = Signal(int)
     progress = Signal(int, int, int)  # (request id, done, total)
+    text = Signal(int, str)  # (request id, the answer so far)
     started = Signal(int, str)  # (request id, what is happening)
 
     def __init__(self, tokens: dict[int, CancelToken], lock: threading.Lock, options: LoadOptions):
@@ -103,7 +105,8 @@ class _Worker(QObject):
             self._ensure_engine()
             self.started.emit(request.id, _describe(request, self.engine))
             outcome = execute(self.engine, request, token,
-                              progress=lambda done, total: self.progress.emit(request.id, done, total))
+                              progress=lambda done, total: self.progress.emit(request.id, done, total),
+                              stream=lambda text: self.text.emit(request.id, text))
             self.finished.emit(request.id, outcome)
         except CancelledError:
             self.cancelled.emit(request.id)
@@ -238,6 +241,7 @@ class InferenceClient(QObject):
             source.cancelled.connect(self._on_cancelled)
             source.started.connect(self._on_started)
         self._worker.progress.connect(self._on_progress)  # background calls report no progress
+        self._worker.text.connect(self._on_text)
         self._thread.start()
 
     @property
@@ -293,6 +297,11 @@ class InferenceClient(QObject):
         if ticket is not None:
             ticket.started.emit(text)
             self.started.emit(ticket, text)
+
+    def _on_text(self, request_id: int, text: str) -> None:
+        ticket = self._tickets.get(request_id)
+        if ticket is not None:
+            ticket.text.emit(text)
 
     def _on_progress(self, request_id: int, done: int, total: int) -> None:
         ticket = self._tickets.get(request_id)

@@ -18,7 +18,7 @@ LLaVA-NeXT's tiles, PaliGemma, Florence-2):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from PIL import Image
@@ -39,6 +39,7 @@ from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
 
 DEFAULT_INSTRUCTION = "Describe this image."
+Stream = Callable[[str], None]  # the reply so far, after each generated token
 LAYOUTS = frozenset({"llava"})
 
 
@@ -72,6 +73,7 @@ def image_token_grid(config, count: int) -> tuple[int, int, int]:
 
 class ImageTextToTextAdapter(AdapterBase):
     family: ClassVar[str] = "vlm"
+    streams: ClassVar[bool] = True  # answers take `stream` and `stop` (Engine.ask passes them)
     TASKS = frozenset({Task.CAPTION, Task.VQA})
     kind = "a vision-language chat model"
     loads = "AutoModelForImageTextToText"  # by its concrete class: architecture_to_load
@@ -129,10 +131,15 @@ class ImageTextToTextAdapter(AdapterBase):
         *,
         attention: bool = False,
         generation: GenerationOptions = GenerationOptions(),
+        stream: Stream | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> list[AnswerResult]:
+        """`stream(text so far)` after each generated token; `stop()` true ends the generation at once, keeping
+        what it wrote (the Ask panel's Stop)."""
         answers = []
         for question in questions:
-            text, _tokens, stack = self.reply(image, [], question, attention=attention, generation=generation)
+            text, _tokens, stack = self.reply(image, [], question, attention=attention, generation=generation,
+                                              stream=stream, stop=stop)
             one = None
             if stack is not None and len(stack.tokens):  # the answer's evidence: its words' maps together
                 one = AttentionStack((text,), stack.weights.mean(axis=0, keepdims=True), stack.layers,
@@ -162,21 +169,30 @@ class ImageTextToTextAdapter(AdapterBase):
         return batch
 
     def reply(self, image: Image.Image, history: Sequence[tuple[str, str]], text: str, *, attention: bool,
-              generation: GenerationOptions) -> tuple[str, tuple[str, ...], AttentionStack | None]:
+              generation: GenerationOptions, stream: Stream | None = None,
+              stop: Callable[[], bool] | None = None) -> tuple[str, tuple[str, ...], AttentionStack | None]:
         """(the model's reply, its words, each word's map or None) to `text` after `history` about `image`."""
+        from transformers import StoppingCriteriaList
+
         torch = self._torch
         batch = self.inputs(image, history, text)
         config = self.generation_config(generation)
         start = batch["input_ids"].shape[1]
+        extra = {}
+        if stream is not None and (config.num_beams or 1) == 1:  # beams have no one text so far to show
+            extra["streamer"] = _TextStream(self.tokenizer, self.stops, stream)
+        if stop is not None:
+            extra["stopping_criteria"] = StoppingCriteriaList([_StopWhen(stop)])
         with torch.inference_mode():
             seeded(torch, generation, config)
-            sequences = self.model.generate(**batch, generation_config=config)
+            sequences = self.model.generate(**batch, generation_config=config, **extra)
         new = cut_at(sequences[0, start:].tolist(), self.stops)
         special = set(self.tokenizer.all_special_ids)
         words = [i for i, t in enumerate(new) if t not in special]
         tokens = tuple(self.tokenizer.decode([new[i]]).strip() or "␣" for i in words)
         reply = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        stack = self.word_maps(batch, new, words, tokens) if attention and words else None
+        stopped = stop is not None and stop()  # a stopped reply is not looked into: it is being dropped
+        stack = self.word_maps(batch, new, words, tokens) if attention and words and not stopped else None
         return reply, tokens, stack
 
     def word_maps(self, batch, new: list[int], words: list[int], tokens: tuple[str, ...]) -> AttentionStack | None:
@@ -204,6 +220,39 @@ class ImageTextToTextAdapter(AdapterBase):
         weights = np.stack([np.moveaxis(w, 1, 0) for w in per_layer], axis=1)  # (T, L, H, N)
         grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)  # row-major, as the tokens
         return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
+
+
+class _TextStream:
+    """A transformers streamer: the reply so far after each new token (the first `put` is the prompt)."""
+
+    def __init__(self, tokenizer, stops: set[int], stream: Stream):
+        self.tokenizer, self.stops, self.stream = tokenizer, stops, stream
+        self.prompt_seen = False
+        self.ids: list[int] = []
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        self.ids.extend(int(i) for i in value.flatten().tolist())
+        text = self.tokenizer.decode(cut_at(self.ids, self.stops), skip_special_tokens=True).strip()
+        if text:  # a special token alone says nothing yet
+            self.stream(text)
+
+    def end(self) -> None:
+        pass
+
+
+class _StopWhen:
+    """A stopping criterion: every sequence is done once `stop()` says so (checked after each token)."""
+
+    def __init__(self, stop: Callable[[], bool]):
+        self.stop = stop
+
+    def __call__(self, input_ids, scores, **_kwargs):
+        import torch
+
+        return torch.full((input_ids.shape[0],), bool(self.stop()), dtype=torch.bool, device=input_ids.device)
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,

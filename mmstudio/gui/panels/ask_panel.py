@@ -22,6 +22,7 @@ class Turn:
     error: str | None = None
     request_id: int | None = None
     known: KnownWords | None = None  # what the model knows, when it did not understand the question
+    partial: str = ""  # the answer so far, from a model that writes it token by token (a chat model)
 
 
 class ChatInput(QPlainTextEdit):
@@ -62,10 +63,15 @@ class AskPanel(QWidget):
         self.send_button.setToolTip("Send the question (Ctrl+Enter)")
         self.send_button.clicked.connect(self.send)
         self.input.submitted.connect(self.send)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("End the answers being written now, keeping what they say so far")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop)
         self.generation = GenerationBox("vqa", prompt=False)
         row = QHBoxLayout()
         row.addWidget(self.input, 1)
         row.addWidget(self.send_button)
+        row.addWidget(self.stop_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Ask — a conversation per image"))
         layout.addWidget(self.chat, 1)
@@ -92,9 +98,21 @@ class AskPanel(QWidget):
         self.history.setdefault(ref.key, []).append(turn)
         self._turns[request.id] = (ref.key, turn)
         self._show()
-        self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
-                            on_error=self.error.emit)
+        ticket = self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
+                                     on_error=self.error.emit)
+        ticket.text.connect(lambda text, t=turn: self._on_text(t, text))
+        ticket.ended.connect(lambda: self.stop_button.setEnabled(len(self.pending) > 0))
+        self.stop_button.setEnabled(True)
         return request.id
+
+    def stop(self) -> None:
+        """End every answer being written; each keeps what it wrote (a chat model's) and says it was stopped."""
+        self.pending.cancel_all()
+
+    def _on_text(self, turn: Turn, text: str) -> None:
+        turn.partial = text
+        if self._current is not None and turn in self.history.get(self._current.key, []):
+            self._show()
 
     def on_finished(self, outcome: AskOutcome) -> None:
         key, turn = self._turns.pop(outcome.request.id)
@@ -165,8 +183,14 @@ class AskPanel(QWidget):
             else:
                 words = html.escape(turn.question)
             blocks.append(f"<p><b>You:</b> {words}</p>")
-            if turn.error:
+            if turn.error and turn.partial:  # stopped while writing: what it wrote stays
+                blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{html.escape(turn.partial)}</span>"
+                              " <span style='color:gray'><i>(stopped)</i></span></p>")
+            elif turn.error:
                 blocks.append(f"<p style='color:#b00'><b>Error:</b> {html.escape(turn.error)}</p>")
+            elif turn.result is None and turn.partial:
+                blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{html.escape(turn.partial)}</span>"
+                              " <span style='color:gray'>▌</span></p>")
             elif turn.result is None:
                 blocks.append("<p style='color:gray'><i>thinking…</i></p>")
             elif not turn.result.understood:
