@@ -167,12 +167,15 @@ class Engine:
         generation: GenerationOptions = GenerationOptions(),
         stream: Callable[[str], None] | None = None,
         stop: Callable[[], bool] | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> list[AnswerResult]:
-        """Answers in question order. A model that streams (a chat model) calls `stream(text so far)` after each
-        token and ends its answer, keeping what it wrote, once `stop()` is true; others ignore both."""
+        """Answers in question order. A chat model reads `history` (earlier (question, answer) turns about the
+        image) before each question, calls `stream(text so far)` after each token and ends its answer, keeping
+        what it wrote, once `stop()` is true; other models answer each question alone and ignore all three."""
         generation.validate()
         adapter = self.adapter(Task.VQA, model)
-        live = {"stream": stream, "stop": stop} if getattr(adapter, "streams", False) else {}
+        live = ({"stream": stream, "stop": stop, "history": tuple(history)} if getattr(adapter, "streams", False)
+                else {})
         return adapter.answer(image, questions, attention=attention, generation=generation, **live)
 
     def match(

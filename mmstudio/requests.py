@@ -62,6 +62,9 @@ class AskRequest:
     attention: bool = True
     model: str | None = None
     generation: GenerationOptions = GenerationOptions()
+    # The conversation so far about this image, (question, answer) turns: a chat model reads it, others
+    # answer each question alone.
+    history: tuple[tuple[str, str], ...] = ()
     id: int = field(default_factory=next_id)
 
 
@@ -203,7 +206,7 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
     if isinstance(request, AskRequest):
         result = engine.ask(request.image.load(), [request.question], model=request.model,
                             attention=request.attention, generation=request.generation, stream=stream,
-                            stop=lambda: token.cancelled)[0]
+                            stop=lambda: token.cancelled, history=request.history)[0]
         token.check()  # stopped mid-answer: what was written has been streamed; the request ends cancelled
         return AskOutcome(request, result, _known(engine, Task.VQA, request.model, result.unknown_words))
     if isinstance(request, MatchRequest):

@@ -19,14 +19,19 @@ def llava(tmp_path_factory):
     return build_llava(tmp_path_factory.mktemp("vlm") / "llava")
 
 
-def plain(folder, image, text: str, **generate):
+def plain(folder, image, text: str, history=(), **generate):
     """What transformers alone replies: the processor's chat template, generate, decode."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    messages = []
+    for asked, replied in [*history, (text, None)]:
+        image_part = [] if messages else [{"type": "image"}]
+        messages.append({"role": "user", "content": [*image_part, {"type": "text", "text": asked}]})
+        if replied is not None:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": replied}]})
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(images=[image], text=[prompt], return_tensors="pt")
     with torch.inference_mode():
@@ -49,6 +54,24 @@ def test_captions_and_answers_are_what_plain_transformers_writes(llava, scene_im
     got = engine.caption(scene_images[:1], model=str(llava), generation=options)[0].caption
     assert got == plain(llava, scene_images[0], "how many objects are there ?", max_new_tokens=5, num_beams=2,
                         do_sample=False)
+
+
+def test_a_conversation_goes_through_the_chat_template_turn_after_turn(llava, scene_images):
+    engine = Engine()
+    history = (("how many objects are there ?", "two"), ("what color is the circle ?", "red"))
+    got = engine.ask(scene_images[1], ["what is left of the star ?"], model=str(llava), history=history,
+                     generation=GenerationOptions(max_new_tokens=8))[0]
+    assert got.answer == plain(llava, scene_images[1], "what is left of the star ?", history, max_new_tokens=8,
+                               do_sample=False)
+    alone = engine.ask(scene_images[1], ["what is left of the star ?"], model=str(llava),
+                       generation=GenerationOptions(max_new_tokens=8))[0]
+    assert alone.answer == plain(llava, scene_images[1], "what is left of the star ?", max_new_tokens=8, do_sample=False)
+    # The answer's words each carry their own map; their mean is the answer's evidence.
+    mapped = engine.ask(scene_images[1], ["what color is the star ?"], model=str(llava), attention=True,
+                        generation=GenerationOptions(max_new_tokens=4))[0]
+    words = mapped.answer_token_attention
+    assert words is not None and words.tokens == mapped.answer_tokens and len(mapped.answer_tokens) >= 1
+    np.testing.assert_allclose(mapped.answer_attention.weights[0], words.weights.mean(axis=0), atol=1e-6)
 
 
 def test_each_generated_word_has_its_attention_on_the_patch_grid_in_row_major_order(llava, scene_images):
@@ -98,6 +121,7 @@ def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_
     import shutil
     import time
 
+    from PySide6.QtCore import QUrl
     from transformers import GenerationConfig
 
     from mmstudio.gui.panels.ask_panel import Turn
@@ -127,4 +151,28 @@ def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_
     assert turn.result is None and 5 <= len(turn.partial.split()) < 3000
     assert "(stopped)" in panel.chat.toPlainText() and turn.partial in panel.chat.toPlainText()
     qtbot.waitUntil(lambda: not panel.stop_button.isEnabled(), timeout=5000)
+
+    # The next question carries the conversation; a word of its answer, clicked, shows that word's map.
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=3,
+                     min_new_tokens=3).save_pretrained(long)
+    window.client.stop()
+    window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.VQA: long}, tiny_models[Task.ITM])
+    panel = window.ask_panel
+    window.tabs.setCurrentWidget(panel)
+    window.add_paths([str(photos / "scene0.png")])
+    qtbot.waitUntil(lambda: panel._current is not None, timeout=60000)
+    panel.ask("how many objects are there ?")
+    qtbot.waitUntil(lambda: panel.history[panel._current.key][-1].result is not None, timeout=60000)
+    asked = []
+    monkeypatch.setattr(window.client, "submit", lambda request, _submit=window.client.submit:
+                        asked.append(request) or _submit(request))
+    panel.ask("what color is the star ?")
+    first = panel.history[panel._current.key][0].result
+    assert asked[0].history == (("how many objects are there ?", first.answer),)
+    qtbot.waitUntil(lambda: panel.history[panel._current.key][-1].result is not None, timeout=60000)
+    shown = []
+    panel.overlay_requested.connect(lambda stack, index, label: shown.append((stack, index, label)))
+    result = panel.history[panel._current.key][-1].result
+    panel._on_link(QUrl("w:1:0"))
+    assert shown == [(result.answer_token_attention, 0, f"answer word “{result.answer_tokens[0]}”")]
     window.client.stop()

@@ -89,6 +89,9 @@ class AnswerResult:
     question_tokens: tuple[str, ...] = ()
     question_attention: AttentionStack | None = None  # one map per question token
     answer_attention: AttentionStack | None = None  # one map: the answer's evidence on the image
+    # A model that writes its answer word by word (a chat model): each word, and each word's own map.
+    answer_tokens: tuple[str, ...] = ()
+    answer_token_attention: AttentionStack | None = None
     # Words the tokenizer does not know (models/words.py). With any, nothing is generated: the answer is "".
     unknown_words: tuple[str, ...] = ()
     in_domain: float | None = None  # see IN_DOMAIN below

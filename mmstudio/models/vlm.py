@@ -133,18 +133,21 @@ class ImageTextToTextAdapter(AdapterBase):
         generation: GenerationOptions = GenerationOptions(),
         stream: Stream | None = None,
         stop: Callable[[], bool] | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> list[AnswerResult]:
-        """`stream(text so far)` after each generated token; `stop()` true ends the generation at once, keeping
+        """Each question as the next user turn after `history` ((question, answer) turns about the image);
+        `stream(text so far)` after each generated token; `stop()` true ends the generation at once, keeping
         what it wrote (the Ask panel's Stop)."""
         answers = []
         for question in questions:
-            text, _tokens, stack = self.reply(image, [], question, attention=attention, generation=generation,
-                                              stream=stream, stop=stop)
+            text, tokens, stack = self.reply(image, history, question, attention=attention, generation=generation,
+                                             stream=stream, stop=stop)
             one = None
             if stack is not None and len(stack.tokens):  # the answer's evidence: its words' maps together
                 one = AttentionStack((text,), stack.weights.mean(axis=0, keepdims=True), stack.layers,
                                      stack.default_layer)
-            answers.append(AnswerResult(question=question, answer=text, answer_attention=one))
+            answers.append(AnswerResult(question=question, answer=text, answer_attention=one, answer_tokens=tokens,
+                                        answer_token_attention=stack))
         return answers
 
     # ----------------------------------------------------- a conversation

@@ -93,7 +93,11 @@ class AskPanel(QWidget):
 
     def ask(self, question: str) -> int:
         ref = self._current
-        request = AskRequest(image=ref, question=question, attention=True, generation=self.generation.options())
+        # The conversation so far, for a chat model (others answer each question alone): the answered turns.
+        history = tuple((t.question, t.result.answer) for t in self.history.get(ref.key, [])
+                        if t.result is not None and t.result.understood and not t.error)
+        request = AskRequest(image=ref, question=question, attention=True, generation=self.generation.options(),
+                             history=history)
         turn = Turn(question, request_id=request.id)
         self.history.setdefault(ref.key, []).append(turn)
         self._turns[request.id] = (ref.key, turn)
@@ -158,6 +162,11 @@ class AskPanel(QWidget):
             self.show_answer(int(text.split(":", 1)[1]))
         elif text.startswith("correct:"):
             self.correct_dialog(int(text.split(":", 1)[1]))
+        elif text.startswith("w:"):  # a word of a chat model's answer: that word's own map
+            turn_index, token = (int(v) for v in text.split(":")[1:])
+            result = self.history[self._current.key][turn_index].result
+            self.overlay_requested.emit(result.answer_token_attention, token,
+                                        f"answer word “{result.answer_tokens[token]}”")
         elif text.startswith("q:"):
             turn_index, token = (int(v) for v in text.split(":")[1:])
             result = self.history[self._current.key][turn_index].result
@@ -196,7 +205,11 @@ class AskPanel(QWidget):
             elif not turn.result.understood:
                 blocks.append(_not_understood(i, turn))
             else:
-                blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{html.escape(turn.result.answer)}"
+                answer = html.escape(turn.result.answer)
+                if turn.result.answer_token_attention is not None:  # each word: where it looked for that word
+                    answer = " ".join(f"<a href='w:{i}:{j}' style='color:#111;text-decoration:none'>"
+                                      f"{html.escape(t)}</a>" for j, t in enumerate(turn.result.answer_tokens))
+                blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{answer}"
                               f"</span> &nbsp; <a href='answer:{i}'>where it looked</a>"
                               f" &nbsp; <a href='correct:{i}'>correct &amp; teach</a></p>")
         self.chat.setHtml("".join(blocks))
