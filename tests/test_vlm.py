@@ -65,7 +65,8 @@ def test_a_conversation_goes_through_the_chat_template_turn_after_turn(llava, sc
                                do_sample=False)
     alone = engine.ask(scene_images[1], ["what is left of the star ?"], model=str(llava),
                        generation=GenerationOptions(max_new_tokens=8))[0]
-    assert alone.answer == plain(llava, scene_images[1], "what is left of the star ?", max_new_tokens=8, do_sample=False)
+    assert alone.answer == plain(llava, scene_images[1], "what is left of the star ?", max_new_tokens=8,
+                                 do_sample=False)
     # The answer's words each carry their own map; their mean is the answer's evidence.
     mapped = engine.ask(scene_images[1], ["what color is the star ?"], model=str(llava), attention=True,
                         generation=GenerationOptions(max_new_tokens=4))[0]
@@ -109,9 +110,12 @@ def test_the_cli_captions_and_answers_with_maps(llava, photos, capsys):
                  str(photos / "scene0.png")]) == 0
     row = json.loads(capsys.readouterr().out.splitlines()[0])
     assert row["caption"] and row["grid"] == [4, 4] and len(row["tokens"]) == len(row["attention"])
-    assert main(["ask", "--model", str(llava), "--json", str(photos / "scene0.png"), "what color is the star ?"]) == 0
+    assert main(["ask", "--model", str(llava), "--json", "--attention", "--max-new-tokens", "3",
+                 str(photos / "scene0.png"), "what color is the star ?"]) == 0
     answer = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert answer["question"] == "what color is the star ?" and "answer" in answer
+    assert answer["question"] == "what color is the star ?" and answer["answer"]
+    assert len(answer["answer_tokens"]) == len(answer["answer_token_attention"]) >= 1
+    assert len(answer["answer_attention"]) == 16 and answer["grid"] == [4, 4]
     assert main(["match", "--model", str(llava), str(photos / "scene0.png"), "a red star"]) != 0
     assert "cannot do itm (it does caption, vqa)" in capsys.readouterr().err
 

@@ -378,6 +378,11 @@ def run_ask(args) -> int:
                 record["tokens"] = list(result.question_tokens)
                 record["attention"] = _flat(result.question_attention.maps())
                 record["answer_attention"] = _flat(result.answer_attention.maps())[0]
+            if args.attention and result.answer_token_attention is not None:  # a chat model: each answer word's
+                record["grid"] = list(result.answer_token_attention.grid)
+                record["answer_tokens"] = list(result.answer_tokens)
+                record["answer_token_attention"] = _flat(result.answer_token_attention.maps())
+                record["answer_attention"] = _flat(result.answer_attention.maps())[0]
             reply = f"A: {result.answer}" if result.understood else \
                 not_understood(result.unknown_words, engine.known_words(Task.VQA, model=args.model))
             printer.record(record, f"{request.image}\n  Q: {result.question}\n  {reply}")
