@@ -242,3 +242,41 @@ def build_llava(folder: Path, seed: int = 5) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def build_paligemma(folder: Path, seed: int = 6) -> Path:
+    """A PaliGemma (SigLIP vision tower, Gemma language model), 32 px images in a 4 x 4 patch grid, prompted by
+    task prefixes ("caption en", "answer en ...") as the real ones are, with the Shapes World words."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        PreTrainedTokenizerFast,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
+
+    words = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>", "caption", "answer", "en", *WORDS]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                        unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    processor = PaliGemmaProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32},
+                                                                        image_seq_length=16), tokenizer=tokenizer)
+    config = PaliGemmaConfig(
+        vision_config=SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
+        text_config=GemmaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                max_position_embeddings=4096, pad_token_id=0, eos_token_id=1, bos_token_id=2),
+        image_token_id=words.index("<image>"), projection_dim=32)
+    torch.manual_seed(seed)
+    model = PaliGemmaForConditionalGeneration(config).eval()
+    _spread(model, seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

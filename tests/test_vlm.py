@@ -11,12 +11,47 @@ import pytest
 from mmstudio.cli import main
 from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
-from tests.family_checkpoints import build_llava
+from tests.family_checkpoints import build_llava, build_paligemma
 
 
 @pytest.fixture(scope="session")
 def llava(tmp_path_factory):
     return build_llava(tmp_path_factory.mktemp("vlm") / "llava")
+
+
+@pytest.fixture(scope="session")
+def paligemma(tmp_path_factory):
+    return build_paligemma(tmp_path_factory.mktemp("vlm") / "paligemma")
+
+
+def plain_prompted(folder, image, prompt: str, **generate):
+    """What transformers alone replies to a prompted model (PaliGemma): the task prefix after the image."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    inputs = processor(images=[image], text=["<image>" + prompt], return_tensors="pt")
+    inputs.pop("labels", None)
+    with torch.inference_mode():
+        out = model.generate(**inputs, **generate)
+    return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_a_prompted_model_paligemma_captions_answers_and_maps_as_plain_transformers(paligemma, scene_images):
+    engine = Engine()
+    adapter = engine.adapter(Task.VQA, str(paligemma))
+    assert adapter.info.architecture == "PaliGemmaForConditionalGeneration (siglip_vision_model + gemma)"
+    for image in scene_images[:2]:
+        caption = engine.caption([image], model=str(paligemma))[0].caption
+        assert caption == plain_prompted(paligemma, image, "caption en", max_new_tokens=40, do_sample=False)
+        answer = engine.ask(image, ["what color is the star ?"], model=str(paligemma))[0].answer
+        assert answer == plain_prompted(paligemma, image, "answer en what color is the star ?", max_new_tokens=40,
+                                        do_sample=False)
+    result = engine.caption(scene_images[:1], model=str(paligemma), attention=True,
+                            generation=GenerationOptions(max_new_tokens=4))[0]
+    assert result.attention.weights.shape == (len(result.tokens), 2, 2, 4, 4)
+    assert np.all(result.attention.weights.sum(axis=(-2, -1)) <= 1 + 1e-5)
 
 
 def plain(folder, image, text: str, history=(), **generate):

@@ -10,9 +10,11 @@ produced the word onto the positions of the image's tokens, every layer and head
 vision tower's patch grid by the architecture's layout (`image_token_grid`).
 
 Layouts mapped so far (issue 21 lists more: SmolVLM/Idefics3's split images, Qwen2-VL's merged patches,
-LLaVA-NeXT's tiles, PaliGemma, Florence-2):
-  llava   one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
-          "default"; "full" keeps [CLS] first), one image token each, in row-major order.
+LLaVA-NeXT's tiles, Florence-2):
+  llava      one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
+             "default"; "full" keeps [CLS] first), one image token each, in row-major order.
+  paligemma  one fixed grid: SigLIP's patches (no [CLS]), one image token each, row-major; no chat
+             template: prompted by task prefixes ("caption en", "answer en QUESTION"), one turn.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
 
 DEFAULT_INSTRUCTION = "Describe this image."
+# Models prompted by task prefixes instead of a conversation (no chat template): (caption prompt, question form).
+PROMPT_FORMS = {"paligemma": ("caption en", "answer en {}")}
 Stream = Callable[[str], None]  # the reply so far, after each generated token
-LAYOUTS = frozenset({"llava"})
+LAYOUTS = frozenset({"llava", "paligemma"})
 
 
 def accepts(config: dict) -> bool:
@@ -56,7 +60,8 @@ def _processor(path) -> tuple:
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-    if getattr(processor, "chat_template", None) is None:
+    prompted = type(processor).__name__ == "PaliGemmaProcessor"  # task prefixes: PROMPT_FORMS
+    if getattr(processor, "chat_template", None) is None and not prompted:
         raise ModelLoadError(f"{path}: the processor has no chat template, so no conversation can be written")
     return processor.tokenizer, processor
 
@@ -94,6 +99,8 @@ class ImageTextToTextAdapter(AdapterBase):
             model.config, "image_token_index", None)
         if self.image_token_id is None:
             raise ModelLoadError(f"{path}: the config names no image token (image_token_id)")
+        # A chat template writes conversations; a model without one is prompted by task prefixes.
+        self.forms = None if getattr(processor, "chat_template", None) else PROMPT_FORMS[model.config.model_type]
         super().__init__(model, tokenizer, processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
         generation = model.generation_config
         eos = generation.eos_token_id if generation.eos_token_id is not None else tokenizer.eos_token_id
@@ -116,11 +123,13 @@ class ImageTextToTextAdapter(AdapterBase):
         generation: GenerationOptions = GenerationOptions(),
         cancel: CancelCheck = never_cancelled,
     ) -> list[CaptionResult]:
-        instruction = (generation.prompt or "").strip() or DEFAULT_INSTRUCTION
+        default = self.forms[0] if self.forms else DEFAULT_INSTRUCTION
+        instruction = (generation.prompt or "").strip() or default
         results = []
         for image in images:
             cancel()
-            text, tokens, stack = self.reply(image, [], instruction, attention=attention, generation=generation)
+            text, tokens, stack = self.reply(image, [], instruction, attention=attention, generation=generation,
+                                             asking=False)
             results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
         return results
 
@@ -163,22 +172,29 @@ class ImageTextToTextAdapter(AdapterBase):
                 out.append({"role": "assistant", "content": [{"type": "text", "text": replied}]})
         return out
 
-    def inputs(self, image: Image.Image, history: Sequence[tuple[str, str]], text: str):
-        prompt = self.processor.apply_chat_template(self.messages(history, text), add_generation_prompt=True)
+    def inputs(self, image: Image.Image, history: Sequence[tuple[str, str]], text: str, asking: bool = True):
+        """The model's inputs for `text` (a question, or with `asking` False a caption instruction) after
+        `history`: through the chat template, or for a prompted model (PaliGemma) its task prefix alone, the
+        processor putting the image's tokens first (a prompted model holds no conversation)."""
+        if self.forms is None:
+            prompt = self.processor.apply_chat_template(self.messages(history, text), add_generation_prompt=True)
+        else:
+            prompt = "<image>" + (self.forms[1].format(text) if asking else text)
         batch = self.processor(images=[image.convert("RGB")], text=[prompt], return_tensors="pt")
+        batch.pop("labels", None)  # a training target the processor adds for some models; generate takes none
         batch = batch.to(self.device)
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
         return batch
 
     def reply(self, image: Image.Image, history: Sequence[tuple[str, str]], text: str, *, attention: bool,
-              generation: GenerationOptions, stream: Stream | None = None,
-              stop: Callable[[], bool] | None = None) -> tuple[str, tuple[str, ...], AttentionStack | None]:
+              generation: GenerationOptions, stream: Stream | None = None, stop: Callable[[], bool] | None = None,
+              asking: bool = True) -> tuple[str, tuple[str, ...], AttentionStack | None]:
         """(the model's reply, its words, each word's map or None) to `text` after `history` about `image`."""
         from transformers import StoppingCriteriaList
 
         torch = self._torch
-        batch = self.inputs(image, history, text)
+        batch = self.inputs(image, history, text, asking)
         config = self.generation_config(generation)
         start = batch["input_ids"].shape[1]
         extra = {}
@@ -212,9 +228,12 @@ class ImageTextToTextAdapter(AdapterBase):
         before = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")
         try:
+            extra = {}
+            if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
+                extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(ids[:, start:])], 1)
             with torch.inference_mode():
                 out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 pixel_values=batch["pixel_values"], output_attentions=True)
+                                 pixel_values=batch["pixel_values"], output_attentions=True, **extra)
         finally:
             self.model.set_attn_implementation(before)
         queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
@@ -259,4 +278,4 @@ class _StopWhen:
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
-                         notes="image-text-to-text chat models (LLaVA): caption, vqa")
+                         notes="image-text-to-text models (LLaVA, PaliGemma): caption, vqa")
