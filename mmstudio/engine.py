@@ -120,6 +120,8 @@ class Engine:
         generation: GenerationOptions = GenerationOptions(),
         cancel: CancelCheck = never_cancelled,
         progress: Progress | None = None,
+        stream: Callable[[int, str], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> Iterator[CaptionItem[T]]:
         """Caption batch by batch: one item per input, in input order, as soon as its batch is done.
 
@@ -127,7 +129,8 @@ class Engine:
         (a path, an ImageRef) into pixels; without it the inputs are pixels. An MMStudioError from
         `load` becomes that input's `error` and the rest of its batch still runs. `cancel()` is
         called before each batch (the model calls it between its steps too); `progress(done, total)`
-        after each batch's items have been taken.
+        after each batch's items have been taken. A model that writes word by word (a chat model) calls
+        `stream(input index, caption so far)` after each token, and ends a caption early once `stop()` is true.
         """
         generation.validate()
         size = max(1, int(batch_size))
@@ -142,8 +145,14 @@ class Engine:
                     pixels.append(load(image) if load is not None else image)
                 except MMStudioError as exc:
                     errors[i] = str(exc)
-            results = iter(self._captioner(model, generation).caption(
-                pixels, attention=attention, generation=generation, cancel=cancel) if pixels else ())
+            captioner = self._captioner(model, generation) if pixels else None
+            live = {}
+            if stream is not None and getattr(captioner, "streams", False):  # a chat model writes word by word
+                # Its index among the pixels read is the chunk's index once the unreadable ones are skipped.
+                read = [i for i in range(len(chunk)) if i not in errors]
+                live = {"stream": lambda i, text, s=start, r=read: stream(s + r[i], text), "stop": stop}
+            results = iter(captioner.caption(pixels, attention=attention, generation=generation, cancel=cancel,
+                                             **live) if pixels else ())
             for i, image in enumerate(chunk):
                 yield CaptionItem(image, error=errors[i]) if i in errors else CaptionItem(image, result=next(results))
             if progress:

@@ -193,19 +193,21 @@ class CancelToken:
 
 
 def execute(engine: Engine, request: Request, token: CancelToken | None = None,
-            progress: Progress | None = None, stream: Callable[[str], None] | None = None) -> Outcome:
-    """Carry out one request. Raises MMStudioError subclasses (CancelledError when cancelled). `stream`: an
-    answer's text so far, token by token, where the model writes it that way (a chat model)."""
+            progress: Progress | None = None, stream: Callable[[int, str], None] | None = None) -> Outcome:
+    """Carry out one request. Raises MMStudioError subclasses (CancelledError when cancelled). `stream(index,
+    text so far)`: a caption's (index: of the image) or an answer's (index 0) text, token by token, where the
+    model writes it that way (a chat model)."""
     token = token or CancelToken()
     token.check()
     if isinstance(request, LoadModelRequest):
         adapter = engine.use(request.task, request.name, request.options)
         return ModelOutcome(request, adapter.info)
     if isinstance(request, CaptionRequest):
-        return _caption(engine, request, token, progress)
+        return _caption(engine, request, token, progress, stream)
     if isinstance(request, AskRequest):
         result = engine.ask(request.image.load(), [request.question], model=request.model,
-                            attention=request.attention, generation=request.generation, stream=stream,
+                            attention=request.attention, generation=request.generation,
+                            stream=(lambda text: stream(0, text)) if stream else None,
                             stop=lambda: token.cancelled, history=request.history)[0]
         token.check()  # stopped mid-answer: what was written has been streamed; the request ends cancelled
         return AskOutcome(request, result, _known(engine, Task.VQA, request.model, result.unknown_words))
@@ -221,11 +223,15 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
     raise TypeError(f"not a request: {request!r}")
 
 
-def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progress: Progress | None):
+def _caption(engine: Engine, request: CaptionRequest, token: CancelToken, progress: Progress | None,
+             stream: Callable[[int, str], None] | None = None):
     items = engine.caption_each(request.images, load=ImageRef.load, model=request.model,
                                 attention=request.attention, batch_size=request.batch_size, cancel=token.check,
-                                progress=progress, generation=request.generation)
-    return CaptionOutcome(request, tuple(items))
+                                progress=progress, generation=request.generation, stream=stream,
+                                stop=lambda: token.cancelled)
+    items = tuple(items)
+    token.check()  # stopped mid-caption: what was written has been streamed; the request ends cancelled
+    return CaptionOutcome(request, items)
 
 
 def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress: Progress | None):

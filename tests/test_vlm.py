@@ -215,3 +215,29 @@ def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_
     panel._on_link(QUrl("w:1:0"))
     assert shown == [(result.answer_token_attention, 0, f"answer word “{result.answer_tokens[0]}”")]
     window.client.stop()
+
+
+def test_the_caption_panel_shows_a_chat_models_caption_as_it_is_written(qtbot, tmp_path, monkeypatch, llava,
+                                                                        tiny_models, photos):
+    import shutil
+
+    from transformers import GenerationConfig
+
+    from tests.test_gui_search import open_window
+
+    long = tmp_path / "long-llava"
+    shutil.copytree(llava, long)
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=3000,
+                     min_new_tokens=3000).save_pretrained(long)
+    window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.CAPTION: long}, tiny_models[Task.ITM])
+    panel = window.caption_panel
+    window.add_paths([str(photos / "scene0.png")])  # the selected picture is captioned at once
+    qtbot.waitUntil(lambda: panel._current is not None and len(panel.partial.get(panel._current.key, "").split())
+                    >= 5, timeout=60000)
+    key = panel._current.key
+    assert key not in panel.results and "▌" in panel.words.toPlainText()  # words before the caption is done
+    panel.pending.cancel_all()
+    qtbot.waitUntil(lambda: not panel.pending, timeout=10000)
+    assert key not in panel.results and len(panel.partial[key].split()) < 3000
+    qtbot.waitUntil(lambda: "(stopped)" in panel.words.toPlainText(), timeout=5000)  # what it wrote stays
+    window.client.stop()

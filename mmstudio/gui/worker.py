@@ -48,7 +48,7 @@ class Ticket(QObject):
 
     started = Signal(str)  # what is happening, for a status line
     progress = Signal(int, int)  # (done, total)
-    text = Signal(str)  # an answer so far, token by token, from a model that streams (a chat model)
+    text = Signal(int, str)  # (index of the image or 0, its caption or answer so far) from a chat model
     finished = Signal(object)  # the Outcome (or a background call's return value)
     failed = Signal(object)  # the exception; a bug (not an MMStudioError) carries `details`
     cancelled = Signal()
@@ -85,7 +85,7 @@ class _Worker(QObject):
     failed = Signal(int, object)  # (request id, exception)
     cancelled = Signal(int)
     progress = Signal(int, int, int)  # (request id, done, total)
-    text = Signal(int, str)  # (request id, the answer so far)
+    text = Signal(int, int, str)  # (request id, index, the text so far)
     started = Signal(int, str)  # (request id, what is happening)
 
     def __init__(self, tokens: dict[int, CancelToken], lock: threading.Lock, options: LoadOptions):
@@ -106,7 +106,7 @@ class _Worker(QObject):
             self.started.emit(request.id, _describe(request, self.engine))
             outcome = execute(self.engine, request, token,
                               progress=lambda done, total: self.progress.emit(request.id, done, total),
-                              stream=lambda text: self.text.emit(request.id, text))
+                              stream=lambda index, text: self.text.emit(request.id, index, text))
             self.finished.emit(request.id, outcome)
         except CancelledError:
             self.cancelled.emit(request.id)
@@ -298,10 +298,10 @@ class InferenceClient(QObject):
             ticket.started.emit(text)
             self.started.emit(ticket, text)
 
-    def _on_text(self, request_id: int, text: str) -> None:
+    def _on_text(self, request_id: int, index: int, text: str) -> None:
         ticket = self._tickets.get(request_id)
         if ticket is not None:
-            ticket.text.emit(text)
+            ticket.text.emit(index, text)
 
     def _on_progress(self, request_id: int, done: int, total: int) -> None:
         ticket = self._tickets.get(request_id)

@@ -122,14 +122,18 @@ class ImageTextToTextAdapter(AdapterBase):
         attention: bool = False,
         generation: GenerationOptions = GenerationOptions(),
         cancel: CancelCheck = never_cancelled,
+        stream: Callable[[int, str], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> list[CaptionResult]:
+        """`stream(image index, caption so far)` after each token; `stop()` true ends the caption being written."""
         default = self.forms[0] if self.forms else DEFAULT_INSTRUCTION
         instruction = (generation.prompt or "").strip() or default
         results = []
-        for image in images:
+        for index, image in enumerate(images):
             cancel()
+            live = (lambda text, i=index: stream(i, text)) if stream is not None else None
             text, tokens, stack = self.reply(image, [], instruction, attention=attention, generation=generation,
-                                             asking=False)
+                                             asking=False, stream=live, stop=stop)
             results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
         return results
 

@@ -104,7 +104,7 @@ class AskPanel(QWidget):
         self._show()
         ticket = self.pending.submit(self.client, request, on_finished=self.on_finished, on_ended=self.on_ended,
                                      on_error=self.error.emit)
-        ticket.text.connect(lambda text, t=turn: self._on_text(t, text))
+        ticket.text.connect(lambda _index, text, t=turn: self._on_text(t, text))
         ticket.ended.connect(lambda: self.stop_button.setEnabled(len(self.pending) > 0))
         self.stop_button.setEnabled(True)
         return request.id

@@ -37,6 +37,7 @@ class CaptionPanel(QWidget):
         super().__init__(parent)
         self.client = client  # submit(request) -> Ticket
         self.results: dict[str, CaptionResult] = {}
+        self.partial: dict[str, str] = {}  # a chat model's caption while it is written, by image key
         self.errors: dict[str, str] = {}
         self._paths: dict[str, str] = {}
         self._current: ImageRef | None = None
@@ -119,6 +120,13 @@ class CaptionPanel(QWidget):
         self.status.setText("Captioning…")
         ticket = self._submit(CaptionRequest(images=(ref,), attention=True, generation=self.generation.options()))
         ticket.started.connect(self._on_started)
+        ticket.text.connect(lambda _index, text, key=ref.key: self._on_text(key, text))
+
+    def _on_text(self, key: str, text: str) -> None:
+        """A chat model's caption so far: shown as it is written."""
+        self.partial[key] = text
+        if self._current is not None and self._current.key == key and key not in self.results:
+            self._show()
 
     def caption_all(self, refs: list[ImageRef]) -> None:
         todo = tuple(r for r in refs if r.key not in self.results)
@@ -199,6 +207,7 @@ class CaptionPanel(QWidget):
             self._end_batch(reason)
         elif self._current is not None and self._current in request.images:
             self.status.setText(reason)
+            QTimer.singleShot(0, self._show)  # once the ticket is let go: a stopped caption says so
 
     def _end_batch(self, text: str) -> None:
         if text == "Cancelled.":  # say how far it got: those captions are kept
@@ -220,6 +229,11 @@ class CaptionPanel(QWidget):
             self.words.setHtml(f"<p style='color:#b00'>{html.escape(self.errors[ref.key])}</p>")
             return
         result = self.results.get(ref.key)
+        if result is None and self.partial.get(ref.key):  # being written, or stopped: what it wrote stays
+            writing = any(ref in request.images for request in self.pending.requests())
+            mark = "▌" if writing else "<i>(stopped)</i>"
+            self.words.setHtml(f"<p>{html.escape(self.partial[ref.key])} <span style='color:gray'>{mark}</span></p>")
+            return
         if result is None:
             self.words.setHtml("<p style='color:gray'>Captioning…</p>")
             return
