@@ -280,3 +280,51 @@ def build_paligemma(folder: Path, seed: int = 6) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+IDEFICS3_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}:{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}<end_of_utterance> "
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}")
+
+
+def build_idefics3(folder: Path, seed: int = 7) -> Path:
+    """An Idefics3 (SigLIP-style vision tower, pixel shuffle by 2, Llama): pictures split into 32 px tiles of a
+    4 x 4 patch grid (2 x 2 image tokens each) plus a global view, as SmolVLM and Idefics3 split them."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+        LlamaConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    special = ["<pad>", "<s>", "</s>", "<unk>", "<fake_token_around_image>", "<image>", "<global-img>",
+               "<end_of_utterance>", *[f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]]
+    words = [*special, "User:", "Assistant:", "describe", "image", ".", *WORDS]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>", additional_special_tokens=special)
+    images = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                    do_image_splitting=True)
+    processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer, image_seq_len=4,
+                                  chat_template=IDEFICS3_TEMPLATE)
+    config = Idefics3Config(
+        vision_config=Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                                pad_token_id=0, bos_token_id=1, eos_token_id=2),
+        image_token_id=words.index("<image>"), scale_factor=2)
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).eval()
+    _spread(model, seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

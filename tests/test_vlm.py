@@ -11,7 +11,7 @@ import pytest
 from mmstudio.cli import main
 from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
-from tests.family_checkpoints import build_llava, build_paligemma
+from tests.family_checkpoints import build_idefics3, build_llava, build_paligemma
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +52,53 @@ def test_a_prompted_model_paligemma_captions_answers_and_maps_as_plain_transform
                             generation=GenerationOptions(max_new_tokens=4))[0]
     assert result.attention.weights.shape == (len(result.tokens), 2, 2, 4, 4)
     assert np.all(result.attention.weights.sum(axis=(-2, -1)) <= 1 + 1e-5)
+
+
+@pytest.fixture(scope="session")
+def idefics3(tmp_path_factory):
+    return build_idefics3(tmp_path_factory.mktemp("vlm") / "idefics3")
+
+
+def test_idefics3_tiles_are_laid_side_by_side_each_token_in_its_tile_and_place(idefics3, scene_images):
+    import torch
+    from PIL import Image
+
+    engine = Engine()
+    adapter = engine.adapter(Task.CAPTION, str(idefics3))
+    picture = Image.new("RGB", (64, 40), (90, 140, 210))  # split into 2 x 2 tiles of 32 px, and a global view
+    batch = adapter.inputs(picture, [], "describe image .", asking=False)
+    ids = batch["input_ids"][0].tolist()
+    cells = adapter.image_cells(ids)
+    assert cells.shape == (4, 4)  # 2 x 2 tiles of 2 x 2 tokens
+    tokens = adapter.tokenizer.convert_ids_to_tokens(ids)
+    for r in range(2):
+        for c in range(2):
+            tile = cells[2 * r:2 * r + 2, 2 * c:2 * c + 2].ravel()
+            marker = tokens.index(f"<row_{r + 1}_col_{c + 1}>")  # the processor's own layout: its markers
+            assert tile.tolist() == list(range(marker + 1, marker + 5))
+    global_view = tokens.index("<global-img>")
+    assert not set(range(global_view + 1, global_view + 5)) & set(cells.ravel().tolist())
+
+    caption = engine.caption([scene_images[0]], model=str(idefics3))[0].caption
+    assert caption == plain(idefics3, scene_images[0], "Describe this image.", max_new_tokens=40, do_sample=False)
+    result = engine.caption([picture], model=str(idefics3), attention=True,
+                            generation=GenerationOptions(max_new_tokens=3))[0]
+    stack = result.attention
+    assert stack.weights.shape[-2:] == (4, 4) and stack.tokens == result.tokens
+    # Against the model's own attention: the first word's weights on each tile's tokens, in place.
+    batch = adapter.inputs(picture, [], "Describe this image.", asking=False)
+    with torch.inference_mode():
+        first = adapter.model.generate(**batch, max_new_tokens=1, do_sample=False)[:, -1:]
+    assert adapter.tokenizer.decode(first[0]).strip() == result.tokens[0]  # a word, so its map is the first
+    full = torch.cat([batch["input_ids"], first], 1)
+    adapter.model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        attentions = adapter.model(input_ids=full, pixel_values=batch["pixel_values"],
+                                   pixel_attention_mask=batch["pixel_attention_mask"],
+                                   output_attentions=True).attentions
+    adapter.model.set_attn_implementation("sdpa")
+    row = attentions[1][0, 0, batch["input_ids"].shape[1] - 1].numpy()
+    np.testing.assert_allclose(stack.weights[0, 1, 0], row[cells], atol=1e-5)
 
 
 def plain(folder, image, text: str, history=(), **generate):

@@ -7,10 +7,12 @@ and `AutoProcessor` (never code from the folder). A caption is the answer to an 
 Generation keeps the model's fast attention; a word's map is computed after it, on request, by one
 teacher-forced pass with eager attention over the whole sequence: the attention of the position that
 produced the word onto the positions of the image's tokens, every layer and head kept, mapped back to the
-vision tower's patch grid by the architecture's layout (`image_token_grid`).
+vision tower's patch grid by the architecture's layout (`image_cells`).
 
-Layouts mapped so far (issue 21 lists more: SmolVLM/Idefics3's split images, Qwen2-VL's merged patches,
+Layouts mapped so far (issue 21 lists more: SmolVLM's variant of Idefics3, Qwen2-VL's merged patches,
 LLaVA-NeXT's tiles, Florence-2):
+  idefics3   tiles of the picture (each after its <row_R_col_C> marker) and a global view, each tile a
+             pixel-shuffled square grid: the tiles side by side make the map (idefics3_cells).
   llava      one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
              "default"; "full" keeps [CLS] first), one image token each, in row-major order.
   paligemma  one fixed grid: SigLIP's patches (no [CLS]), one image token each, row-major; no chat
@@ -44,7 +46,7 @@ DEFAULT_INSTRUCTION = "Describe this image."
 # Models prompted by task prefixes instead of a conversation (no chat template): (caption prompt, question form).
 PROMPT_FORMS = {"paligemma": ("caption en", "answer en {}")}
 Stream = Callable[[str], None]  # the reply so far, after each generated token
-LAYOUTS = frozenset({"llava", "paligemma"})
+LAYOUTS = frozenset({"llava", "paligemma", "idefics3"})
 
 
 def accepts(config: dict) -> bool:
@@ -76,6 +78,38 @@ def image_token_grid(config, count: int) -> tuple[int, int, int]:
     return skip, side, side
 
 
+def idefics3_cells(ids: np.ndarray, positions: np.ndarray, tiles: dict[int, tuple[int, int]],
+                   global_marker: int | None) -> np.ndarray:
+    """Idefics3's layout: the picture split into tiles (each after its `<row_R_col_C>` marker) and a global
+    view (after `<global-img>`), each tile's tokens a pixel-shuffled square grid, row-major. The tiles
+    side by side make the map (they cover the whole picture, at the finer scale); a picture not split
+    has the global view alone."""
+    owner: dict[int, object] = {}  # image token position -> (row, col) of its tile, or "global"
+    images = frozenset(positions.tolist())
+    current: object = None
+    for position, token in enumerate(ids.tolist()):
+        if token in tiles:
+            current = tiles[token]
+        elif token == global_marker:
+            current = "global"
+        elif position in images:
+            owner[position] = current
+    groups: dict[object, list[int]] = {}
+    for position in positions.tolist():
+        groups.setdefault(owner.get(position), []).append(position)
+    side = int(round(len(next(iter(groups.values()))) ** 0.5)) if groups else 0
+    if not groups or any(len(g) != side * side for g in groups.values()):
+        raise ValueError("image tokens that do not make square tiles")
+    placed = {k: v for k, v in groups.items() if isinstance(k, tuple)}
+    if not placed:
+        return np.asarray(groups.get("global") or next(iter(groups.values()))).reshape(side, side)
+    rows, cols = max(r for r, _ in placed), max(c for _, c in placed)
+    cells = np.zeros((rows * side, cols * side), np.int64)
+    for (r, c), members in placed.items():
+        cells[(r - 1) * side:r * side, (c - 1) * side:c * side] = np.asarray(members).reshape(side, side)
+    return cells
+
+
 class ImageTextToTextAdapter(AdapterBase):
     family: ClassVar[str] = "vlm"
     streams: ClassVar[bool] = True  # answers take `stream` and `stop` (Engine.ask passes them)
@@ -99,6 +133,12 @@ class ImageTextToTextAdapter(AdapterBase):
             model.config, "image_token_index", None)
         if self.image_token_id is None:
             raise ModelLoadError(f"{path}: the config names no image token (image_token_id)")
+        # Idefics3's tile markers, by token id: where each tile's image tokens begin.
+        self.tile_markers = {tokenizer.convert_tokens_to_ids(f"<row_{r}_col_{c}>"): (r, c)
+                             for r in range(1, 7) for c in range(1, 7)}
+        for missing in (tokenizer.unk_token_id, None):  # a tokenizer without them: no markers
+            self.tile_markers.pop(missing, None)
+        self.global_marker = tokenizer.convert_tokens_to_ids("<global-img>")
         # A chat template writes conversations; a model without one is prompted by task prefixes.
         self.forms = None if getattr(processor, "chat_template", None) else PROMPT_FORMS[model.config.model_type]
         super().__init__(model, tokenizer, processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
@@ -224,28 +264,37 @@ class ImageTextToTextAdapter(AdapterBase):
         torch = self._torch
         start = batch["input_ids"].shape[1]
         ids = torch.cat([batch["input_ids"], torch.tensor([new], device=batch["input_ids"].device)], dim=1)
-        positions = (batch["input_ids"][0] == self.image_token_id).nonzero().flatten()
         try:
-            skip, rows, cols = image_token_grid(self.model.config, len(positions))
+            cells = self.image_cells(batch["input_ids"][0].tolist())
         except ValueError:
             return None  # a layout this family does not map yet: the reply stands, without maps
+        rows, cols = cells.shape
+        extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
+        if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
+            extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(ids[:, start:])], 1)
         before = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")
         try:
-            extra = {}
-            if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
-                extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(ids[:, start:])], 1)
             with torch.inference_mode():
-                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 pixel_values=batch["pixel_values"], output_attentions=True, **extra)
+                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True, **extra)
         finally:
             self.model.set_attn_implementation(before)
         queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
-        patches = positions[skip:]
+        patches = torch.as_tensor(cells.ravel(), device=ids.device)
         per_layer = [layer[0][:, queries][:, :, patches].float().cpu().numpy() for layer in out.attentions]
-        weights = np.stack([np.moveaxis(w, 1, 0) for w in per_layer], axis=1)  # (T, L, H, N)
-        grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)  # row-major, as the tokens
+        weights = np.stack([np.moveaxis(w, 1, 0) for w in per_layer], axis=1)  # (T, L, H, rows * cols)
+        grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)
         return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
+
+    def image_cells(self, input_ids: list[int]) -> np.ndarray:
+        """(rows, cols) positions in `input_ids` of the image tokens, laid out as the picture they show (the
+        architecture's layout); ValueError for a layout not mapped."""
+        ids = np.asarray(input_ids)
+        positions = np.nonzero(ids == self.image_token_id)[0]
+        if self.model.config.model_type == "idefics3":
+            return idefics3_cells(ids, positions, self.tile_markers, self.global_marker)
+        skip, rows, cols = image_token_grid(self.model.config, len(positions))
+        return positions[skip:].reshape(rows, cols)
 
 
 class _TextStream:
@@ -282,4 +331,4 @@ class _StopWhen:
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
-                         notes="image-text-to-text models (LLaVA, PaliGemma): caption, vqa")
+                         notes="image-text-to-text models (LLaVA, PaliGemma, Idefics3): caption, vqa")
