@@ -196,6 +196,28 @@ BUILDERS = {"vit-gpt2": build_vit_gpt2, "vilt": build_vilt, "clip": build_clip, 
 # A LLaVA (build_llava, below) is built by tests/test_vlm.py alone: a chat model answers every question.
 
 
+def _word_tokenizer(words: list[str], **special):
+    """A word-level tokenizer of `words` (split at spaces, joined with them), with the given special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=special["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece(prefix="##")  # words joined by spaces
+    return PreTrainedTokenizerFast(tokenizer_object=core, **special)
+
+
+def _save_vlm(model_class, config, processor, folder: Path, seed: int) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(config).eval()
+    _spread(model, seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 LLAVA_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
     "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
@@ -206,25 +228,18 @@ LLAVA_TEMPLATE = (
 def build_llava(folder: Path, seed: int = 5) -> Path:
     """A LLaVA (CLIP vision tower, Llama language model, MLP projector), 32 px images in a 4 x 4 patch grid,
     a word-level tokenizer of the Shapes World words and a chat template in LLaVA 1.5's USER/ASSISTANT form."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
     )
 
     words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:", "describe", "image", ".",
              *[w for w in WORDS if w not in ("describe", "image")]]
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.decoder = decoders.WordPiece(prefix="##")  # words joined by spaces
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                extra_special_tokens={"image_token": "<image>"})
     images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
                                vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
@@ -232,39 +247,34 @@ def build_llava(folder: Path, seed: int = 5) -> Path:
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                        num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
-        text_config=LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-                                bos_token_id=1, eos_token_id=2, pad_token_id=0),
-        image_token_id=words.index("<image>"), vision_feature_select_strategy="default", vision_feature_layer=-1)
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    _spread(model, seed)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+        text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"),
+        vision_feature_select_strategy="default", vision_feature_layer=-1)
+    return _save_vlm(LlavaForConditionalGeneration, config, processor, folder, seed)
+
+
+def _tiny_llama(vocab_size: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
 def build_paligemma(folder: Path, seed: int = 6) -> Path:
     """A PaliGemma (SigLIP vision tower, Gemma language model), 32 px images in a 4 x 4 patch grid, prompted by
     task prefixes ("caption en", "answer en ...") as the real ones are, with the Shapes World words."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
         GemmaConfig,
         PaliGemmaConfig,
         PaliGemmaForConditionalGeneration,
         PaliGemmaProcessor,
-        PreTrainedTokenizerFast,
         SiglipImageProcessor,
         SiglipVisionConfig,
     )
 
     words = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>", "caption", "answer", "en", *WORDS]
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.decoder = decoders.WordPiece(prefix="##")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                        unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    tokenizer = _word_tokenizer(words, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
+                                extra_special_tokens={"image_token": "<image>"})
     processor = PaliGemmaProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32},
                                                                         image_seq_length=16), tokenizer=tokenizer)
     config = PaliGemmaConfig(
@@ -274,12 +284,7 @@ def build_paligemma(folder: Path, seed: int = 6) -> Path:
                                 num_attention_heads=2, num_key_value_heads=1, head_dim=16,
                                 max_position_embeddings=4096, pad_token_id=0, eos_token_id=1, bos_token_id=2),
         image_token_id=words.index("<image>"), projection_dim=32)
-    torch.manual_seed(seed)
-    model = PaliGemmaForConditionalGeneration(config).eval()
-    _spread(model, seed)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save_vlm(PaliGemmaForConditionalGeneration, config, processor, folder, seed)
 
 
 IDEFICS3_TEMPLATE = (
@@ -291,26 +296,19 @@ IDEFICS3_TEMPLATE = (
 def build_idefics3(folder: Path, seed: int = 7) -> Path:
     """An Idefics3 (SigLIP-style vision tower, pixel shuffle by 2, Llama): pictures split into 32 px tiles of a
     4 x 4 patch grid (2 x 2 image tokens each) plus a global view, as SmolVLM and Idefics3 split them."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
         Idefics3ImageProcessor,
         Idefics3Processor,
         Idefics3VisionConfig,
-        LlamaConfig,
-        PreTrainedTokenizerFast,
     )
 
     special = ["<pad>", "<s>", "</s>", "<unk>", "<fake_token_around_image>", "<image>", "<global-img>",
                "<end_of_utterance>", *[f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]]
     words = [*special, "User:", "Assistant:", "describe", "image", ".", *WORDS]
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.decoder = decoders.WordPiece(prefix="##")
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>", additional_special_tokens=special)
+    tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                additional_special_tokens=special)
     images = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
                                     do_image_splitting=True)
     processor = Idefics3Processor(image_processor=images, tokenizer=tokenizer, image_seq_len=4,
@@ -318,13 +316,5 @@ def build_idefics3(folder: Path, seed: int = 7) -> Path:
     config = Idefics3Config(
         vision_config=Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                            num_attention_heads=2, image_size=32, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-                                pad_token_id=0, bos_token_id=1, eos_token_id=2),
-        image_token_id=words.index("<image>"), scale_factor=2)
-    torch.manual_seed(seed)
-    model = Idefics3ForConditionalGeneration(config).eval()
-    _spread(model, seed)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+        text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"), scale_factor=2)
+    return _save_vlm(Idefics3ForConditionalGeneration, config, processor, folder, seed)

@@ -26,12 +26,17 @@ def paligemma(tmp_path_factory):
 
 def plain_prompted(folder, image, prompt: str, **generate):
     """What transformers alone replies to a prompted model (PaliGemma): the task prefix after the image."""
+    return plain_generate(folder, image, "<image>" + prompt, **generate)
+
+
+def plain_generate(folder, image, prompt: str, **generate):
+    """The processor on the prompt and the image, generate, the new tokens decoded: transformers alone."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
-    inputs = processor(images=[image], text=["<image>" + prompt], return_tensors="pt")
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
     inputs.pop("labels", None)
     with torch.inference_mode():
         out = model.generate(**inputs, **generate)
@@ -103,22 +108,16 @@ def test_idefics3_tiles_are_laid_side_by_side_each_token_in_its_tile_and_place(i
 
 def plain(folder, image, text: str, history=(), **generate):
     """What transformers alone replies: the processor's chat template, generate, decode."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(folder)
-    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     messages = []
     for asked, replied in [*history, (text, None)]:
         image_part = [] if messages else [{"type": "image"}]
         messages.append({"role": "user", "content": [*image_part, {"type": "text", "text": asked}]})
         if replied is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": replied}]})
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
-    with torch.inference_mode():
-        out = model.generate(**inputs, **generate)
-    return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    prompt = AutoProcessor.from_pretrained(folder).apply_chat_template(messages, add_generation_prompt=True)
+    return plain_generate(folder, image, prompt, **generate)
 
 
 def test_captions_and_answers_are_what_plain_transformers_writes(llava, scene_images):
@@ -202,22 +201,34 @@ def test_the_cli_captions_and_answers_with_maps(llava, photos, capsys):
     assert "cannot do itm (it does caption, vqa)" in capsys.readouterr().err
 
 
+def replies_of(folder, length: int) -> None:
+    """Make the checkpoint's replies exactly `length` tokens (its end token never comes first)."""
+    from transformers import GenerationConfig
+
+    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=length,
+                     min_new_tokens=length).save_pretrained(folder)
+
+
+def long_llava(llava, tmp_path):
+    """A copy of the LLaVA whose replies run 3,000 tokens: long enough to stop in the middle."""
+    import shutil
+
+    long = tmp_path / "long-llava"
+    shutil.copytree(llava, long)
+    replies_of(long, 3000)
+    return long
+
+
 def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_wrote(qtbot, tmp_path, monkeypatch,
                                                                                      llava, tiny_models, photos):
-    import shutil
     import time
 
     from PySide6.QtCore import QUrl
-    from transformers import GenerationConfig
 
     from mmstudio.gui.panels.ask_panel import Turn
     from tests.test_gui_search import open_window
 
-    long = tmp_path / "long-llava"
-    shutil.copytree(llava, long)
-    # A reply of 3,000 tokens (its end token never comes first): long enough to stop in the middle.
-    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=3000,
-                     min_new_tokens=3000).save_pretrained(long)
+    long = long_llava(llava, tmp_path)
     window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.VQA: long}, tiny_models[Task.ITM])
     panel = window.ask_panel
     window.tabs.setCurrentWidget(panel)
@@ -239,8 +250,7 @@ def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_
     qtbot.waitUntil(lambda: not panel.stop_button.isEnabled(), timeout=5000)
 
     # The next question carries the conversation; a word of its answer, clicked, shows that word's map.
-    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=3,
-                     min_new_tokens=3).save_pretrained(long)
+    replies_of(long, 3)
     window.client.stop()
     window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.VQA: long}, tiny_models[Task.ITM])
     panel = window.ask_panel
@@ -266,16 +276,9 @@ def test_the_ask_panel_shows_the_answer_as_it_is_written_and_stop_keeps_what_it_
 
 def test_the_caption_panel_shows_a_chat_models_caption_as_it_is_written(qtbot, tmp_path, monkeypatch, llava,
                                                                         tiny_models, photos):
-    import shutil
-
-    from transformers import GenerationConfig
-
     from tests.test_gui_search import open_window
 
-    long = tmp_path / "long-llava"
-    shutil.copytree(llava, long)
-    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=0, max_new_tokens=3000,
-                     min_new_tokens=3000).save_pretrained(long)
+    long = long_llava(llava, tmp_path)
     window = open_window(qtbot, tmp_path, monkeypatch, {**tiny_models, Task.CAPTION: long}, tiny_models[Task.ITM])
     panel = window.caption_panel
     window.add_paths([str(photos / "scene0.png")])  # the selected picture is captioned at once
