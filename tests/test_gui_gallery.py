@@ -68,3 +68,20 @@ def test_opened_files_are_added_in_order_and_the_first_is_shown(qtbot, tmp_path,
     with qtbot.waitSignal(gallery.added, timeout=TIMEOUT) as again:
         gallery.add_paths(paths[:2])
     assert again.args == [0] and gallery.count() == 5
+
+
+def test_the_picture_the_app_shows_is_the_only_one_selected(qtbot, tmp_path, scene_images):
+    """Opening more pictures shows the first new one, selected alone (it was added to the selection)."""
+    gallery = qt_gallery.Gallery()
+    qtbot.addWidget(gallery)
+    first, folder = tmp_path / "first.png", tmp_path / "more"
+    scene_images[0].save(first)
+    folder.mkdir()
+    for i in (1, 2):
+        scene_images[i].save(folder / f"s{i}.png")
+    with qtbot.waitSignal(gallery.added, timeout=TIMEOUT):
+        gallery.add_paths([first])
+    with qtbot.waitSignal(gallery.added, timeout=TIMEOUT):
+        gallery.add_paths([folder])
+    qtbot.waitUntil(lambda: len(gallery.refs()) == 3, timeout=TIMEOUT)
+    assert [item.text() for item in gallery.selectedItems()] == ["s1.png"] == [gallery.currentItem().text()]

@@ -23,6 +23,8 @@ THUMB = 96
 # decode the others again from their files when they are selected.
 CACHE_BYTES = 512 * 2**20
 _REF_ROLE = Qt.ItemDataRole.UserRole
+# The picture the app shows, alone selected: a programmatic choice would otherwise add to the selection.
+_ONLY = QItemSelectionModel.SelectionFlag.ClearAndSelect
 _clipboard_numbers = itertools.count(1)
 
 
@@ -142,7 +144,7 @@ class Gallery(QListWidget):
             self.count_changed.emit(self.count())
             if first:
                 item = self._items[new[0][0]]
-                self.setCurrentItem(item)
+                self.setCurrentItem(item, _ONLY)
                 self.scrollToItem(item)
         self._listings[listing] = self._listings.get(listing, 0) + len(new)
         if last:
@@ -151,7 +153,7 @@ class Gallery(QListWidget):
     def add_pixels(self, image: Image.Image, label: str = "Pasted image") -> ImageRef:
         ref = ImageRef(key=f"clipboard:{next(_clipboard_numbers)}", pixels=image.convert("RGB"))
         self._add(ref, label)
-        self.setCurrentItem(self._items[ref.key])  # what was pasted is what is shown
+        self.setCurrentItem(self._items[ref.key], _ONLY)  # what was pasted is what is shown
         self.scrollToItem(self._items[ref.key])
         return ref
 
@@ -178,7 +180,7 @@ class Gallery(QListWidget):
         icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the selected image keeps its colours (no highlight tint)
         item.setIcon(icon)
         if self.currentItem() is None:
-            self.setCurrentItem(item)
+            self.setCurrentItem(item, _ONLY)
         elif self.currentItem() is item:
             self._on_current(item, None)
 
@@ -247,7 +249,7 @@ class Gallery(QListWidget):
     def select_key(self, key: str) -> None:
         item = self._item(key)
         if item is not None:
-            self.setCurrentItem(item)
+            self.setCurrentItem(item, _ONLY)
 
     def select_keys(self, keys) -> None:
         """Select these pictures (the Explore map's rectangle), the first of them current; others unselected."""
