@@ -252,6 +252,35 @@ def build_llava(folder: Path, seed: int = 5) -> Path:
     return _save_vlm(LlavaForConditionalGeneration, config, processor, folder, seed)
 
 
+def build_llava_next(folder: Path, seed: int = 8) -> Path:
+    """A LLaVA-NeXT: the LLaVA above with "any resolution" tiles (32 x 64, 64 x 32 or 64 x 64 px, each a 4 x 4
+    patch grid) after a 32 px base view, and a newline token closing each row of the tiles' grid."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:", "describe", "image", ".",
+             *[w for w in WORDS if w not in ("describe", "image")]]
+    tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                extra_special_tokens={"image_token": "<image>"})
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    images = LlavaNextImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                     image_grid_pinpoints=pinpoints)
+    processor = LlavaNextProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
+                                   vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
+                                   num_additional_image_tokens=1)
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
+        text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"), image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="default", vision_feature_layer=-1)
+    return _save_vlm(LlavaNextForConditionalGeneration, config, processor, folder, seed)
+
+
 def _tiny_llama(vocab_size: int):
     from transformers import LlamaConfig
 

@@ -11,7 +11,7 @@ import pytest
 from mmstudio.cli import main
 from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
-from tests.family_checkpoints import build_idefics3, build_llava, build_paligemma
+from tests.family_checkpoints import build_idefics3, build_llava, build_llava_next, build_paligemma
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +104,41 @@ def test_idefics3_tiles_are_laid_side_by_side_each_token_in_its_tile_and_place(i
     adapter.model.set_attn_implementation("sdpa")
     row = attentions[1][0, 0, batch["input_ids"].shape[1] - 1].numpy()
     np.testing.assert_allclose(stack.weights[0, 1, 0], row[cells], atol=1e-5)
+
+
+def test_llava_next_maps_its_tiles_grid_without_padding_or_newlines(tmp_path, scene_images):
+    import torch
+    from PIL import Image
+
+    folder = build_llava_next(tmp_path / "llava-next")
+    engine = Engine()
+    adapter = engine.adapter(Task.CAPTION, str(folder))
+    picture = Image.new("RGB", (70, 40), (90, 140, 210))  # wide: tiles of 32 x 64, the padding cut off
+    batch = adapter.inputs(picture, [], "Describe this image.", asking=False)
+    ids = batch["input_ids"][0].tolist()
+    cells = adapter.image_cells(ids, batch["image_sizes"][0].tolist())
+    positions = [i for i, t in enumerate(ids) if t == adapter.image_token_id]
+    rows, cols = cells.shape
+    assert len(positions) == 16 + rows * (cols + 1) and cols > rows  # the base view, then rows and newlines
+    newlines = {positions[16 + (r + 1) * (cols + 1) - 1] for r in range(rows)}
+    assert not newlines & set(cells.ravel().tolist()) and not set(positions[:16]) & set(cells.ravel().tolist())
+
+    assert engine.caption([scene_images[0]], model=str(folder))[0].caption == plain(
+        folder, scene_images[0], "Describe this image.", max_new_tokens=40, do_sample=False)
+    result = engine.caption([picture], model=str(folder), attention=True,
+                            generation=GenerationOptions(max_new_tokens=3))[0]
+    assert result.attention.weights.shape[-2:] == (rows, cols)
+    with torch.inference_mode():
+        first = adapter.model.generate(**batch, max_new_tokens=1, do_sample=False)[:, -1:]
+    assert adapter.tokenizer.decode(first[0]).strip() == result.tokens[0]
+    adapter.model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        attentions = adapter.model(input_ids=torch.cat([batch["input_ids"], first], 1),
+                                   pixel_values=batch["pixel_values"], image_sizes=batch["image_sizes"],
+                                   output_attentions=True).attentions
+    adapter.model.set_attn_implementation("sdpa")
+    row = attentions[0][0, 1, batch["input_ids"].shape[1] - 1].numpy()
+    np.testing.assert_allclose(result.attention.weights[0, 0, 1], row[cells], atol=1e-5)
 
 
 def plain(folder, image, text: str, history=(), **generate):

@@ -10,11 +10,13 @@ produced the word onto the positions of the image's tokens, every layer and head
 vision tower's patch grid by the architecture's layout (`image_cells`).
 
 Layouts mapped so far (issue 21 lists more: SmolVLM's variant of Idefics3, Qwen2-VL's merged patches,
-LLaVA-NeXT's tiles, Florence-2):
+Florence-2):
   idefics3   tiles of the picture (each after its <row_R_col_C> marker) and a global view, each tile a
              pixel-shuffled square grid: the tiles side by side make the map (idefics3_cells).
   llava      one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
              "default"; "full" keeps [CLS] first), one image token each, in row-major order.
+  llava_next a base view, then the high-resolution tiles as one grid with the padding cut away, each row
+             ended by a newline token: the map is that grid (llava_next_cells).
   paligemma  one fixed grid: SigLIP's patches (no [CLS]), one image token each, row-major; no chat
              template: prompted by task prefixes ("caption en", "answer en QUESTION"), one turn.
 """
@@ -46,7 +48,7 @@ DEFAULT_INSTRUCTION = "Describe this image."
 # Models prompted by task prefixes instead of a conversation (no chat template): (caption prompt, question form).
 PROMPT_FORMS = {"paligemma": ("caption en", "answer en {}")}
 Stream = Callable[[str], None]  # the reply so far, after each generated token
-LAYOUTS = frozenset({"llava", "paligemma", "idefics3"})
+LAYOUTS = frozenset({"llava", "llava_next", "paligemma", "idefics3"})
 
 
 def accepts(config: dict) -> bool:
@@ -108,6 +110,27 @@ def idefics3_cells(ids: np.ndarray, positions: np.ndarray, tiles: dict[int, tupl
     for (r, c), members in placed.items():
         cells[(r - 1) * side:r * side, (c - 1) * side:c * side] = np.asarray(members).reshape(side, side)
     return cells
+
+
+def llava_next_cells(config, positions: np.ndarray, image_size: list[int]) -> np.ndarray:
+    """LLaVA-NeXT's layout: the base view's grid first, then the high-resolution tiles' patches as one grid,
+    padding cut away ("unpad"), row by row, each row ended by a newline token. The map is that grid (it
+    covers the picture as it is, at the finer scale); transformers' own functions give its shape."""
+    import torch
+    from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape, unpad_image
+
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    base = side * side
+    if len(positions) == base + 1:  # one tile: the base view and its newline
+        return positions[:base].reshape(side, side)
+    tiles_high, tiles_wide = get_anyres_image_grid_shape(image_size, config.image_grid_pinpoints,
+                                                         config.vision_config.image_size)
+    rows, cols = unpad_image(torch.zeros(1, tiles_high * side, tiles_wide * side),
+                             torch.as_tensor(image_size)).shape[1:]
+    rest = positions[base:]
+    if len(rest) != rows * (cols + 1):
+        raise ValueError(f"{len(rest)} image tokens do not make LLaVA-NeXT's {rows} x {cols} grid and newlines")
+    return rest.reshape(rows, cols + 1)[:, :cols]
 
 
 class ImageTextToTextAdapter(AdapterBase):
@@ -265,7 +288,8 @@ class ImageTextToTextAdapter(AdapterBase):
         start = batch["input_ids"].shape[1]
         ids = torch.cat([batch["input_ids"], torch.tensor([new], device=batch["input_ids"].device)], dim=1)
         try:
-            cells = self.image_cells(batch["input_ids"][0].tolist())
+            sizes = batch.get("image_sizes")
+            cells = self.image_cells(batch["input_ids"][0].tolist(), sizes[0].tolist() if sizes is not None else None)
         except ValueError:
             return None  # a layout this family does not map yet: the reply stands, without maps
         rows, cols = cells.shape
@@ -286,13 +310,17 @@ class ImageTextToTextAdapter(AdapterBase):
         grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)
         return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
 
-    def image_cells(self, input_ids: list[int]) -> np.ndarray:
+    def image_cells(self, input_ids: list[int], image_size: list[int] | None = None) -> np.ndarray:
         """(rows, cols) positions in `input_ids` of the image tokens, laid out as the picture they show (the
-        architecture's layout); ValueError for a layout not mapped."""
+        architecture's layout; `image_size`: the picture's (height, width) where the processor reports it);
+        ValueError for a layout not mapped."""
         ids = np.asarray(input_ids)
         positions = np.nonzero(ids == self.image_token_id)[0]
-        if self.model.config.model_type == "idefics3":
+        kind = self.model.config.model_type
+        if kind == "idefics3":
             return idefics3_cells(ids, positions, self.tile_markers, self.global_marker)
+        if kind == "llava_next" and image_size is not None:
+            return llava_next_cells(self.model.config, positions, image_size)
         skip, rows, cols = image_token_grid(self.model.config, len(positions))
         return positions[skip:].reshape(rows, cols)
 
@@ -331,4 +359,4 @@ class _StopWhen:
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
-                         notes="image-text-to-text models (LLaVA, PaliGemma, Idefics3): caption, vqa")
+                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3): caption, vqa")
