@@ -296,16 +296,34 @@ class ImageTextToTextAdapter(AdapterBase):
         extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
         if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
             extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(ids[:, start:])], 1)
+        queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
+        patches = torch.as_tensor(cells.ravel(), device=ids.device)
+        # Each layer's weights are cut to the rows and columns wanted as the layer returns them and then let
+        # go: memory holds one layer's attention at a time, not every layer's (32 layers of 2,500 tokens
+        # would be 25 GB in float32).
+        layers = [module for name, module in self.model.get_decoder().named_modules() if name.endswith("self_attn")]
+        per_layer: list[np.ndarray | None] = [None] * len(layers)
+
+        def keeper(index: int):
+            def hook(_module, _args, output):
+                if isinstance(output, tuple) and len(output) > 1 and output[1] is not None:
+                    per_layer[index] = output[1][0][:, queries][:, :, patches].float().cpu().numpy()
+                    return (output[0], None, *output[2:])
+                return output
+            return hook
+
+        handles = [layer.register_forward_hook(keeper(i)) for i, layer in enumerate(layers)]
         before = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")
         try:
             with torch.inference_mode():
-                out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True, **extra)
+                self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
         finally:
             self.model.set_attn_implementation(before)
-        queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
-        patches = torch.as_tensor(cells.ravel(), device=ids.device)
-        per_layer = [layer[0][:, queries][:, :, patches].float().cpu().numpy() for layer in out.attentions]
+            for handle in handles:
+                handle.remove()
+        if not layers or any(weights is None for weights in per_layer):
+            return None  # a language model whose attention layers return no weights: the reply stands
         weights = np.stack([np.moveaxis(w, 1, 0) for w in per_layer], axis=1)  # (T, L, H, rows * cols)
         grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)
         return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
