@@ -100,7 +100,7 @@ class ExplorePanel(QWidget):
         self.colour_word.setMaximumWidth(140)
         self.colour_word.setVisible(False)
         self.colour.currentIndexChanged.connect(self._colour_changed)
-        self.colour_word.textChanged.connect(lambda _t: self.show_layout())
+        self.colour_word.textChanged.connect(lambda _t: self.show_layout(reframe=False))
         self._captions_of = lambda _key: None
         self._duplicate_groups = lambda: []
         self.umap_process: QProcess | None = None
@@ -207,7 +207,8 @@ class ExplorePanel(QWidget):
             return self.outcome.umap
         return self.outcome.layout
 
-    def show_layout(self) -> None:
+    def show_layout(self, reframe: bool = True) -> None:
+        """Draw the map; `reframe` False keeps the user's pan and zoom (only the colours changed)."""
         outcome = self.outcome
         if outcome is None:
             return
@@ -234,7 +235,8 @@ class ExplorePanel(QWidget):
         else:
             self.best.setData(x=[], y=[])
             self.star.setData(x=[], y=[])
-        self.plot.autoRange()
+        if reframe:
+            self.plot.autoRange()
         self.density.redraw()
         if layout.method == "pca":
             shown = f"the plane shows {layout.explained:.0%} of the variance"
@@ -265,7 +267,7 @@ class ExplorePanel(QWidget):
 
     def _colour_changed(self) -> None:
         self.colour_word.setVisible(self.colour.currentData() == "word")
-        self.show_layout()
+        self.show_layout(reframe=False)
 
     def _brushes(self, outcome: MapOutcome) -> tuple[list, str]:
         """A brush per point for the chosen colouring, and a line saying what the colours mean."""
