@@ -273,8 +273,11 @@ class ImageTextToTextAdapter(AdapterBase):
             seeded(torch, generation, config)
             sequences = self.model.generate(**batch, generation_config=config, **extra)
         new = cut_at(sequences[0, start:].tolist(), self.stops)
+        # Words are what the reply shows: special tokens (all_special_ids leaves out a processor's own, such as
+        # Idefics3's <row_R_col_C>) decode to nothing there, so they get no map either.
         special = set(self.tokenizer.all_special_ids)
-        words = [i for i, t in enumerate(new) if t not in special]
+        words = [i for i, t in enumerate(new)
+                 if t not in special and self.tokenizer.decode([t], skip_special_tokens=True).strip()]
         tokens = tuple(self.tokenizer.decode([new[i]]).strip() or "␣" for i in words)
         reply = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         stopped = stop is not None and stop()  # a stopped reply is not looked into: it is being dropped
