@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,14 @@ import numpy as np
 from PySide6.QtCore import QBuffer, QProcess, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from mmstudio.embedding_map import UMAP_NEIGHBOURS, MapLayout, saved_layout, umap_available, umap_missing
+from mmstudio.embedding_map import (
+    UMAP_NEIGHBOURS,
+    MapLayout,
+    caption_has,
+    saved_layout,
+    umap_available,
+    umap_missing,
+)
 from mmstudio.gui.qt_density_map import DensityMap, in_polygon, inside, selecting_view_box
 from mmstudio.gui.qt_unknown_words import marked_html
 from mmstudio.gui.worker import OpenTickets
@@ -88,7 +94,7 @@ class ExplorePanel(QWidget):
         if not umap_available():
             self.method.model().item(1).setEnabled(False)
             self.method.setItemData(1, umap_missing()[:1].upper() + umap_missing()[1:], Qt.ItemDataRole.ToolTipRole)
-        self.method.currentIndexChanged.connect(lambda _i: self.show_layout())
+        self.method.currentIndexChanged.connect(lambda _i: self._method_changed())
         self.colour = QComboBox()
         for label, data in COLOURINGS:
             self.colour.addItem(label, data)
@@ -104,6 +110,9 @@ class ExplorePanel(QWidget):
         self._captions_of = lambda _key: None
         self._duplicate_groups = lambda: []
         self.umap_process: QProcess | None = None
+        self._umap_note = ""  # what the status says of the UMAP layout while it is not shown
+        self._umap_failed: int | None = None  # the map (request id) whose UMAP failed: not started again
+        self._tip_of: tuple[str, str] = ("", "")  # the hovered picture's key and its tooltip (a PNG encoded once)
         self._umap_files: tempfile.TemporaryDirectory | None = None
         self.plot = None  # built on first view (see _pg)
         self.points = self.best = self.star = None
@@ -166,7 +175,13 @@ class ExplorePanel(QWidget):
             self._icon_of = icon_of
 
     def _tip(self, key: str) -> str:
-        """A hovered point: its thumbnail (when the gallery has one) above its name."""
+        """A hovered point: its thumbnail (when the gallery has one) above its name; the last one kept, as the
+        mouse moves over the same point many times."""
+        if self._tip_of[0] != key:
+            self._tip_of = (key, self._tip_html(key))
+        return self._tip_of[1]
+
+    def _tip_html(self, key: str) -> str:
         name = html.escape(key, quote=False)
         icon = self._icon_of(key)
         if icon is None or icon.isNull():
@@ -197,7 +212,19 @@ class ExplorePanel(QWidget):
             return
         self.outcome = outcome
         self._stop_umap()
+        self._want_umap()
         self.show_layout()
+
+    def _method_changed(self) -> None:
+        self._want_umap()
+        self.show_layout()
+
+    def _want_umap(self) -> None:
+        """Start the UMAP layout when it is chosen and the map lacks it: once per map, never from drawing."""
+        outcome = self.outcome
+        if (self.method.currentData() == "umap" and outcome is not None and outcome.umap is None
+                and self._umap_failed != outcome.request.id):
+            self._umap_note = self._start_umap()
 
     def layout(self) -> MapLayout | None:
         """What the map shows: UMAP when chosen and ready, else the PCA plane."""
@@ -249,8 +276,8 @@ class ExplorePanel(QWidget):
         if legend:
             text += " " + html.escape(legend[0].upper() + legend[1:], quote=False) + "."
         text += " Shift+drag (a rectangle) or Ctrl+drag (a lasso) selects pictures in the gallery."
-        if self.method.currentData() == "umap" and outcome.umap is None:
-            text += "<br>" + html.escape(self._start_umap(), quote=False)
+        if self.method.currentData() == "umap" and outcome.umap is None and self._umap_note:
+            text += "<br>" + html.escape(self._umap_note, quote=False)
         for note in outcome.report.notes:
             text += "<br>" + html.escape(note, quote=False)
         self.status.setText(text)
@@ -283,8 +310,8 @@ class ExplorePanel(QWidget):
             known = sum(c is not None for c in captions)
             if not word:
                 return [pg.mkBrush(*PLAIN)] * count, "type a word to colour the pictures whose caption has it"
-            pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
-            has = [c is not None and bool(pattern.search(c)) for c in captions]
+            holds = caption_has(word)
+            has = [holds(c) for c in captions]
             brushes = [pg.mkBrush(235, 100, 20, 235) if h else pg.mkBrush(*FADED) for h in has]
             missing = f"; {count - known} not captioned yet (Caption ▸ Caption all)" if known < count else ""
             return brushes, f"orange: {sum(has)} captions with “{word}”{missing}"
@@ -348,7 +375,9 @@ class ExplorePanel(QWidget):
         self._drop_umap_files()
         if layout is None:
             why = errors[-1] if errors else f"exit code {code}"
-            self.status.setText(html.escape(f"The UMAP layout failed: {why}. The PCA plane is shown.", quote=False))
+            self._umap_failed = outcome.request.id
+            self._umap_note = f"The UMAP layout failed: {why}. The PCA plane is shown."
+            self.show_layout(reframe=False)
             return
         if self.outcome is not None and self.outcome.request.id == outcome.request.id:
             self.outcome = replace(self.outcome, umap=layout)
