@@ -78,6 +78,8 @@ def main() -> None:
                 density.timer.setInterval(10**6)  # panning frames: no re-binning in between (measured apart)
                 density.set_points(xy)
             widget.autoRange()
+            if kind == "density":
+                density.redraw()
             app.processEvents()
             widget.grab()
             times = frames(widget, args.frames)

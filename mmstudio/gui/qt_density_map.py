@@ -56,11 +56,12 @@ class DensityMap:
         self.view.sigRangeChanged.connect(lambda *_: self.timer.start())
 
     def set_points(self, xy: np.ndarray) -> None:
+        """The points to draw; `redraw` bins them (once the caller has framed the view: binning is the cost)."""
         self.xy = np.asarray(xy, np.float32)
         self.image.setVisible(len(self.xy) > 0)
-        self.redraw()
 
     def redraw(self) -> None:
+        self.timer.stop()  # drawn now: a pending settle would bin the same view again
         if not len(self.xy):
             return
         (x0, x1), (y0, y1) = self.view.viewRange()
