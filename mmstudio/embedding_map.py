@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,17 @@ def umap_layout(vectors: np.ndarray) -> MapLayout:
                      "umap")
 
 
+def compute_layout(vectors: np.ndarray, method: str = "pca") -> MapLayout:
+    """The layout of (N, D) vectors by one of METHODS."""
+    return umap_layout(vectors) if method == "umap" else pca_layout(vectors)
+
+
+def caption_has(word: str):
+    """A test of whether a caption holds `word` as a whole word, in any case (what "colour by a word" marks)."""
+    pattern = re.compile(rf"\b{re.escape(word.strip())}\b", re.IGNORECASE)
+    return lambda caption: caption is not None and bool(pattern.search(caption))
+
+
 def layout_path(keys: Sequence[str], dim: int, folder: Path, method: str = "pca") -> Path:
     """Where the layout of these pictures by `method` is kept: beside their index, named by their keys."""
     return Path(folder) / f"map-{method}-{collection_digest(keys, dim)}.npz"
@@ -166,7 +178,7 @@ def cached_layout(vectors: np.ndarray, keys: Sequence[str], folder: Path | None,
     path = layout_path(keys, vectors.shape[1], folder, method) if folder else None
     layout = saved_layout(path, len(vectors))
     if layout is None:
-        layout = umap_layout(vectors) if method == "umap" else pca_layout(vectors)
+        layout = compute_layout(vectors, method)
         if path is not None:
             save_layout(layout, path)
     return layout

@@ -20,10 +20,10 @@ from mmstudio.embedding_map import (
     UMAP_INSTALL,
     UMAP_NEIGHBOURS,
     cached_layout,
+    caption_has,
+    compute_layout,
     draw,
-    pca_layout,
     save_layout,
-    umap_layout,
 )
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import load_image
@@ -75,7 +75,7 @@ def run_layout(args: argparse.Namespace) -> int:
         raise MMStudioError(f"cannot read {args.vectors} as an array: {exc}") from None
     if vectors.ndim != 2 or not len(vectors):
         raise MMStudioError(f"{args.vectors}: an (N, D) array of embeddings was expected, not {vectors.shape}")
-    layout = umap_layout(vectors) if args.method == "umap" else pca_layout(vectors)
+    layout = compute_layout(vectors, args.method)
     save_layout(layout, args.out)
     if not args.out.is_file():
         raise MMStudioError(f"cannot write {args.out}")
@@ -145,10 +145,10 @@ def _caption_has(engine, model: str | None, names: tuple[str, ...], word: str) -
     """Whether each picture's caption holds `word` (as a whole word), captioning with progress."""
     printer = Printer(False)
     has = np.zeros(len(names), bool)
-    pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
+    holds = caption_has(word)
     items = engine.caption_each(list(names), load=load_image, model=model,
                                 progress=lambda done, total: printer.progress(done, total))
     for i, item in enumerate(items):
-        has[i] = item.result is not None and bool(pattern.search(item.result.caption))
+        has[i] = item.result is not None and holds(item.result.caption)
     printer.finish()
     return has
