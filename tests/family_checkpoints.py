@@ -228,56 +228,52 @@ LLAVA_TEMPLATE = (
 def build_llava(folder: Path, seed: int = 5) -> Path:
     """A LLaVA (CLIP vision tower, Llama language model, MLP projector), 32 px images in a 4 x 4 patch grid,
     a word-level tokenizer of the Shapes World words and a chat template in LLaVA 1.5's USER/ASSISTANT form."""
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    words, tokenizer, vision = _llava_parts()
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
+                               num_additional_image_tokens=1)
+    config = LlavaConfig(vision_config=vision, text_config=_tiny_llama(len(words)),
+                         image_token_id=words.index("<image>"), vision_feature_select_strategy="default",
+                         vision_feature_layer=-1)
+    return _save_vlm(LlavaForConditionalGeneration, config, processor, folder, seed)
+
+
+def _llava_parts():
+    """(words, their tokenizer, a CLIP vision tower of 32 px in 8 px patches): what LLaVA and LLaVA-NeXT share."""
+    from transformers import CLIPVisionConfig
 
     words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:", "describe", "image", ".",
              *[w for w in WORDS if w not in ("describe", "image")]]
     tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
                                 extra_special_tokens={"image_token": "<image>"})
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
-                               vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
-                               num_additional_image_tokens=1)
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
-        text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-1)
-    return _save_vlm(LlavaForConditionalGeneration, config, processor, folder, seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    return words, tokenizer, vision
 
 
 def build_llava_next(folder: Path, seed: int = 8) -> Path:
     """A LLaVA-NeXT: the LLaVA above with "any resolution" tiles (32 x 64, 64 x 32 or 64 x 64 px, each a 4 x 4
     patch grid) after a 32 px base view, and a newline token closing each row of the tiles' grid."""
     from transformers import (
-        CLIPVisionConfig,
         LlavaNextConfig,
         LlavaNextForConditionalGeneration,
         LlavaNextImageProcessor,
         LlavaNextProcessor,
     )
 
-    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:", "describe", "image", ".",
-             *[w for w in WORDS if w not in ("describe", "image")]]
-    tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                                extra_special_tokens={"image_token": "<image>"})
+    words, tokenizer, vision = _llava_parts()
     pinpoints = [[32, 64], [64, 32], [64, 64]]
     images = LlavaNextImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
                                      image_grid_pinpoints=pinpoints)
     processor = LlavaNextProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
                                    vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
                                    num_additional_image_tokens=1)
-    config = LlavaNextConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=2, image_size=32, patch_size=8, projection_dim=32),
-        text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"), image_grid_pinpoints=pinpoints,
-        vision_feature_select_strategy="default", vision_feature_layer=-1)
+    config = LlavaNextConfig(vision_config=vision, text_config=_tiny_llama(len(words)),
+                             image_token_id=words.index("<image>"), image_grid_pinpoints=pinpoints,
+                             vision_feature_select_strategy="default", vision_feature_layer=-1)
     return _save_vlm(LlavaNextForConditionalGeneration, config, processor, folder, seed)
 
 
