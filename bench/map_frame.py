@@ -77,9 +77,10 @@ def main() -> None:
                 density.timer.stop()
                 density.timer.setInterval(10**6)  # panning frames: no re-binning in between (measured apart)
                 density.set_points(xy)
-            widget.autoRange()
             if kind == "density":
-                density.redraw()
+                density.frame()
+            else:
+                widget.autoRange()
             app.processEvents()
             widget.grab()
             times = frames(widget, args.frames)

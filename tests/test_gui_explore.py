@@ -83,6 +83,9 @@ def test_a_large_map_is_a_density_image_that_still_picks_pictures(qtbot, window,
     panel = mapped(qtbot, window, photos, 5)
     assert len(panel.points.points()) == 0 and panel.density.image.isVisible()
     assert panel.density.image.image is not None
+    (x0, x1), (y0, y1) = panel.plot.getViewBox().viewRange()  # framed to every point, not to the empty view
+    xy = panel.outcome.layout.xy
+    assert x0 <= xy[:, 0].min() and xy[:, 0].max() <= x1 and y0 <= xy[:, 1].min() and xy[:, 1].max() <= y1
     view = panel.plot.getViewBox()
     x, y = panel.outcome.layout.xy[3]
     row = panel._density_row(view.mapViewToScene(QPointF(float(x), float(y))))

@@ -60,6 +60,14 @@ class DensityMap:
         self.xy = np.asarray(xy, np.float32)
         self.image.setVisible(len(self.xy) > 0)
 
+    def frame(self) -> None:
+        """Show all the points: the view set to their extent (the image has no bounds to frame by until it is
+        drawn, and it is drawn for the view), then binned for it."""
+        if len(self.xy):
+            (x0, y0), (x1, y1) = self.xy.min(axis=0), self.xy.max(axis=0)
+            self.view.setRange(xRange=(float(x0), float(x1)), yRange=(float(y0), float(y1)), padding=0.02)
+        self.redraw()
+
     def redraw(self) -> None:
         self.timer.stop()  # drawn now: a pending settle would bin the same view again
         if not len(self.xy):

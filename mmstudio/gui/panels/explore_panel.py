@@ -262,9 +262,12 @@ class ExplorePanel(QWidget):
         else:
             self.best.setData(x=[], y=[])
             self.star.setData(x=[], y=[])
-        if reframe:
-            self.plot.autoRange()
-        self.density.redraw()
+        if reframe and len(self.density.xy):
+            self.density.frame()
+        else:
+            if reframe:
+                self.plot.autoRange()
+            self.density.redraw()
         if layout.method == "pca":
             shown = f"the plane shows {layout.explained:.0%} of the variance"
         else:
