@@ -152,8 +152,8 @@ def true_captions(paths: Sequence[Path | None]) -> list[str | None]:
     out: list[str | None] = []
     for path in paths:
         truth = None
-        if path is not None:
-            path = Path(path).resolve()
+        if path is not None:  # as given (the gallery's are absolute): resolving a million paths costs seconds
+            path = Path(path)
             for root in (path.parent, path.parent.parent):
                 if root not in found:
                     found[root] = _captions_in(root)
