@@ -343,3 +343,58 @@ def build_idefics3(folder: Path, seed: int = 7) -> Path:
                                            num_attention_heads=2, image_size=32, patch_size=8),
         text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"), scale_factor=2)
     return _save_vlm(Idefics3ForConditionalGeneration, config, processor, folder, seed)
+
+
+QWEN_TEMPLATE = (
+    "{% for m in messages %}<|im_start|> {{ m['role'] }} {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|> <|image_pad|> <|vision_end|> {% else %}{{ c['text'] }} "
+    "{% endif %}{% endfor %}<|im_end|> {% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+
+
+def _qwen_parts(processor_name: str):
+    """(words, a processor as Qwen's: <|image_pad|> made one token per 2 x 2 block of 8 px patches, pictures of
+    16 x 16 to 64 x 64 px at their own aspect ratio), saved without a video processor (vlm.pictures_only)."""
+    import transformers
+
+    from mmstudio.models.vlm import pictures_only
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+               "<|video_pad|>"]
+    words = [*special, "<unk>", "user", "assistant", "describe", "image", ".", *WORDS]
+    tokenizer = _word_tokenizer(words, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<unk>",
+                                additional_special_tokens=special[1:])
+    images = transformers.Qwen2VLImageProcessor(patch_size=8, merge_size=2, temporal_patch_size=2,
+                                                min_pixels=16 * 16, max_pixels=64 * 64)
+    processor = pictures_only(getattr(transformers, processor_name))(image_processor=images, tokenizer=tokenizer,
+                                                                       chat_template=QWEN_TEMPLATE)
+    ids = {f"{name}_token_id": words.index(f"<|{token}|>") for name, token in
+           [("image", "image_pad"), ("video", "video_pad"), ("vision_start", "vision_start"),
+            ("vision_end", "vision_end")]}
+    text = dict(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=0,
+                bos_token_id=None, eos_token_id=words.index("<|im_end|>"),
+                # M-RoPE: the head's 8 rotary frequencies split between time, height and width
+                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    return processor, ids, text
+
+
+def build_qwen2_vl(folder: Path, seed: int = 9) -> Path:
+    """A Qwen2-VL (its ViT with 2D rotary positions, a 2 x 2 patch merger, Qwen2 with M-RoPE) at any resolution."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    processor, ids, text = _qwen_parts("Qwen2VLProcessor")
+    vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=8, spatial_merge_size=2,
+                  temporal_patch_size=2)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
+    return _save_vlm(Qwen2VLForConditionalGeneration, config, processor, folder, seed)
+
+
+def build_qwen2_5_vl(folder: Path, seed: int = 10) -> Path:
+    """A Qwen2.5-VL: Qwen2-VL with windowed attention in its ViT (one full-attention block of the two)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    processor, ids, text = _qwen_parts("Qwen2_5_VLProcessor")
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, out_hidden_size=32, num_heads=2, patch_size=8,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=32, fullatt_block_indexes=[1])
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+    return _save_vlm(Qwen2_5_VLForConditionalGeneration, config, processor, folder, seed)

@@ -11,7 +11,15 @@ import pytest
 from mmstudio.cli import main
 from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
-from tests.family_checkpoints import build_idefics3, build_llava, build_llava_next, build_paligemma
+from mmstudio.models.vlm import load_processor
+from tests.family_checkpoints import (
+    build_idefics3,
+    build_llava,
+    build_llava_next,
+    build_paligemma,
+    build_qwen2_5_vl,
+    build_qwen2_vl,
+)
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +40,9 @@ def plain_prompted(folder, image, prompt: str, **generate):
 def plain_generate(folder, image, prompt: str, **generate):
     """The processor on the prompt and the image, generate, the new tokens decoded: transformers alone."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    processor = AutoProcessor.from_pretrained(folder)
+    processor = load_processor(folder)
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     inputs = processor(images=[image], text=[prompt], return_tensors="pt")
     inputs.pop("labels", None)
@@ -150,17 +158,81 @@ def test_llava_next_maps_its_tiles_grid_without_padding_or_newlines(tmp_path, sc
     np.testing.assert_allclose(result.attention.weights[0, 0, 1], row[cells], atol=1e-5)
 
 
+@pytest.mark.parametrize("build", [build_qwen2_vl, build_qwen2_5_vl], ids=["qwen2_vl", "qwen2_5_vl"])
+def test_qwen_merged_patches_sit_where_m_rope_puts_them_and_replies_match_plain_transformers(build, tmp_path,
+                                                                                            scene_images):
+    import torch
+    from PIL import Image
+
+    folder = build(tmp_path / build.__name__)
+    engine = Engine()
+    adapter = engine.adapter(Task.VQA, str(folder))
+    assert adapter.info.architecture.startswith(("Qwen2VLForConditionalGeneration (qwen2_vl_vision",
+                                                 "Qwen2_5_VLForConditionalGeneration (qwen2_5_vl_vision"))
+    picture = Image.new("RGB", (64, 40), (90, 140, 210))  # its own resolution: 32 x 64 px, 4 x 8 patches
+    batch = adapter.inputs(picture, [], "Describe this image.", asking=False)
+    grid = batch["image_grid_thw"][0].tolist()
+    assert grid == [1, 4, 8]
+    cells = adapter.image_cells(batch["input_ids"][0].tolist(), grid_thw=grid)
+    assert cells.shape == (2, 4)  # the processor's grid, 2 x 2 patches a token
+    # Each token's true place is where the model's M-RoPE puts it: its height and width position ids.
+    positions, _ = adapter.model.model.get_rope_index(batch["input_ids"], image_grid_thw=batch["image_grid_thw"],
+                                                      attention_mask=batch["attention_mask"],
+                                                      mm_token_type_ids=batch["mm_token_type_ids"])
+    start = positions[1, 0, cells[0, 0]]
+    for r in range(2):
+        for c in range(4):
+            assert positions[1:, 0, cells[r, c]].tolist() == [start + r, start + c]
+
+    for image in scene_images[:2]:
+        caption = engine.caption([image], model=str(folder))[0].caption
+        assert caption == plain(folder, image, "Describe this image.", max_new_tokens=40, do_sample=False)
+    history = (("how many objects are there ?", "two"),)
+    got = engine.ask(scene_images[0], ["what color is the star ?"], model=str(folder), history=history,
+                     generation=GenerationOptions(max_new_tokens=8))[0].answer
+    assert got == plain(folder, scene_images[0], "what color is the star ?", history, max_new_tokens=8,
+                        do_sample=False)
+
+    # The maps: the teacher-forced pass gets generate's M-RoPE positions (its logits are generate's), and each
+    # word's weights are the model's own eager attention on the image tokens, in place.
+    options = GenerationOptions(max_new_tokens=3)
+    result = engine.caption([picture], model=str(folder), attention=True, generation=options)[0]
+    with torch.inference_mode():
+        written = adapter.model.generate(**batch, max_new_tokens=3, do_sample=False, output_scores=True,
+                                         return_dict_in_generate=True)
+    new = written.sequences[:, batch["input_ids"].shape[1]:]
+    words = [i for i, t in enumerate(new[0].tolist()) if t not in adapter.tokenizer.all_special_ids]
+    assert result.tokens == tuple(adapter.tokenizer.decode([new[0, i]]) for i in words)
+    assert result.attention.weights.shape == (len(words), 2, 2, 2, 4) and words
+    full = torch.cat([batch["input_ids"], new], 1)
+    types = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(new)], 1)
+    adapter.model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        out = adapter.model(input_ids=full, pixel_values=batch["pixel_values"], mm_token_type_ids=types,
+                            image_grid_thw=batch["image_grid_thw"], output_attentions=True)
+        flat = adapter.model(input_ids=full, pixel_values=batch["pixel_values"], mm_token_type_ids=types,
+                             image_grid_thw=batch["image_grid_thw"],
+                             position_ids=torch.arange(full.shape[1])[None].expand(3, 1, -1))
+    adapter.model.set_attn_implementation("sdpa")
+    queries = [batch["input_ids"].shape[1] - 1 + i for i in range(3)]
+    scores = torch.cat(written.scores)
+    torch.testing.assert_close(out.logits[0, queries], scores, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(flat.logits[0, queries], scores, atol=1e-2)  # the check tells positions apart
+    for i, word in enumerate(words):  # a word's map is the attention of the position that wrote it
+        for layer in range(2):
+            row = out.attentions[layer][0, 1, queries[word]].numpy()
+            np.testing.assert_allclose(result.attention.weights[i, layer, 1], row[cells], atol=1e-5)
+
+
 def plain(folder, image, text: str, history=(), **generate):
     """What transformers alone replies: the processor's chat template, generate, decode."""
-    from transformers import AutoProcessor
-
     messages = []
     for asked, replied in [*history, (text, None)]:
         image_part = [] if messages else [{"type": "image"}]
         messages.append({"role": "user", "content": [*image_part, {"type": "text", "text": asked}]})
         if replied is not None:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": replied}]})
-    prompt = AutoProcessor.from_pretrained(folder).apply_chat_template(messages, add_generation_prompt=True)
+    prompt = load_processor(folder).apply_chat_template(messages, add_generation_prompt=True)
     return plain_generate(folder, image, prompt, **generate)
 
 

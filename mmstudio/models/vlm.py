@@ -9,8 +9,7 @@ teacher-forced pass with eager attention over the whole sequence: the attention 
 produced the word onto the positions of the image's tokens, every layer and head kept, mapped back to the
 vision tower's patch grid by the architecture's layout (`image_cells`).
 
-Layouts mapped so far (issue 21 lists more: SmolVLM's variant of Idefics3, Qwen2-VL's merged patches,
-Florence-2):
+Layouts mapped so far (vlm_layouts.py; issue 21 lists more: SmolVLM's variant of Idefics3, Florence-2):
   idefics3   tiles of the picture (each after its <row_R_col_C> marker) and a global view, each tile a
              pixel-shuffled square grid: the tiles side by side make the map (idefics3_cells).
   llava      one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
@@ -19,6 +18,12 @@ Florence-2):
              ended by a newline token: the map is that grid (llava_next_cells).
   paligemma  one fixed grid: SigLIP's patches (no [CLS]), one image token each, row-major; no chat
              template: prompted by task prefixes ("caption en", "answer en QUESTION"), one turn.
+  qwen2_vl, qwen2_5_vl
+             the picture at its own resolution, each 2 x 2 block of patches one token, row-major over the
+             processor's image_grid_thw (merged_grid_cells). The language model places them by M-RoPE: the
+             teacher-forced pass gets the processor's mm_token_type_ids (the reply marked as text) and
+             image_grid_thw, so its positions are generate's. Their processors declare a video processor,
+             which transformers builds only with torchvision; without it they load as `pictures_only`.
 """
 
 from __future__ import annotations
@@ -43,12 +48,16 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
+from mmstudio.models.vlm_layouts import idefics3_cells, image_token_grid, llava_next_cells, merged_grid_cells
 
 DEFAULT_INSTRUCTION = "Describe this image."
 # Models prompted by task prefixes instead of a conversation (no chat template): (caption prompt, question form).
 PROMPT_FORMS = {"paligemma": ("caption en", "answer en {}")}
 Stream = Callable[[str], None]  # the reply so far, after each generated token
-LAYOUTS = frozenset({"llava", "llava_next", "paligemma", "idefics3"})
+LAYOUTS = frozenset({"llava", "llava_next", "paligemma", "idefics3", "qwen2_vl", "qwen2_5_vl"})
+# Processors that declare a video processor too, which transformers builds only with torchvision installed.
+# Pictures never go through it: without torchvision they load as `pictures_only` processors.
+VIDEO_BOUND = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
 
 
 def accepts(config: dict) -> bool:
@@ -59,78 +68,40 @@ def tasks_of(config: dict) -> frozenset[Task]:
     return frozenset({Task.CAPTION, Task.VQA}) if accepts(config) else frozenset()
 
 
+def pictures_only(processor_class):
+    """`processor_class` without its video processor: the same class (name, saving, chat template, image tokens)
+    whose constructor takes the image processor and the tokenizer alone. transformers finds a processor's parts
+    from its constructor's arguments, so the video processor is neither loaded nor checked."""
+
+    class PicturesOnly(processor_class):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    PicturesOnly.__name__ = PicturesOnly.__qualname__ = processor_class.__name__  # saved as the stock class
+    return PicturesOnly
+
+
+def load_processor(path):
+    """The checkpoint's processor as transformers loads it (AutoProcessor); a Qwen2-VL's without its video half
+    where torchvision is missing."""
+    import json
+
+    import transformers
+    from transformers.utils import is_torchvision_available
+
+    kind = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if kind in VIDEO_BOUND and not is_torchvision_available():
+        return pictures_only(getattr(transformers, VIDEO_BOUND[kind])).from_pretrained(path, trust_remote_code=False)
+    return transformers.AutoProcessor.from_pretrained(path, trust_remote_code=False)
+
+
 def _processor(path) -> tuple:
     """(its tokenizer, the processor): what turns a conversation with an image into the model's inputs."""
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+    processor = load_processor(path)
     prompted = type(processor).__name__ == "PaliGemmaProcessor"  # task prefixes: PROMPT_FORMS
     if getattr(processor, "chat_template", None) is None and not prompted:
         raise ModelLoadError(f"{path}: the processor has no chat template, so no conversation can be written")
     return processor.tokenizer, processor
-
-
-def image_token_grid(config, count: int) -> tuple[int, int, int]:
-    """(first image token that is a patch, rows, cols) for `count` image tokens of one image."""
-    vision = config.vision_config
-    side = vision.image_size // vision.patch_size
-    skip = 1 if getattr(config, "vision_feature_select_strategy", "default") == "full" else 0
-    if count - skip != side * side:
-        raise ValueError(f"{count} image tokens do not make the {side} x {side} patch grid")
-    return skip, side, side
-
-
-def idefics3_cells(ids: np.ndarray, positions: np.ndarray, tiles: dict[int, tuple[int, int]],
-                   global_marker: int | None) -> np.ndarray:
-    """Idefics3's layout: the picture split into tiles (each after its `<row_R_col_C>` marker) and a global
-    view (after `<global-img>`), each tile's tokens a pixel-shuffled square grid, row-major. The tiles
-    side by side make the map (they cover the whole picture, at the finer scale); a picture not split
-    has the global view alone."""
-    owner: dict[int, object] = {}  # image token position -> (row, col) of its tile, or "global"
-    images = frozenset(positions.tolist())
-    current: object = None
-    for position, token in enumerate(ids.tolist()):
-        if token in tiles:
-            current = tiles[token]
-        elif token == global_marker:
-            current = "global"
-        elif position in images:
-            owner[position] = current
-    groups: dict[object, list[int]] = {}
-    for position in positions.tolist():
-        groups.setdefault(owner.get(position), []).append(position)
-    side = int(round(len(next(iter(groups.values()))) ** 0.5)) if groups else 0
-    if not groups or any(len(g) != side * side for g in groups.values()):
-        raise ValueError("image tokens that do not make square tiles")
-    placed = {k: v for k, v in groups.items() if isinstance(k, tuple)}
-    if not placed:
-        return np.asarray(groups.get("global") or next(iter(groups.values()))).reshape(side, side)
-    rows, cols = max(r for r, _ in placed), max(c for _, c in placed)
-    cells = np.zeros((rows * side, cols * side), np.int64)
-    for (r, c), members in placed.items():
-        cells[(r - 1) * side:r * side, (c - 1) * side:c * side] = np.asarray(members).reshape(side, side)
-    return cells
-
-
-def llava_next_cells(config, positions: np.ndarray, image_size: list[int]) -> np.ndarray:
-    """LLaVA-NeXT's layout: the base view's grid first, then the high-resolution tiles' patches as one grid,
-    padding cut away ("unpad"), row by row, each row ended by a newline token. The map is that grid (it
-    covers the picture as it is, at the finer scale); transformers' own functions give its shape."""
-    import torch
-    from transformers.models.llava_next.modeling_llava_next import get_anyres_image_grid_shape, unpad_image
-
-    side = config.vision_config.image_size // config.vision_config.patch_size
-    base = side * side
-    if len(positions) == base + 1:  # one tile: the base view and its newline
-        return positions[:base].reshape(side, side)
-    tiles_high, tiles_wide = get_anyres_image_grid_shape(image_size, config.image_grid_pinpoints,
-                                                         config.vision_config.image_size)
-    rows, cols = unpad_image(torch.zeros(1, tiles_high * side, tiles_wide * side),
-                             torch.as_tensor(image_size)).shape[1:]
-    rest = positions[base:]
-    if len(rest) != rows * (cols + 1):
-        raise ValueError(f"{len(rest)} image tokens do not make LLaVA-NeXT's {rows} x {cols} grid and newlines")
-    return rest.reshape(rows, cols + 1)[:, :cols]
 
 
 class ImageTextToTextAdapter(AdapterBase):
@@ -156,7 +127,7 @@ class ImageTextToTextAdapter(AdapterBase):
             model.config, "image_token_index", None)
         if self.image_token_id is None:
             raise ModelLoadError(f"{path}: the config names no image token (image_token_id)")
-        # Idefics3's tile markers, by token id: where each tile's image tokens begin.
+        # Idefics3's and SmolVLM's tile markers, by token id: where each tile's image tokens begin.
         self.tile_markers = {tokenizer.convert_tokens_to_ids(f"<row_{r}_col_{c}>"): (r, c)
                              for r in range(1, 7) for c in range(1, 7)}
         for missing in (tokenizer.unk_token_id, None):  # a tokenizer without them: no markers
@@ -175,6 +146,17 @@ class ImageTextToTextAdapter(AdapterBase):
         config = self.model.config
         return (f"{type(self.model).__name__} ({config.vision_config.model_type} + "
                 f"{config.text_config.model_type})")
+
+    def image_geometry(self) -> tuple[int, int]:
+        """(image side, side of the picture one image token covers). A model that takes each picture at its own
+        resolution (Qwen2-VL: merge x merge patches a token) has no one side: the largest square it takes whole."""
+        vision = self.model.config.vision_config
+        cell = vision.patch_size * getattr(vision, "spatial_merge_size", 1)
+        if getattr(vision, "image_size", None):
+            return vision.image_size, vision.patch_size
+        images = self.processor.image_processor  # Qwen's size: {"longest_edge": the most pixels, not a side}
+        most = getattr(images, "max_pixels", None) or getattr(images.size, "longest_edge", None) or cell * cell
+        return max(cell, int(most ** 0.5 // cell) * cell), cell
 
     # ------------------------------------------------------------- tasks
 
@@ -288,17 +270,23 @@ class ImageTextToTextAdapter(AdapterBase):
         """Each generated word's attention onto the image's patches: one teacher-forced pass, eager attention
         (the fused kernels return no weights), the query at the position before the word's."""
         torch = self._torch
+        if self.image_token_id in new:  # only an untrained model writes it; passed back, it would take the picture's
+            return None
         start = batch["input_ids"].shape[1]
         ids = torch.cat([batch["input_ids"], torch.tensor([new], device=batch["input_ids"].device)], dim=1)
+        sizes, grids = batch.get("image_sizes"), batch.get("image_grid_thw")
         try:
-            sizes = batch.get("image_sizes")
-            cells = self.image_cells(batch["input_ids"][0].tolist(), sizes[0].tolist() if sizes is not None else None)
+            cells = self.image_cells(batch["input_ids"][0].tolist(), sizes[0].tolist() if sizes is not None else None,
+                                     grid_thw=grids[0].tolist() if grids is not None else None)
         except ValueError:
             return None  # a layout this family does not map yet: the reply stands, without maps
         rows, cols = cells.shape
-        extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", "token_type_ids")}
+        per_token = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+        extra = {k: v for k, v in batch.items() if k not in per_token}
         if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
             extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(ids[:, start:])], 1)
+        if "mm_token_type_ids" in batch:  # Qwen2-VL: M-RoPE's positions follow the image tokens; the reply is text
+            extra["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids[:, start:])], 1)
         queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
         patches = torch.as_tensor(cells.ravel(), device=ids.device)
         # Each layer's weights are cut to the rows and columns wanted as the layer returns them and then let
@@ -331,15 +319,18 @@ class ImageTextToTextAdapter(AdapterBase):
         grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)
         return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
 
-    def image_cells(self, input_ids: list[int], image_size: list[int] | None = None) -> np.ndarray:
+    def image_cells(self, input_ids: list[int], image_size: list[int] | None = None, *,
+                    grid_thw: list[int] | None = None) -> np.ndarray:
         """(rows, cols) positions in `input_ids` of the image tokens, laid out as the picture they show (the
-        architecture's layout; `image_size`: the picture's (height, width) where the processor reports it);
-        ValueError for a layout not mapped."""
+        architecture's layout, vlm_layouts.py; `image_size`: the picture's (height, width) and `grid_thw` its
+        patch grid, where the processor reports them); ValueError for a layout not mapped."""
         ids = np.asarray(input_ids)
         positions = np.nonzero(ids == self.image_token_id)[0]
         kind = self.model.config.model_type
-        if kind == "idefics3":
+        if kind in ("idefics3", "smolvlm"):  # SmolVLM's processor writes Idefics3's markers
             return idefics3_cells(ids, positions, self.tile_markers, self.global_marker)
+        if kind in ("qwen2_vl", "qwen2_5_vl") and grid_thw is not None:
+            return merged_grid_cells(positions, grid_thw, self.model.config.vision_config.spatial_merge_size)
         if kind == "llava_next" and image_size is not None:
             return llava_next_cells(self.model.config, positions, image_size)
         skip, rows, cols = image_token_grid(self.model.config, len(positions))
@@ -380,4 +371,4 @@ class _StopWhen:
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
-                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3): caption, vqa")
+                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3, Qwen2-VL, Qwen2.5-VL): caption, vqa")
