@@ -371,4 +371,5 @@ class _StopWhen:
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
-                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3, Qwen2-VL, Qwen2.5-VL): caption, vqa")
+                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3, Qwen2-VL, "
+                               "Qwen2.5-VL): caption, vqa")
