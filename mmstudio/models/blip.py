@@ -9,7 +9,6 @@ and the evidence (cross-attention, Grad-CAM) comes from the same weights.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar, Iterator, Sequence
@@ -34,8 +33,9 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.common import Architectures, auto_tokenizer, check_token_ids, cut_at, stack_from, to_numpy
 from mmstudio.models.generation import generation_config, seeded
+from mmstudio.models.hints import read_hints, valid_hints
 from mmstudio.models.in_domain import InDomainCheck, read_in_domain
-from mmstudio.models.loading import ResolvedModel, read_json_capped
+from mmstudio.models.loading import ResolvedModel
 
 ARCHITECTURES = {
     "BlipForConditionalGeneration": Task.CAPTION,
@@ -43,12 +43,6 @@ ARCHITECTURES = {
     "BlipForImageTextRetrieval": Task.ITM,
 }
 FAMILY = Architectures("blip", ARCHITECTURES)
-# Optional per-checkpoint hints written by our trainer: measured best layers for evidence maps.
-HINTS_FILE = "mmstudio.json"
-MAX_HINTS_BYTES = 4 * 2**20  # the trainer's record with its failure samples is tens of kB
-# Each hint and whether it may be "mean" (the maps averaged over layers) instead of a layer index.
-HINT_KEYS = {"caption_layer": True, "vqa_layer": True, "itm_gradcam_layer": False}
-log = logging.getLogger(__name__)
 
 
 def load_image_processor(path):
@@ -566,39 +560,6 @@ class BlipAdapter(AdapterBase):
         cam = (captured[0].detach() * grads.clamp(min=0)).float().cpu().numpy()  # (B, H, T, N)
         grid = patches_to_grid(cam)  # (B, H, T, rows, cols)
         return logits.detach(), grid[:, None]
-
-
-def read_hints(path) -> dict:
-    """The "attention" hints of a folder's mmstudio.json. The file is optional: a bad one is ignored, with a note."""
-    file = Path(path) / HINTS_FILE
-    if not file.is_file():
-        return {}
-    try:
-        record = read_json_capped(file, max_bytes=MAX_HINTS_BYTES)
-    except (OSError, ValueError) as exc:  # ValueError: also bad JSON, bad UTF-8, too large or too deep
-        log.warning("%s: ignored (%s); the model loads without its attention hints", file, exc)
-        return {}
-    hints = record.get("attention", {}) if isinstance(record, dict) else None
-    if not isinstance(hints, dict):
-        log.warning("%s: ignored (\"attention\" is not an object of hints)", file)
-        return {}
-    return hints
-
-
-def valid_hints(hints: dict, layers: int, path) -> dict:
-    """The hints that name a layer this model has (or "mean" where that is allowed); others noted and dropped."""
-    kept = {}
-    for key, value in hints.items():
-        may_be_mean = HINT_KEYS.get(key)
-        if may_be_mean is None:
-            log.warning("%s: unknown attention hint %r ignored", Path(path) / HINTS_FILE, key)
-        elif (may_be_mean and value == "mean") or (
-                isinstance(value, int) and not isinstance(value, bool) and 0 <= value < layers):
-            kept[key] = value
-        else:
-            log.warning("%s: attention hint %s=%.40r ignored: the text model has layers 0 to %d%s",
-                        Path(path) / HINTS_FILE, key, value, layers - 1, ' (or "mean")' if may_be_mean else "")
-    return kept
 
 
 FACTORY = AdapterFactory(family="blip", accepts=FAMILY.accepts, load=BlipAdapter.load, tasks_of=FAMILY.tasks_of,
