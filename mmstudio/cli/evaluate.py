@@ -49,6 +49,6 @@ def run_eval(args: argparse.Namespace) -> int:
     engine = Engine(LoadOptions.chosen(config.device, config.dtype))
     adapter = engine.adapter(Task(config.task), config.model)
     report = evaluate_adapter(adapter, config.data, limit=config.limit, attention=config.attention,
-                              batch_size=config.batch_size)
+                              batch_size=config.batch_size, task=Task(config.task))
     print(json.dumps(report.as_dict()) if args.json else report.text())
     return 0

@@ -87,9 +87,14 @@ def scene_rows(data: Path | Dataset, task: Task, limit: int | None = None) -> li
 
 
 def evaluate_adapter(adapter, data: Path | Dataset, *, limit: int | None = None, attention: bool = True,
-                     batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> EvalReport:
-    """data: a dataset folder, or a Dataset already read (the evaluation during training)."""
-    task = next(iter(adapter.info.tasks))
+                     batch_size: int = 64, progress: Callable[[int, int], None] | None = None,
+                     task: Task | None = None) -> EvalReport:
+    """data: a dataset folder, or a Dataset already read (the evaluation during training). `task`: which of
+    the model's tasks (a chat model captions and answers); by default its one task."""
+    tasks = adapter.info.tasks
+    if task is None and len(tasks) > 1:
+        raise ValueError(f"{adapter.info.name} does {len(tasks)} tasks: name the one to measure")
+    task = Task(task) if task is not None else next(iter(tasks))
     rows = scene_rows(data, task, limit)
     run = {Task.CAPTION: _caption, Task.VQA: _vqa, Task.ITM: _itm}[task]
     return run(adapter, rows, attention=attention, batch_size=batch_size, progress=progress or (lambda d, t: None))
