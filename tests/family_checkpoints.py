@@ -345,6 +345,35 @@ def build_idefics3(folder: Path, seed: int = 7) -> Path:
     return _save_vlm(Idefics3ForConditionalGeneration, config, processor, folder, seed)
 
 
+def build_smolvlm(folder: Path, seed: int = 16) -> Path:
+    """A SmolVLM: Idefics3's layout (32 px tiles of 2 x 2 image tokens, a global view, the same markers) with
+    SmolVLM's classes, its processor saved without a video processor (vlm.pictures_only) as torchvision is absent."""
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+        SmolVLMProcessor,
+        SmolVLMVisionConfig,
+    )
+
+    from mmstudio.models.vlm import pictures_only
+
+    special = ["<pad>", "<s>", "</s>", "<unk>", "<fake_token_around_image>", "<image>", "<global-img>",
+               "<end_of_utterance>", *[f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]]
+    words = [*special, "User:", "Assistant:", "describe", "image", ".", *WORDS]
+    tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                additional_special_tokens=special)
+    images = SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                      do_image_splitting=True)
+    processor = pictures_only(SmolVLMProcessor)(image_processor=images, tokenizer=tokenizer, image_seq_len=4,
+                                                chat_template=IDEFICS3_TEMPLATE)
+    config = SmolVLMConfig(
+        vision_config=SmolVLMVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                          num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=_tiny_llama(len(words)), image_token_id=words.index("<image>"), scale_factor=2)
+    return _save_vlm(SmolVLMForConditionalGeneration, config, processor, folder, seed)
+
+
 QWEN_TEMPLATE = (
     "{% for m in messages %}<|im_start|> {{ m['role'] }} {% for c in m['content'] %}"
     "{% if c['type'] == 'image' %}<|vision_start|> <|image_pad|> <|vision_end|> {% else %}{{ c['text'] }} "
@@ -398,3 +427,40 @@ def build_qwen2_5_vl(folder: Path, seed: int = 10) -> Path:
                   spatial_merge_size=2, temporal_patch_size=2, window_size=32, fullatt_block_indexes=[1])
     config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
     return _save_vlm(Qwen2_5_VLForConditionalGeneration, config, processor, folder, seed)
+
+
+FLORENCE2_PROMPTS = ("What does the image describe?", "Describe in detail what is shown in the image.",
+                     "Describe with a paragraph what is shown in the image.")
+
+
+def build_florence2(folder: Path, seed: int = 18) -> Path:
+    """A Florence-2 (DaViT vision tower, BART encoder-decoder), 32 px pictures on a 4 x 4 grid (strides 4 and 2)
+    after one pooled token, prompted by task tokens that its processor writes out as questions (the words of
+    FLORENCE2_PROMPTS are in its vocabulary)."""
+    from transformers import (
+        BartConfig,
+        CLIPImageProcessorPil,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+        Florence2VisionConfig,
+    )
+
+    special = ["<s>", "<pad>", "</s>", "<unk>", "<image>"]
+    prompt_words = dict.fromkeys(w for prompt in FLORENCE2_PROMPTS for w in prompt.split())
+    # The task tokens are words too: the real byte-level BPE knows every prompt (mmstudio checks prompts' words).
+    tasks = ["<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>"]
+    words = [*special, *dict.fromkeys([*prompt_words, *WORDS]), *tasks]
+    tokenizer = _word_tokenizer(words, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                extra_special_tokens={"image_token": "<image>"})
+    images = CLIPImageProcessorPil(size={"height": 32, "width": 32}, do_center_crop=False, image_seq_length=17)
+    processor = Florence2Processor(image_processor=images, tokenizer=tokenizer)
+    vision = Florence2VisionConfig(depths=[1, 1], patch_size=[7, 3], patch_stride=[4, 2], patch_padding=[3, 1],
+                                   patch_prenorm=[False, True], embed_dim=[16, 32], num_heads=[2, 2],
+                                   num_groups=[2, 2], window_size=2, projection_dim=32, drop_path_rate=0.0)
+    text = BartConfig(vocab_size=len(words), d_model=32, encoder_layers=2, decoder_layers=2,
+                      encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                      max_position_embeddings=128, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                      decoder_start_token_id=2, forced_bos_token_id=0)
+    config = Florence2Config(vision_config=vision, text_config=text, image_token_id=words.index("<image>"))
+    return _save_vlm(Florence2ForConditionalGeneration, config, processor, folder, seed)

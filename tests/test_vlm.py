@@ -13,12 +13,14 @@ from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
 from mmstudio.models.vlm import load_processor
 from tests.family_checkpoints import (
+    build_florence2,
     build_idefics3,
     build_llava,
     build_llava_next,
     build_paligemma,
     build_qwen2_5_vl,
     build_qwen2_vl,
+    build_smolvlm,
 )
 
 
@@ -67,21 +69,20 @@ def test_a_prompted_model_paligemma_captions_answers_and_maps_as_plain_transform
     assert np.all(result.attention.weights.sum(axis=(-2, -1)) <= 1 + 1e-5)
 
 
-@pytest.fixture(scope="session")
-def idefics3(tmp_path_factory):
-    return build_idefics3(tmp_path_factory.mktemp("vlm") / "idefics3")
-
-
-def test_idefics3_tiles_are_laid_side_by_side_each_token_in_its_tile_and_place(idefics3, scene_images):
+@pytest.mark.parametrize("build", [build_idefics3, build_smolvlm], ids=["idefics3", "smolvlm"])
+def test_idefics3_tiles_are_laid_side_by_side_each_token_in_its_tile_and_place(build, tmp_path, scene_images):
     import torch
     from PIL import Image
 
+    idefics3 = build(tmp_path / build.__name__)
     engine = Engine()
     adapter = engine.adapter(Task.CAPTION, str(idefics3))
     picture = Image.new("RGB", (64, 40), (90, 140, 210))  # split into 2 x 2 tiles of 32 px, and a global view
     batch = adapter.inputs(picture, [], "describe image .", asking=False)
     ids = batch["input_ids"][0].tolist()
     cells = adapter.image_cells(ids)
+    split = adapter.processor.image_processor(images=[[picture]], return_row_col_info=True)
+    assert (split["rows"], split["cols"]) == ([[2]], [[2]])  # the tiles the processor reports
     assert cells.shape == (4, 4)  # 2 x 2 tiles of 2 x 2 tokens
     tokens = adapter.tokenizer.convert_ids_to_tokens(ids)
     for r in range(2):
@@ -94,10 +95,23 @@ def test_idefics3_tiles_are_laid_side_by_side_each_token_in_its_tile_and_place(i
 
     caption = engine.caption([scene_images[0]], model=str(idefics3))[0].caption
     assert caption == plain(idefics3, scene_images[0], "Describe this image.", max_new_tokens=40, do_sample=False)
+    answer = engine.ask(scene_images[1], ["what color is the star ?"], model=str(idefics3),
+                        generation=GenerationOptions(max_new_tokens=8))[0].answer
+    assert answer == plain(idefics3, scene_images[1], "what color is the star ?", max_new_tokens=8, do_sample=False)
+    if build is build_smolvlm:  # its processor loads without a video processor: the conversation is SmolVLM's own
+        from types import SimpleNamespace
+
+        from transformers import SmolVLMProcessor
+
+        conversation = adapter.messages((("how many objects are there ?", "two"),), "what color is the star ?")
+        stock = load_processor(idefics3)
+        stock.video_processor = SimpleNamespace(num_frames=64, fps=1)  # what SmolVLM's own method reads first
+        assert (adapter.processor.apply_chat_template(conversation, add_generation_prompt=True)
+                == SmolVLMProcessor.apply_chat_template(stock, conversation, add_generation_prompt=True))
     # A random model writes its processor's own special tokens too (<row_2_col_5>): not words, no maps.
     for image in scene_images:
         written = engine.caption([image], model=str(idefics3), generation=GenerationOptions(max_new_tokens=6))[0]
-        assert " ".join(written.tokens) == written.caption
+        assert "".join(written.tokens) == written.caption.replace(" ", "")  # (decoding joins "." to its word)
     # Against the model's own attention: the first word's weights on each tile's tokens, in place. (A picture
     # whose reply starts with a word: this random model may start with one of its markers.)
     for image in [picture, *scene_images]:
@@ -222,6 +236,83 @@ def test_qwen_merged_patches_sit_where_m_rope_puts_them_and_replies_match_plain_
         for layer in range(2):
             row = out.attentions[layer][0, 1, queries[word]].numpy()
             np.testing.assert_allclose(result.attention.weights[i, layer, 1], row[cells], atol=1e-5)
+
+
+def plain_florence2(folder, image, prompt: str, **generate):
+    """What transformers alone replies to Florence-2: its processor on the task or question, generate, decode (the
+    decoder's sequence is the reply)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**inputs, **generate)
+    return processor.tokenizer.decode(out[0], skip_special_tokens=True).strip()
+
+
+def test_florence2_captions_by_task_answers_one_turn_and_maps_its_decoders_cross_attention(tmp_path, scene_images,
+                                                                                          photos, capsys):
+    import torch
+
+    folder = build_florence2(tmp_path / "florence2")
+    engine = Engine()
+    adapter = engine.adapter(Task.CAPTION, str(folder))
+    assert adapter.info.architecture == "Florence2ForConditionalGeneration (florence_vision + bart)"
+    assert adapter.info.tasks == {Task.CAPTION, Task.VQA} and adapter.info.grid == (4, 4)
+    greedy = dict(max_new_tokens=12, do_sample=False)
+    for image in scene_images[:2]:
+        caption = engine.caption([image], model=str(folder), generation=GenerationOptions(max_new_tokens=12))[0]
+        assert caption.caption == plain_florence2(folder, image, "<CAPTION>", **greedy)
+        detailed = GenerationOptions(prompt="<DETAILED_CAPTION>", max_new_tokens=12)
+        assert engine.caption([image], model=str(folder), generation=detailed)[0].caption == plain_florence2(
+            folder, image, "<DETAILED_CAPTION>", **greedy)
+        answer = engine.ask(image, ["what color is the star ?"], model=str(folder),
+                            generation=GenerationOptions(max_new_tokens=12))[0].answer
+        assert answer == plain_florence2(folder, image, "what color is the star ?", **greedy)
+        # A prompted model holds no conversation: earlier turns change nothing.
+        again = engine.ask(image, ["what color is the star ?"], model=str(folder), history=(("how many ?", "two"),),
+                           generation=GenerationOptions(max_new_tokens=12))[0].answer
+        assert again == answer
+    tasks = [adapter.inputs(scene_images[0], [], task, asking=False)["input_ids"][0].tolist()
+             for task in ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")]
+    assert len({tuple(ids) for ids in tasks}) == 3  # each task is its own question to the model
+
+    # The image's tokens: one pooled over DaViT's feature map, then the map's cells row-major.
+    batch = adapter.inputs(scene_images[0], [], "<CAPTION>", asking=False)
+    with torch.inference_mode():
+        features = adapter.model.model.vision_tower(batch["pixel_values"]).last_hidden_state
+    assert features.shape[-2:] == (4, 4)
+    positions = (batch["input_ids"][0] == adapter.image_token_id).nonzero().flatten()
+    assert positions.tolist() == list(range(17))  # the encoder's input: the image's tokens, then the prompt's
+    cells = adapter.image_cells(batch["input_ids"][0].tolist())
+    assert cells.tolist() == positions[1:].reshape(4, 4).tolist()
+
+    # Each word's map is the decoder's cross-attention, from the position that wrote it, on those cells.
+    result = engine.caption([scene_images[0]], model=str(folder), attention=True,
+                            generation=GenerationOptions(max_new_tokens=5))[0]
+    with torch.inference_mode():
+        written = adapter.model.generate(**batch, max_new_tokens=5, do_sample=False)
+    new = written[0, 1:].tolist()
+    words = [i for i, t in enumerate(new) if t not in adapter.tokenizer.all_special_ids]
+    assert result.tokens == tuple(adapter.tokenizer.decode([new[i]]) for i in words) and words
+    assert result.attention.weights.shape == (len(words), 2, 2, 4, 4)
+    adapter.model.set_attn_implementation("eager")
+    with torch.inference_mode():
+        out = adapter.model(**batch, decoder_input_ids=written[:, :-1] if new[-1] == 2 else written,
+                            output_attentions=True)
+    adapter.model.set_attn_implementation("sdpa")
+    for i, word in enumerate(words):
+        for layer in range(2):
+            for head in range(2):
+                row = out.cross_attentions[layer][0, head, word].numpy()
+                np.testing.assert_allclose(result.attention.weights[i, layer, head], row[cells], atol=1e-5)
+
+    assert main(["caption", "--model", str(folder), "--json", "--attention", "--max-new-tokens", "4",
+                 str(photos / "scene0.png")]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["caption"] and row["grid"] == [4, 4] and len(row["tokens"]) == len(row["attention"]) >= 1
 
 
 def plain(folder, image, text: str, history=(), **generate):

@@ -1,4 +1,4 @@
-"""Decoder-only vision-language models (image-text-to-text): captions and answers through a chat template,
+"""Vision-language models (image-text-to-text): captions and answers through a chat template or a task prompt,
 with each generated word's attention on the image.
 
 A checkpoint whose `config.json` is one of LAYOUTS loads through transformers' `AutoModelForImageTextToText`
@@ -9,9 +9,11 @@ teacher-forced pass with eager attention over the whole sequence: the attention 
 produced the word onto the positions of the image's tokens, every layer and head kept, mapped back to the
 vision tower's patch grid by the architecture's layout (`image_cells`).
 
-Layouts mapped so far (vlm_layouts.py; issue 21 lists more: SmolVLM's variant of Idefics3, Florence-2):
-  idefics3   tiles of the picture (each after its <row_R_col_C> marker) and a global view, each tile a
-             pixel-shuffled square grid: the tiles side by side make the map (idefics3_cells).
+Layouts mapped so far (vlm_layouts.py):
+  idefics3, smolvlm
+             tiles of the picture (each after its <row_R_col_C> marker) and a global view, each tile a
+             pixel-shuffled square grid: the tiles side by side make the map (idefics3_cells). SmolVLM's
+             processor declares a video processor too (loaded as `pictures_only`, as Qwen2-VL's).
   llava      one fixed grid: the vision tower's patches without [CLS] (vision_feature_select_strategy
              "default"; "full" keeps [CLS] first), one image token each, in row-major order.
   llava_next a base view, then the high-resolution tiles as one grid with the padding cut away, each row
@@ -24,10 +26,15 @@ Layouts mapped so far (vlm_layouts.py; issue 21 lists more: SmolVLM's variant of
              teacher-forced pass gets the processor's mm_token_type_ids (the reply marked as text) and
              image_grid_thw, so its positions are generate's. Their processors declare a video processor,
              which transformers builds only with torchvision; without it they load as `pictures_only`.
+  florence2  an encoder-decoder (DaViT, BART) prompted by task tokens ("<CAPTION>", "<DETAILED_CAPTION>";
+             a question as it is), one turn. The encoder reads one token pooled over DaViT's feature map, the
+             map's cells row-major, then the prompt (florence2_cells); a word's map is the decoder's
+             cross-attention from the position that wrote it onto those cells.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
@@ -48,16 +55,25 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
-from mmstudio.models.vlm_layouts import idefics3_cells, image_token_grid, llava_next_cells, merged_grid_cells
+from mmstudio.models.vlm_layouts import (
+    davit_grid,
+    florence2_cells,
+    idefics3_cells,
+    image_token_grid,
+    llava_next_cells,
+    merged_grid_cells,
+)
 
 DEFAULT_INSTRUCTION = "Describe this image."
-# Models prompted by task prefixes instead of a conversation (no chat template): (caption prompt, question form).
-PROMPT_FORMS = {"paligemma": ("caption en", "answer en {}")}
+# Models prompted by task prefixes instead of a conversation (no chat template): (caption prompt, question form,
+# what goes first: PaliGemma's processor wants its image token written, Florence-2's writes its own).
+PROMPT_FORMS = {"paligemma": ("caption en", "answer en {}", "<image>"), "florence2": ("<CAPTION>", "{}", "")}
 Stream = Callable[[str], None]  # the reply so far, after each generated token
-LAYOUTS = frozenset({"llava", "llava_next", "paligemma", "idefics3", "qwen2_vl", "qwen2_5_vl"})
+LAYOUTS = frozenset({"llava", "llava_next", "paligemma", "idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl",
+                     "florence2"})
 # Processors that declare a video processor too, which transformers builds only with torchvision installed.
 # Pictures never go through it: without torchvision they load as `pictures_only` processors.
-VIDEO_BOUND = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+VIDEO_BOUND = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "smolvlm": "SmolVLMProcessor"}
 
 
 def accepts(config: dict) -> bool:
@@ -72,12 +88,28 @@ def pictures_only(processor_class):
     """`processor_class` without its video processor: the same class (name, saving, chat template, image tokens)
     whose constructor takes the image processor and the tokenizer alone. transformers finds a processor's parts
     from its constructor's arguments, so the video processor is neither loaded nor checked."""
+    from transformers import ProcessorMixin
+
+    stock = inspect.signature(processor_class.__init__)
+    named = [p for name, p in stock.parameters.items() if name != "video_processor"]
 
     class PicturesOnly(processor_class):
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
             super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
+        @staticmethod
+        def validate_init_kwargs(processor_config, valid_kwargs):
+            # Loading passes on the saved settings this constructor's code names: the stock one's are ours too.
+            return processor_class.validate_init_kwargs(processor_config, [*valid_kwargs, *(p.name for p in named)])
+
+        def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+            # SmolVLM's own reads its video processor's frame settings before it writes any conversation; a
+            # picture has no frames, so the template is applied as every other processor applies it.
+            return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
+
     PicturesOnly.__name__ = PicturesOnly.__qualname__ = processor_class.__name__  # saved as the stock class
+    # Saving keeps the settings the constructor names (SmolVLM's image_seq_len): the stock one's, less video.
+    PicturesOnly.__init__.__signature__ = stock.replace(parameters=named)
     return PicturesOnly
 
 
@@ -98,7 +130,7 @@ def load_processor(path):
 def _processor(path) -> tuple:
     """(its tokenizer, the processor): what turns a conversation with an image into the model's inputs."""
     processor = load_processor(path)
-    prompted = type(processor).__name__ == "PaliGemmaProcessor"  # task prefixes: PROMPT_FORMS
+    prompted = type(processor).__name__ in ("PaliGemmaProcessor", "Florence2Processor")  # PROMPT_FORMS
     if getattr(processor, "chat_template", None) is None and not prompted:
         raise ModelLoadError(f"{path}: the processor has no chat template, so no conversation can be written")
     return processor.tokenizer, processor
@@ -151,6 +183,9 @@ class ImageTextToTextAdapter(AdapterBase):
         """(image side, side of the picture one image token covers). A model that takes each picture at its own
         resolution (Qwen2-VL: merge x merge patches a token) has no one side: the largest square it takes whole."""
         vision = self.model.config.vision_config
+        if self.model.config.model_type == "florence2":  # DaViT: a picture of one size, strided convolutions
+            side = self.processor.image_processor.size["height"]
+            return side, side // self.davit_grid()[0]
         cell = vision.patch_size * getattr(vision, "spatial_merge_size", 1)
         if getattr(vision, "image_size", None):
             return vision.image_size, vision.patch_size
@@ -228,7 +263,7 @@ class ImageTextToTextAdapter(AdapterBase):
         if self.forms is None:
             prompt = self.processor.apply_chat_template(self.messages(history, text), add_generation_prompt=True)
         else:
-            prompt = "<image>" + (self.forms[1].format(text) if asking else text)
+            prompt = self.forms[2] + (self.forms[1].format(text) if asking else text)
         batch = self.processor(images=[image.convert("RGB")], text=[prompt], return_tensors="pt")
         batch.pop("labels", None)  # a training target the processor adds for some models; generate takes none
         batch = batch.to(self.device)
@@ -245,7 +280,7 @@ class ImageTextToTextAdapter(AdapterBase):
         torch = self._torch
         batch = self.inputs(image, history, text, asking)
         config = self.generation_config(generation)
-        start = batch["input_ids"].shape[1]
+        start = self.reply_start(batch)
         extra = {}
         if stream is not None and (config.num_beams or 1) == 1:  # beams have no one text so far to show
             extra["streamer"] = _TextStream(self.tokenizer, self.stops, stream)
@@ -266,14 +301,41 @@ class ImageTextToTextAdapter(AdapterBase):
         stack = self.word_maps(batch, new, words, tokens) if attention and words and not stopped else None
         return reply, tokens, stack
 
+    def reply_start(self, batch) -> int:
+        """Where the reply begins in what generate returns: after the prompt, or for an encoder-decoder
+        (Florence-2) after the decoder's start token."""
+        return 1 if self.model.config.is_encoder_decoder else batch["input_ids"].shape[1]
+
+    def attention_layers(self) -> list:
+        """The attention whose weights make the maps: the language model's self-attention, or for an
+        encoder-decoder its decoder's cross-attention onto the encoder's input (the image's tokens, the prompt's)."""
+        decoder, kind = self.model.get_decoder(), "self_attn"
+        if self.model.config.is_encoder_decoder:
+            decoder, kind = getattr(decoder, "decoder", decoder), "encoder_attn"  # (BART's names)
+        return [module for name, module in decoder.named_modules() if name.endswith(kind)]
+
+    def teacher_forced(self, batch, new: list[int]) -> dict:
+        """The model's inputs for the prompt with the reply `new` after it, as generate saw them."""
+        torch = self._torch
+        reply = torch.tensor([new], device=batch["input_ids"].device)
+        if self.model.config.is_encoder_decoder:  # the prompt stays the encoder's; the decoder reads the reply
+            begin = torch.full_like(reply[:, :1], self.model.generation_config.decoder_start_token_id)
+            return {**batch, "decoder_input_ids": torch.cat([begin, reply], 1)}
+        ids = torch.cat([batch["input_ids"], reply], dim=1)
+        per_token = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+        extra = {k: v for k, v in batch.items() if k not in per_token}
+        if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
+            extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(reply)], 1)
+        if "mm_token_type_ids" in batch:  # Qwen2-VL: M-RoPE's positions follow the image tokens; the reply is text
+            extra["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(reply)], 1)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), **extra}
+
     def word_maps(self, batch, new: list[int], words: list[int], tokens: tuple[str, ...]) -> AttentionStack | None:
         """Each generated word's attention onto the image's patches: one teacher-forced pass, eager attention
         (the fused kernels return no weights), the query at the position before the word's."""
         torch = self._torch
         if self.image_token_id in new:  # only an untrained model writes it; passed back, it would take the picture's
             return None
-        start = batch["input_ids"].shape[1]
-        ids = torch.cat([batch["input_ids"], torch.tensor([new], device=batch["input_ids"].device)], dim=1)
         sizes, grids = batch.get("image_sizes"), batch.get("image_grid_thw")
         try:
             cells = self.image_cells(batch["input_ids"][0].tolist(), sizes[0].tolist() if sizes is not None else None,
@@ -281,18 +343,14 @@ class ImageTextToTextAdapter(AdapterBase):
         except ValueError:
             return None  # a layout this family does not map yet: the reply stands, without maps
         rows, cols = cells.shape
-        per_token = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
-        extra = {k: v for k, v in batch.items() if k not in per_token}
-        if "token_type_ids" in batch:  # PaliGemma: the prefix (image and prompt) attends both ways
-            extra["token_type_ids"] = torch.cat([batch["token_type_ids"], torch.ones_like(ids[:, start:])], 1)
-        if "mm_token_type_ids" in batch:  # Qwen2-VL: M-RoPE's positions follow the image tokens; the reply is text
-            extra["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(ids[:, start:])], 1)
-        queries = torch.tensor([start + i - 1 for i in words], device=ids.device)
-        patches = torch.as_tensor(cells.ravel(), device=ids.device)
+        start = self.reply_start(batch)  # the reply's words in the teacher-forced (decoder's) sequence
+        device = batch["input_ids"].device
+        queries = torch.tensor([start + i - 1 for i in words], device=device)
+        patches = torch.as_tensor(cells.ravel(), device=device)  # (encoder input's, for an encoder-decoder)
         # Each layer's weights are cut to the rows and columns wanted as the layer returns them and then let
         # go: memory holds one layer's attention at a time, not every layer's (32 layers of 2,500 tokens
         # would be 25 GB in float32).
-        layers = [module for name, module in self.model.get_decoder().named_modules() if name.endswith("self_attn")]
+        layers = self.attention_layers()
         per_layer: list[np.ndarray | None] = [None] * len(layers)
 
         def keeper(index: int):
@@ -308,7 +366,7 @@ class ImageTextToTextAdapter(AdapterBase):
         self.model.set_attn_implementation("eager")
         try:
             with torch.inference_mode():
-                self.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra)
+                self.model(**self.teacher_forced(batch, new))
         finally:
             self.model.set_attn_implementation(before)
             for handle in handles:
@@ -333,8 +391,15 @@ class ImageTextToTextAdapter(AdapterBase):
             return merged_grid_cells(positions, grid_thw, self.model.config.vision_config.spatial_merge_size)
         if kind == "llava_next" and image_size is not None:
             return llava_next_cells(self.model.config, positions, image_size)
+        if kind == "florence2":
+            return florence2_cells(positions, *self.davit_grid())
         skip, rows, cols = image_token_grid(self.model.config, len(positions))
         return positions[skip:].reshape(rows, cols)
+
+    def davit_grid(self) -> tuple[int, int]:
+        """Florence-2: the (rows, cols) feature map of the picture size its processor resizes every picture to."""
+        size = self.processor.image_processor.size
+        return davit_grid(self.model.config.vision_config, size["height"], size["width"])
 
 
 class _TextStream:
@@ -371,5 +436,5 @@ class _StopWhen:
 
 
 FACTORY = AdapterFactory(family="vlm", accepts=accepts, load=ImageTextToTextAdapter.load, tasks_of=tasks_of,
-                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3, Qwen2-VL, "
-                               "Qwen2.5-VL): caption, vqa")
+                         notes="image-text-to-text models (LLaVA, LLaVA-NeXT, PaliGemma, Idefics3, SmolVLM, "
+                               "Qwen2-VL, Qwen2.5-VL, Florence-2): caption, vqa")

@@ -82,3 +82,19 @@ def merged_grid_cells(positions: np.ndarray, grid_thw: list[int], merge: int) ->
     if frames != 1 or len(positions) != rows * cols:
         raise ValueError(f"{len(positions)} image tokens do not make one frame of {rows} x {cols} merged patches")
     return positions.reshape(rows, cols)
+
+
+def davit_grid(vision, height: int, width: int) -> tuple[int, int]:
+    """(rows, cols) of the feature map Florence-2's DaViT makes of a `height` x `width` picture: each stage a
+    strided convolution (768 px through strides 4, 2, 2, 2: 24 x 24)."""
+    for kernel, stride, pad in zip(vision.patch_size, vision.patch_stride, vision.patch_padding):
+        height, width = (height + 2 * pad - kernel) // stride + 1, (width + 2 * pad - kernel) // stride + 1
+    return height, width
+
+
+def florence2_cells(positions: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Florence-2's layout: one token pooled over the whole feature map, then the map's cells row-major (its
+    projector: the spatial mean, then the flattened map). The map is the cells; the pooled token is no place."""
+    if len(positions) != 1 + rows * cols:
+        raise ValueError(f"{len(positions)} image tokens are not one pooled token and a {rows} x {cols} grid")
+    return positions[1:].reshape(rows, cols)
