@@ -39,5 +39,6 @@ def run_recipe_command(args: argparse.Namespace) -> int:
         reports = finish_all(args.out, args.work, heldout=args.heldout, emit=emit)
     else:
         reports = run_recipe(args.out, args.work, recipe, emit, heldout=args.heldout, reuse=args.reuse)
-    print(json.dumps({task: report["metrics"] for task, report in reports.items()}, indent=2), file=sys.stdout)
+    print(json.dumps({task: report.get("metrics", report) for task, report in reports.items()}, indent=2),
+          file=sys.stdout)
     return 0

@@ -177,3 +177,16 @@ def read_run_record(run: Path) -> dict:
         return json.loads((Path(run) / RUN_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def store_half(folder: Path) -> None:
+    """Keep the shipped weights in fp16 (half the size in the repository and the installer).
+
+    The config still says float32, so every loader (ours, or a plain from_pretrained) computes in
+    float32; the figures on the model card are measured on these very files.
+    """
+    from safetensors.torch import load_file, save_file
+
+    for file in folder.glob("model*.safetensors"):
+        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(file)).items()}
+        save_file(tensors, str(file), metadata={"format": "pt"})

@@ -1,11 +1,13 @@
-"""The recipe of the built-in models: one command retrains all three from scratch.
+"""The recipe of the built-in models: one command retrains all four from scratch.
 
     mmstudio recipe --out resources/models --work runs/builtin
 
 Pre-training then fine-tuning, as BLIP does: the caption model learns to see
 from scratch (caption loss plus the grounding head) on 90,000 fresh scenes; the
 VQA and retrieval models start from it (retrieval's text encoder from the
-caption decoder), both practising on the first 30,000 of those scenes. Then every
+caption decoder), both practising on the first 30,000 of those scenes, and so
+does the chat model (a LLaVA whose vision tower is the caption model's:
+chat_model.py). Then every
 model is measured on a fresh validation set, the attention layer that points
 best is recorded, and a model card is written beside the weights.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +26,10 @@ from mmstudio.errors import CancelledError
 from mmstudio.models.base import Task
 from mmstudio.storage import write_json_atomic
 from mmstudio.training.calibration import calibrate_itm
-from mmstudio.training.checkpoints import RUN_RECORD, read_run_record
+from mmstudio.training.chat_model import ChatTraining, train_chat
+from mmstudio.training.chat_publish import FOLDER as CHAT_FOLDER
+from mmstudio.training.chat_publish import finish_chat
+from mmstudio.training.checkpoints import RUN_RECORD, read_run_record, store_half
 from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
 from mmstudio.training.in_domain_fit import CALIBRATION_SCENES, FIT_SCENES, fit_in_domain
 from mmstudio.training.model_card import write_model_card
@@ -68,6 +73,8 @@ class Recipe:
     refine_lr: float = 1e-4
     workers: int = 2
     model_size: str = "small"  # architecture of the caption model trained from scratch (blank.py)
+    # The chat model (chat_model.py): from the caption model's vision tower, on the first 30,000 scenes.
+    chat: ChatTraining = field(default_factory=ChatTraining)
     # Scenes that fit and calibrate each model's in-domain check (in_domain_fit.py): 1.5 min a model or less.
     in_domain_scenes: tuple[int, int] = (FIT_SCENES, CALIBRATION_SCENES)
 
@@ -78,7 +85,7 @@ def command(out: Path, work: Path) -> str:
 
 def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = print,
                heldout: Path | None = None, reuse: bool = False) -> dict:
-    """Train the three models in `work`, then publish them into `out`.
+    """Train the four models in `work`, then publish them into `out`.
 
     reuse: keep a stage whose finished model in `work` was trained with the very same settings
     (a changed later stage then costs only itself); off, every stage trains from scratch."""
@@ -122,6 +129,18 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
     run(Task.ITM, str(caption), recipe.itm_steps, recipe.finetune_lr, recipe.batch_size, rows=recipe.finetune_scenes,
         order_share=recipe.itm_order_share, partial_share=recipe.itm_partial_share,
         partial_itc_weight=recipe.itm_partial_itc_weight)
+    chat = work / CHAT_FOLDER
+    record = read_run_record(chat)
+    # Its vision tower is the caption model's: a caption model trained again means a chat model trained again.
+    if (reuse and "caption" in reused and record.get("finished")
+            and record.get("config") == _jsonable(asdict(recipe.chat))):
+        emit({"event": "reused", "task": "chat", "folder": str(chat)})
+        reused.append("chat")
+    else:
+        begin = time.monotonic()
+        train_chat(caption, data["train"], chat, recipe.chat, pixel_cache=work / "pixels",
+                   emit=lambda event: emit({**event, "task": "chat"}))
+        timings["chat"] = time.monotonic() - begin
     if recipe.caption_refine_steps:
         # A second, gentler caption stage: more practice at a low learning rate after the first cosine ends.
         run(Task.CAPTION, str(caption), recipe.caption_refine_steps, recipe.refine_lr, recipe.batch_size,
@@ -172,10 +191,15 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
                                         in_domain_scenes=in_domain_scenes)
                for task in Task}
 
+    done = {k: v["metrics"] for k, v in reports.items()}
+    if (work / CHAT_FOLDER / RUN_RECORD).is_file():
+        chat = finish_chat(work / CHAT_FOLDER, out / CHAT_FOLDER, data, emit, heldout=heldout,
+                           recipe_command=command(out, work))
+        done["chat"] = {task: report["metrics"] for task, report in chat["validation"].items()}
     emit({"event": "self-test-scene", "seed": choose_scene(out)})
     if timings:
         write_json_atomic(out / "recipe-timings.json", {k: round(v, 1) for k, v in timings.items()})
-    emit({"event": "recipe-done", "reports": {k: v["metrics"] for k, v in reports.items()}})
+    emit({"event": "recipe-done", "reports": done})
     return reports
 
 
@@ -226,23 +250,12 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
     return report.as_dict()
 
 
-def store_half(folder: Path) -> None:
-    """Keep the shipped weights in fp16 (half the size in the repository and the installer).
-
-    The config still says float32, so every loader (ours, or a plain from_pretrained) computes in
-    float32; the figures on the model card are measured on these very files.
-    """
-    from safetensors.torch import load_file, save_file
-
-    for file in folder.glob("model*.safetensors"):
-        tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(file)).items()}
-        save_file(tensors, str(file), metadata={"format": "pt"})
-
-
 def with_steps(recipe: Recipe, scale: float) -> Recipe:
     """A shorter (or longer) recipe, for smoke tests of the recipe itself."""
     return replace(recipe, caption_steps=max(2, int(recipe.caption_steps * scale)),
                    vqa_steps=max(2, int(recipe.vqa_steps * scale)), itm_steps=max(2, int(recipe.itm_steps * scale)),
                    # An off stage (0 steps) stays off at any scale.
                    caption_refine_steps=max(2, int(recipe.caption_refine_steps * scale))
-                   if recipe.caption_refine_steps else 0)
+                   if recipe.caption_refine_steps else 0,
+                   chat=replace(recipe.chat, steps=max(2, int(recipe.chat.steps * scale)),
+                                distill_steps=max(2, int(recipe.chat.distill_steps * scale))))
