@@ -55,6 +55,7 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
+from mmstudio.models.hints import read_hints, valid_hints
 from mmstudio.models.vlm_layouts import (
     davit_grid,
     florence2_cells,
@@ -168,6 +169,8 @@ class ImageTextToTextAdapter(AdapterBase):
         # A chat template writes conversations; a model without one is prompted by task prefixes.
         self.forms = None if getattr(processor, "chat_template", None) else PROMPT_FORMS[model.config.model_type]
         super().__init__(model, tokenizer, processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
+        # The layer whose maps point best, measured by the recipe for the built-in chat model (mmstudio.json).
+        self.hints = valid_hints(read_hints(path), len(self.attention_layers()), path)
         generation = model.generation_config
         eos = generation.eos_token_id if generation.eos_token_id is not None else tokenizer.eos_token_id
         # One sequence at a time: nothing is padded, so only the end tokens end a reply (a small model may well
@@ -298,7 +301,8 @@ class ImageTextToTextAdapter(AdapterBase):
         tokens = tuple(self.tokenizer.decode([new[i]]).strip() or "␣" for i in words)
         reply = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         stopped = stop is not None and stop()  # a stopped reply is not looked into: it is being dropped
-        stack = self.word_maps(batch, new, words, tokens) if attention and words and not stopped else None
+        layer = self.hints.get("vqa_layer" if asking else "caption_layer", "mean")
+        stack = self.word_maps(batch, new, words, tokens, layer) if attention and words and not stopped else None
         return reply, tokens, stack
 
     def reply_start(self, batch) -> int:
@@ -330,7 +334,8 @@ class ImageTextToTextAdapter(AdapterBase):
             extra["mm_token_type_ids"] = torch.cat([batch["mm_token_type_ids"], torch.zeros_like(reply)], 1)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), **extra}
 
-    def word_maps(self, batch, new: list[int], words: list[int], tokens: tuple[str, ...]) -> AttentionStack | None:
+    def word_maps(self, batch, new: list[int], words: list[int], tokens: tuple[str, ...],
+                  default_layer: int | str = "mean") -> AttentionStack | None:
         """Each generated word's attention onto the image's patches: one teacher-forced pass, eager attention
         (the fused kernels return no weights), the query at the position before the word's."""
         torch = self._torch
@@ -375,7 +380,7 @@ class ImageTextToTextAdapter(AdapterBase):
             return None  # a language model whose attention layers return no weights: the reply stands
         weights = np.stack([np.moveaxis(w, 1, 0) for w in per_layer], axis=1)  # (T, L, H, rows * cols)
         grid = weights.reshape(*weights.shape[:3], rows, cols).astype(np.float32)
-        return AttentionStack(tokens, grid, tuple(range(len(per_layer))), "mean")
+        return AttentionStack(tokens, grid, tuple(range(len(per_layer))), default_layer)
 
     def image_cells(self, input_ids: list[int], image_size: list[int] | None = None, *,
                     grid_thw: list[int] | None = None) -> np.ndarray:
