@@ -145,6 +145,9 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
         pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))
     pump(1)
     grab_all("ask-limits", readme=False)
+    if not only or "ask-chat" in only:
+        _ask_chat(window, key, pump)
+        grab_all("ask-chat", readme=False)
 
     window.tabs.setCurrentWidget(window.match_panel)
     truth = result.caption
@@ -200,6 +203,33 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
 
 
 EXPLORE_SCENES = 5000
+
+
+def _ask_chat(window, key: str, pump) -> None:
+    """The built-in chat model in the Ask panel: a conversation, and a word of its description clicked, its
+    map on the picture."""
+    from PySide6.QtCore import QUrl
+
+    from mmstudio.models.base import Task
+
+    ticket = window.load_model(Task.VQA, "builtin:chat")
+    done = []
+    ticket.result.connect(lambda *_: done.append(True))
+    ticket.error.connect(lambda *_: done.append(True))
+    pump(60, lambda: bool(done))
+    panel = window.ask_panel
+    window.tabs.setCurrentWidget(panel)
+    turns = panel.history.get(key, [])
+    start = len(turns)
+    for question in ("Describe this image.", "what color is the rightmost object?", "how many objects are there?"):
+        panel.input.setPlainText(question)
+        panel.send()
+        pump(60, lambda: all(t.result or t.error for t in panel.history.get(key, [])))
+    described = panel.history[key][start].result
+    shapes = {"circle", "square", "triangle", "star"}
+    word = next((i for i, t in enumerate(described.answer_tokens) if t in shapes), 0)
+    panel._on_link(QUrl(f"w:{start}:{word}"))
+    pump(1)
 
 
 def _explore(window, folder: Path, pump) -> None:

@@ -136,7 +136,7 @@ def test_self_test_passes_on_the_built_in_models(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mmstudio", "--self-test"], capture_output=True, text=True,
                           env=env, timeout=900, check=False)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    assert "6 of 6 checks passed" in done.stdout
+    assert "7 of 7 checks passed" in done.stdout
 
 
 def test_a_mistyped_command_is_an_error_not_an_image_to_open(capsys, tmp_path, monkeypatch):

@@ -66,12 +66,25 @@ def run_self_test(emit: Callable[[str], None] = print) -> int:
     check("built-in caption model", caption_check)
     check("built-in VQA model", vqa_check)
     check("built-in retrieval model", itm_check)
+    check("built-in chat model", lambda: _chat_check(engine, image, truth, qas))
     check("main window (offscreen)", _window_check)
     check("5-step fine-tuning job", _training_check)
     check("collections: graph search and the map", _collections_check)
-    total = 6
+    total = 7
     emit(f"{total - failures} of {total} checks passed")
     return 0 if failures == 0 else 1
+
+
+def _chat_check(engine: Engine, image, truth: str, qas) -> str:
+    """The image-text-to-text family as installed: the LLaVA describes and answers through its chat
+    template, and each word it writes has a map."""
+    got = engine.caption([image], attention=True, model="builtin:chat")[0]
+    assert got.caption == truth, f"caption {got.caption!r}, expected {truth!r}"
+    assert got.attention is not None and got.attention.maps().shape[0] == len(got.tokens)
+    results = engine.ask(image, [qa.question for qa in qas], model="builtin:chat")
+    wrong = [(qa.question, r.answer, qa.answer) for qa, r in zip(qas, results) if r.answer != qa.answer]
+    assert not wrong, f"wrong answers: {wrong}"
+    return f"{got.caption!r}, {len(qas)} questions right"
 
 
 def _window_check() -> str:

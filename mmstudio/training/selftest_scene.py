@@ -43,13 +43,18 @@ def choose_scene(models_dir: Path, tries: int = 200) -> int | None:
     the self-test then runs on its default scene, where these models' own mistakes will show."""
 
     engine = Engine()
-    caption, vqa, itm = (str(models_dir / name) for name in ("caption", "vqa", "retrieval"))
+    caption, vqa, itm, chat = (str(models_dir / name) for name in ("caption", "vqa", "retrieval", "chat"))
+
+    def describes_and_answers(image, truth: str, qas, captioner: str, answerer: str) -> bool:
+        answers = engine.ask(image, [qa.question for qa in qas], model=answerer)
+        return (engine.caption([image], model=captioner)[0].caption == truth
+                and all(r.answer == qa.answer for qa, r in zip(qas, answers)))
+
     for seed in range(DEFAULT_SEED, DEFAULT_SEED + tries):
         _, image, truth, qas, negatives = scene(seed)
-        answers = engine.ask(image, [qa.question for qa in qas], model=vqa)
-        if (engine.caption([image], model=caption)[0].caption == truth
-                and all(r.answer == qa.answer for qa, r in zip(qas, answers))
-                and best_match_is_truth(engine.match(image, [truth, *negatives], model=itm), truth)):
+        if (describes_and_answers(image, truth, qas, caption, vqa)
+                and best_match_is_truth(engine.match(image, [truth, *negatives], model=itm), truth)
+                and (not Path(chat).is_dir() or describes_and_answers(image, truth, qas, chat, chat))):
             (models_dir / SCENE_FILE).write_text(json.dumps({"seed": seed}) + "\n")
             return seed
     (models_dir / SCENE_FILE).unlink(missing_ok=True)  # an earlier model set's scene says nothing of these
