@@ -214,8 +214,7 @@ def _ask_chat(window, key: str, pump) -> None:
 
     ticket = window.load_model(Task.VQA, "builtin:chat")
     done = []
-    ticket.result.connect(lambda *_: done.append(True))
-    ticket.error.connect(lambda *_: done.append(True))
+    ticket.ended.connect(lambda: done.append(True))
     pump(60, lambda: bool(done))
     panel = window.ask_panel
     window.tabs.setCurrentWidget(panel)
