@@ -69,12 +69,20 @@ def build_tokenizer(words: Sequence[str]):
                                    eos_token="<end>", extra_special_tokens={"image_token": "<image>"})
 
 
-def build_chat_model(caption_model: Path, shape: ChatShape = ChatShape(), seed: int = 1):
-    """(model, processor): the vision tower from the caption model, the rest new."""
+def caption_vision(caption_model: Path):
+    """The caption model's ViT (BLIP's vision model), in float32, for inference."""
+    import torch
+    from transformers import BlipForConditionalGeneration
+
+    return BlipForConditionalGeneration.from_pretrained(caption_model, dtype=torch.float32).vision_model.eval()
+
+
+def build_chat_model(caption_model: Path, shape: ChatShape = ChatShape(), seed: int = 1, blip=None):
+    """(model, processor): the vision tower from the caption model (`blip`: its ViT, when already loaded), the
+    rest new."""
     import torch
     from transformers import (
         AutoImageProcessor,
-        BlipForConditionalGeneration,
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
@@ -85,8 +93,8 @@ def build_chat_model(caption_model: Path, shape: ChatShape = ChatShape(), seed: 
     caption_model = Path(caption_model)
     words = chat_words(caption_model)
     tokenizer = build_tokenizer(words)
-    blip = BlipForConditionalGeneration.from_pretrained(caption_model, dtype=torch.float32)
-    seen = blip.config.vision_config
+    blip = blip if blip is not None else caption_vision(caption_model)
+    seen = blip.config
     vision = CLIPVisionConfig(hidden_size=seen.hidden_size, intermediate_size=seen.intermediate_size,
                               num_hidden_layers=seen.num_hidden_layers, num_attention_heads=seen.num_attention_heads,
                               image_size=seen.image_size, patch_size=seen.patch_size, hidden_act=seen.hidden_act,
@@ -107,14 +115,14 @@ def build_chat_model(caption_model: Path, shape: ChatShape = ChatShape(), seed: 
     processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=seen.patch_size,
                                vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
                                num_additional_image_tokens=1)
-    vision_from_blip(model.model.vision_tower, blip.vision_model)
+    vision_from_blip(model.model.vision_tower, blip)
     return model, processor
 
 
 def vision_from_blip(clip, blip) -> None:
     """BLIP's ViT into CLIP's layout, which LLaVA loads: the fused qkv split in three, the patch convolution's
-    bias folded into the patch positions (CLIP's has none), and CLIP's extra layer norm before the first layer
-    (BLIP has none) fitted, per channel, to give back its input on real embeddings as nearly as it can."""
+    bias folded into the patch positions (CLIP's has none). CLIP's extra layer norm before the first layer (BLIP
+    has none) is left as built: `distill_vision` teaches the tower around it."""
     import torch
 
     with torch.no_grad():
@@ -177,7 +185,7 @@ def conversations(captions: Sequence[str], questions: Sequence[Sequence[tuple[st
     out = []
     for caption, pool in zip(captions, questions):
         picked = rng.sample(list(pool), min(len(pool), turns))
-        convo = [(q, a) for q, a in picked]
+        convo = list(picked)
         if rng.random() < caption_share:
             convo.insert(0, (INSTRUCTION, caption))
         elif rng.random() < 0.5:
@@ -272,17 +280,15 @@ def train_chat(caption_model: Path, data: Path, out: Path, training: ChatTrainin
     import time
 
     import torch
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 
 
     out = Path(out)
     started = time.monotonic()
-    model, processor = build_chat_model(caption_model, seed=training.seed)
+    blip = caption_vision(caption_model)
+    model, processor = build_chat_model(caption_model, seed=training.seed, blip=blip)
     dataset, captions, pools = scene_texts(data, training.rows)
     pixels = PixelStore(dataset, processor.image_processor, cache=pixel_cache)
-    from transformers import BlipForConditionalGeneration
-
-    blip = BlipForConditionalGeneration.from_pretrained(caption_model, dtype=torch.float32).vision_model.eval()
     distill_vision(model.model.vision_tower, blip, pixels, steps=training.distill_steps,
                    batch_size=training.batch_size, seed=training.seed, emit=emit)
     del blip
@@ -332,7 +338,7 @@ def train_chat(caption_model: Path, data: Path, out: Path, training: ChatTrainin
 
     trainer = Trainer(model=model, args=args, train_dataset=Items(), data_collator=collate,
                       optimizers=(optimizer, None), callbacks=[Progress()])
-    trainer.remove_callback(__import__("transformers").PrinterCallback)
+    trainer.remove_callback(PrinterCallback)
     trainer.train()
     model.eval()
     staged = out.with_name(out.name + ".partial")
