@@ -4,14 +4,13 @@ scenes), the figures on the validation and held-out scenes, and its model card."
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
 from mmstudio.engine import Engine
 from mmstudio.models.base import Task
 from mmstudio.storage import write_json_atomic
-from mmstudio.training.checkpoints import RUN_RECORD, store_half
+from mmstudio.training.checkpoints import RUN_RECORD, publish_half
 from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
 from mmstudio.training.model_card import NAMES
 
@@ -22,12 +21,7 @@ FOLDER = "chat"
 def finish_chat(trained: Path, target: Path, data: dict, emit: Emit, *, heldout: Path | None,
                 recipe_command: str) -> dict:
     """Copy the trained model into `target` (fp16 weights), choose its layer, measure it, write its card."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for item in Path(trained).iterdir():
-        if item.is_file():
-            shutil.copy2(item, target / item.name)
-    store_half(target)
+    publish_half(trained, target)
     adapter = Engine().adapter(Task.CAPTION, str(target))
     selection = evaluate_adapter(adapter, data["select"], attention=True, task=Task.CAPTION)
     layer = pick_default_layer(selection)

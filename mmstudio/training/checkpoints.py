@@ -190,3 +190,13 @@ def store_half(folder: Path) -> None:
     for file in folder.glob("model*.safetensors"):
         tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in load_file(str(file)).items()}
         save_file(tensors, str(file), metadata={"format": "pt"})
+
+
+def publish_half(trained: Path, target: Path) -> None:
+    """A trained model's files copied into `target` (emptied first), its weights stored in fp16 (store_half)."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for item in Path(trained).iterdir():
+        if item.is_file():
+            shutil.copy2(item, target / item.name)
+    store_half(target)

@@ -29,7 +29,7 @@ from mmstudio.training.calibration import calibrate_itm
 from mmstudio.training.chat_model import ChatTraining, train_chat
 from mmstudio.training.chat_publish import FOLDER as CHAT_FOLDER
 from mmstudio.training.chat_publish import finish_chat
-from mmstudio.training.checkpoints import RUN_RECORD, read_run_record, store_half
+from mmstudio.training.checkpoints import RUN_RECORD, publish_half, read_run_record
 from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
 from mmstudio.training.in_domain_fit import CALIBRATION_SCENES, FIT_SCENES, fit_in_domain
 from mmstudio.training.model_card import write_model_card
@@ -208,12 +208,7 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
                  in_domain_scenes: tuple[int, int] = Recipe.in_domain_scenes) -> dict:
     """Pick the attention layer on the selection set, fit the in-domain check, measure on the validation set,
     write the card."""
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
-    for item in trained.iterdir():
-        if item.is_file():
-            shutil.copy2(item, target / item.name)
-    store_half(target)
+    publish_half(trained, target)
     calibration = None
     if task == Task.ITM:
         calibration = calibrate_itm(target, data["select"])
