@@ -56,6 +56,7 @@ from mmstudio.models.base import (
 from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
 from mmstudio.models.hints import read_hints, valid_hints
+from mmstudio.models.loading import read_config
 from mmstudio.models.vlm_layouts import (
     davit_grid,
     florence2_cells,
@@ -117,12 +118,10 @@ def pictures_only(processor_class):
 def load_processor(path):
     """The checkpoint's processor as transformers loads it (AutoProcessor); a Qwen2-VL's without its video half
     where torchvision is missing."""
-    import json
-
     import transformers
     from transformers.utils import is_torchvision_available
 
-    kind = json.loads((Path(path) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    kind = read_config(Path(path)).get("model_type")  # capped and checked, as every load reads it
     if kind in VIDEO_BOUND and not is_torchvision_available():
         return pictures_only(getattr(transformers, VIDEO_BOUND[kind])).from_pretrained(path, trust_remote_code=False)
     return transformers.AutoProcessor.from_pretrained(path, trust_remote_code=False)
