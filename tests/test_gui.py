@@ -539,3 +539,24 @@ def test_nothing_is_silent_without_an_image_and_the_window_fits_1000x700(qtbot, 
     window.caption_panel.correct_dialog()
     assert "Select an image first" in window.message_bar.label.text()
     assert window.minimumSizeHint().width() <= 1000 and window.minimumSizeHint().height() <= 700
+
+
+def test_the_newest_turn_stays_in_view_when_the_window_is_resized(qtbot, window, scene_file):
+    drop_files(window.gallery, [scene_file])
+    qtbot.waitUntil(lambda: bool(window.gallery.refs()), timeout=TIMEOUT)
+    panel = window.ask_panel
+    window.tabs.setCurrentWidget(panel)
+    window.resize(1600, 1000)
+    window.show()
+    key = window.gallery.current_ref().key
+    for _ in range(16):  # more than 1000x700 shows
+        panel.input.setPlainText("how many objects are there?")
+        panel.send()
+        qtbot.waitUntil(lambda: all(t.result or t.error for t in panel.history[key]), timeout=TIMEOUT)
+    bar = panel.chat.verticalScrollBar()
+    window.resize(1000, 700)  # narrower: the text wraps longer and the bottom moves down
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum(), timeout=5000)
+    bar.setValue(0)  # the person scrolls up to read the first turn: resizing leaves them there
+    window.resize(1200, 800)
+    qtbot.wait(50)
+    assert bar.value() == 0

@@ -56,6 +56,12 @@ class AskPanel(QWidget):
         self.chat = QTextBrowser()
         self.chat.setOpenLinks(False)
         self.chat.anchorClicked.connect(self._on_link)
+        # The newest turn stays in view when the text grows or the window is resized (a narrower window wraps
+        # longer, so the bottom moves), unless the person has scrolled up to read an earlier turn.
+        self._follow = True
+        bar = self.chat.verticalScrollBar()
+        bar.valueChanged.connect(self._on_scrolled)
+        bar.rangeChanged.connect(self._on_range)
         self.input = ChatInput()
         self.input.setPlaceholderText("e.g. what color is the circle? (Ctrl+Enter sends)")
         self.input.setMaximumHeight(70)
@@ -212,9 +218,19 @@ class AskPanel(QWidget):
                 blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{answer}"
                               f"</span> &nbsp; <a href='answer:{i}'>where it looked</a>"
                               f" &nbsp; <a href='correct:{i}'>correct &amp; teach</a></p>")
+        self._follow = True  # a new or growing turn: show it
         self.chat.setHtml("".join(blocks))
         wave_underlines(self.chat.document())
         self.chat.verticalScrollBar().setValue(self.chat.verticalScrollBar().maximum())
+
+    def _on_scrolled(self, value: int) -> None:
+        bar = self.chat.verticalScrollBar()
+        if not bar.signalsBlocked() and bar.maximum() > 0:
+            self._follow = value >= bar.maximum() - 2
+
+    def _on_range(self, _low: int, high: int) -> None:
+        if self._follow:
+            self.chat.verticalScrollBar().setValue(high)
 
 
 def _not_understood(index: int, turn: Turn) -> str:
