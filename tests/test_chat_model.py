@@ -109,3 +109,23 @@ def test_the_built_in_chat_model_describes_and_answers_the_scenes_with_its_words
     second = adapter.answer_questions(image, ["what color is the star?"], history=[("how many objects are "
                                                                                      "there?", first)])[0]
     assert second.answer in {"red", "blue", "green", "yellow", "orange", "purple", "none"}
+
+
+def test_a_long_conversation_reaches_the_chat_model_as_the_latest_turns_it_was_trained_to_hold(scenes, tmp_path):
+    from mmstudio.models.hints import read_turn_limit
+    from mmstudio.models.vlm import latest_turns
+
+    adapter = Engine().adapter(Task.VQA, "builtin:chat")
+    limit = json.loads((CHAT / "mmstudio.json").read_text())["config"]["turns"]
+    assert adapter.turn_limit == limit
+    turns = [(f"question {i}", f"answer {i}") for i in range(12)]
+    assert latest_turns(turns, limit) == turns[-(limit - 1):]  # and the new question makes `limit`
+    assert latest_turns(turns[:2], limit) == turns[:2] and latest_turns(turns, 1) == []
+    assert latest_turns(turns, None) == turns
+    # Earlier turns from another model, more than the chat model ever saw in one conversation: it still
+    # answers about the picture.
+    image = load_image(scenes / "images" / "000003.png")
+    older = [("what color is the circle?", "circle"), ("how many objects are there?", "seven")] * 6
+    answer = adapter.answer_questions(image, ["how many objects are there?"], history=older)[0].answer
+    assert answer == adapter.answer(image, ["how many objects are there?"])[0].answer
+    assert read_turn_limit(tmp_path) is None  # a model we did not train: its whole conversation

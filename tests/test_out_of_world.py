@@ -18,13 +18,13 @@ from PIL import Image
 from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
 from mmstudio.models.in_domain import FILE, FLAG_BELOW, NOTE, InDomainCheck, out_of_world
-from mmstudio.models.loading import builtin_name
 from mmstudio.resources import builtin_models_dir
 from mmstudio.training.in_domain_fit import fit_in_domain
 from mmstudio.world import render_scene, sample_scene, scene_rng
 from tests.out_of_world_images import corpus, landscape
 
-BUILTIN = {Task.CAPTION: "caption", Task.VQA: "vqa", Task.ITM: "retrieval"}
+# Each built-in model by folder, and a task it does (the chat model captions and answers).
+BUILT_IN_FOLDERS = {"caption": Task.CAPTION, "vqa": Task.VQA, "retrieval": Task.ITM, "chat": Task.VQA}
 
 
 def heldout_scenes(count: int, seed: int = 77) -> list[Image.Image]:
@@ -107,15 +107,15 @@ def test_a_check_fitted_on_other_weights_is_ignored_not_trusted(tmp_path, tiny_m
     assert Engine().adapter(Task.CAPTION, str(folder)).in_domain_check is None
 
 
-def _built_in(task: Task):
-    if not (builtin_models_dir() / BUILTIN[task] / FILE).is_file():
+def _built_in(folder: str):
+    if not (builtin_models_dir() / folder / FILE).is_file():
         pytest.skip("the built-in models of this checkout ship no in-domain check")
-    return Engine().adapter(task, builtin_name(task))
+    return Engine().adapter(BUILT_IN_FOLDERS[folder], f"builtin:{folder}")
 
 
 def test_the_built_in_caption_model_flags_pictures_out_of_its_world_and_few_scenes():
     """The issue's targets on a small set: >= 95 % of non-Shapes pictures flagged, <= 2 % of scenes."""
-    adapter = _built_in(Task.CAPTION)
+    adapter = _built_in("caption")
     values = {kind: in_domain_values(adapter, images) for kind, images in corpus(6, seed=11).items()}
     assert (np.concatenate(list(values.values())) < FLAG_BELOW).mean() >= 0.95
     assert all((v < FLAG_BELOW).mean() >= 0.75 for v in values.values()), values  # no kind missed wholesale
@@ -123,10 +123,23 @@ def test_the_built_in_caption_model_flags_pictures_out_of_its_world_and_few_scen
     assert out_of_world_share(adapter, scenes) <= 0.02
 
 
+def test_the_built_in_chat_model_flags_them_too_and_its_replies_carry_in_domain():
+    adapter = _built_in("chat")
+    values = np.concatenate([in_domain_values(adapter, images) for images in corpus(6, seed=11).values()])
+    assert (values < FLAG_BELOW).mean() >= 0.95
+    assert out_of_world_share(adapter, generator_scenes(100, seed=4000)) <= 0.02
+    photo, scene = landscape(np.random.default_rng(3)), generator_scenes(1, seed=4002)[0]
+    short = GenerationOptions(max_new_tokens=4)
+    captions = adapter.caption([photo, scene], generation=short)
+    answers = adapter.answer(photo, ["how many objects are there?", "what color is the star?"], generation=short)
+    assert out_of_world(captions[0].in_domain) and not out_of_world(captions[1].in_domain)
+    assert answers[0].in_domain == answers[1].in_domain == pytest.approx(captions[0].in_domain, rel=1e-5)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("task", list(Task), ids=[t.value for t in Task])
-def test_every_built_in_model_meets_the_targets_on_larger_sets_and_the_independent_renderer(task):
-    adapter = _built_in(task)
+@pytest.mark.parametrize("folder", list(BUILT_IN_FOLDERS))
+def test_every_built_in_model_meets_the_targets_on_larger_sets_and_the_independent_renderer(folder):
+    adapter = _built_in(folder)
     for kind, images in corpus(40, seed=12).items():
         assert out_of_world_share(adapter, images) >= 0.95, kind
     assert out_of_world_share(adapter, generator_scenes(500, seed=4001)) <= 0.02

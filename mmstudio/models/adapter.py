@@ -3,7 +3,8 @@
 `ModelAdapter` (base.py) stays the engine's contract; `AdapterBase` is one way to meet it. It
 keeps the bookkeeping all four families repeated: the torch handle, the parts, the device and
 dtype of the weights, a vision cache and the cached vision pass, `hints`, the `ModelInfo`,
-`load` through `load_parts`, `close`, `pixel_values`, and the UnsupportedTaskError of a task the
+`load` through `load_parts`, `close`, `pixel_values`, the in-domain check of a folder that ships one
+(`in_domain`, for families whose `world_checkable`), and the UnsupportedTaskError of a task the
 family does not do (a family overrides `caption`, `answer_questions`, `score_texts` for the tasks
 it does). `answer` and `match` are the base's: they find the words the tokenizer does not know
 (models/words.py) and put them on the results, and a question with any gets no answer, not a guess.
@@ -25,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
+import numpy as np
 from PIL import Image
 
 from mmstudio.errors import ModelLoadError, UnsupportedTaskError
@@ -40,6 +42,7 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.common import Architectures, load_parts, tokenizer_and_image_processor
 from mmstudio.models.generation import GenerationOptions, generation_config, used
+from mmstudio.models.in_domain import InDomainCheck
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
 from mmstudio.models.words import known_words, unknown_words
@@ -63,6 +66,10 @@ class AdapterBase:
     labels_alone: ClassVar[bool] = False
     # Images go through the vision tower together; False where each has a shape of its own (SigLIP 2 NaFlex).
     vision_batches: ClassVar[bool] = True
+    # Read at load from the folder where it ships one (the built-in models): how far an image is from their
+    # world. A family that can carry one gives `image_embeds` as (B, 1 + patches, D), its CLS token first.
+    in_domain_check: InDomainCheck | None = None
+    _world_cloud: tuple | None = None  # the check's mean and whitening as tensors, made on first use
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, path: Path, dtype: str = "fp32",
                  cache_size: int = 64):
@@ -161,6 +168,46 @@ class AdapterBase:
 
         keys = list(keys) if keys is not None else [content_key(image) for image in images]
         return torch.cat(self.cache.get_many(keys, compute))
+
+    # ------------------------------------------------------- out of the world
+
+    def world_checkable(self) -> bool:
+        """Whether `image_embeds` gives what an in-domain check measures (a CLS token, then patches)."""
+        return False
+
+    def _world_features(self, embeds):
+        patches = embeds[:, 1:].float()
+        return self._torch.cat([embeds[:, 0].float(), patches.mean(dim=1), patches.std(dim=1, correction=0)], dim=-1)
+
+    def world_features(self, embeds) -> np.ndarray:
+        """(B, 3D) what the in-domain check measures: the CLS token, the mean and the spread of the patch tokens."""
+        with self._torch.inference_mode():
+            return self._world_features(embeds).cpu().numpy()
+
+    def in_domain_of(self, images: Sequence[Image.Image]) -> list[float | None]:
+        """Each image's in_domain, from a vision pass of its own (None for every image: no check)."""
+        if self.in_domain_check is None:
+            return [None] * len(images)
+        return self.in_domain(self.image_embeds(images))
+
+    def in_domain(self, embeds) -> list[float | None]:
+        """Each image's in_domain (see mmstudio.models.in_domain), from the vision pass already made.
+
+        The distance is computed in torch, on the model's device and threads: numpy's BLAS threads on top
+        of torch's just after a vision pass made a batch of 64 captions up to 6 times slower on 2 cores.
+        """
+        check = self.in_domain_check
+        if check is None:
+            return [None] * len(embeds)
+        torch = self._torch
+        with torch.inference_mode():
+            features = self._world_features(embeds)
+            if self._world_cloud is None or self._world_cloud[0].device != features.device:
+                self._world_cloud = tuple(torch.from_numpy(a).float().to(features.device)
+                                          for a in (check.mean, check.whiten))
+            mean, whiten = self._world_cloud
+            distances = torch.linalg.vector_norm((features - mean) @ whiten, dim=-1)
+        return [float(v) for v in check.probability(distances.double().cpu().numpy())]
 
     # ------------------------------------------------------------ generation
 

@@ -34,7 +34,7 @@ from mmstudio.models.base import (
 from mmstudio.models.common import Architectures, auto_tokenizer, check_token_ids, cut_at, stack_from, to_numpy
 from mmstudio.models.generation import generation_config, seeded
 from mmstudio.models.hints import read_hints, valid_hints
-from mmstudio.models.in_domain import InDomainCheck, read_in_domain
+from mmstudio.models.in_domain import read_in_domain
 from mmstudio.models.loading import ResolvedModel
 
 ARCHITECTURES = {
@@ -194,9 +194,6 @@ class BlipAdapter(AdapterBase):
         self.max_text = text_config.max_position_embeddings
         # Installed by `load` on models loaded for inference (see CrossAttentionMemo).
         self.cross_memo = CrossAttentionMemo()
-        # Read by `load` from the folder (built-in models ship one): how far an image is from their world.
-        self.in_domain_check: InDomainCheck | None = None
-        self._world_cloud: tuple | None = None  # the check's mean and whitening as tensors, made on first use
         super().__init__(model, tokenizer, image_processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
         self.hints = valid_hints(hints or {}, self.text_layers, path)
 
@@ -228,6 +225,9 @@ class BlipAdapter(AdapterBase):
 
     # ---------------------------------------------------------------- shared
 
+    def world_checkable(self) -> bool:
+        return True
+
     def clear_caches(self) -> None:
         """Forget every image seen: its vision features and its cross-attention keys and values."""
         super().clear_caches()
@@ -239,34 +239,6 @@ class BlipAdapter(AdapterBase):
         `keys`: the images' content keys, when the caller has them already.
         """
         return self.cached_vision(images, lambda pixels: self.model.vision_model(pixel_values=pixels)[0], keys)
-
-    def _world_features(self, embeds):
-        patches = embeds[:, 1:].float()
-        return self._torch.cat([embeds[:, 0].float(), patches.mean(dim=1), patches.std(dim=1, correction=0)], dim=-1)
-
-    def world_features(self, embeds) -> np.ndarray:
-        """(B, 3D) what the in-domain check measures: the CLS token, the mean and the spread of the patch tokens."""
-        with self._torch.inference_mode():
-            return self._world_features(embeds).cpu().numpy()
-
-    def in_domain(self, embeds) -> list[float | None]:
-        """Each image's in_domain (see mmstudio.models.in_domain), from the vision pass already made.
-
-        The distance is computed in torch, on the model's device and threads: numpy's BLAS threads on top
-        of torch's just after a vision pass made a batch of 64 captions up to 6 times slower on 2 cores.
-        """
-        check = self.in_domain_check
-        if check is None:
-            return [None] * len(embeds)
-        torch = self._torch
-        with torch.inference_mode():
-            features = self._world_features(embeds)
-            if self._world_cloud is None or self._world_cloud[0].device != features.device:
-                self._world_cloud = tuple(torch.from_numpy(a).float().to(features.device)
-                                          for a in (check.mean, check.whiten))
-            mean, whiten = self._world_cloud
-            distances = torch.linalg.vector_norm((features - mean) @ whiten, dim=-1)
-        return [float(v) for v in check.probability(distances.double().cpu().numpy())]
 
     def _layer_hint(self, key: str, fallback):
         return self.hints.get(key, fallback)

@@ -15,8 +15,8 @@ HINT_KEYS = {"caption_layer": True, "vqa_layer": True, "itm_gradcam_layer": Fals
 log = logging.getLogger(__name__)
 
 
-def read_hints(path) -> dict:
-    """The "attention" hints of a folder's mmstudio.json. The file is optional: a bad one is ignored, with a note."""
+def _record(path) -> dict:
+    """A folder's mmstudio.json as an object ({} when absent; a bad one is ignored, with a note)."""
     file = Path(path) / HINTS_FILE
     if not file.is_file():
         return {}
@@ -25,11 +25,24 @@ def read_hints(path) -> dict:
     except (OSError, ValueError) as exc:  # ValueError: also bad JSON, bad UTF-8, too large or too deep
         log.warning("%s: ignored (%s); the model loads without its attention hints", file, exc)
         return {}
-    hints = record.get("attention", {}) if isinstance(record, dict) else None
+    return record if isinstance(record, dict) else {}
+
+
+def read_hints(path) -> dict:
+    """The "attention" hints of a folder's mmstudio.json. The file is optional: a bad one is ignored, with a note."""
+    hints = _record(path).get("attention", {})
     if not isinstance(hints, dict):
-        log.warning("%s: ignored (\"attention\" is not an object of hints)", file)
+        log.warning("%s: ignored (\"attention\" is not an object of hints)", Path(path) / HINTS_FILE)
         return {}
     return hints
+
+
+def read_turn_limit(path) -> int | None:
+    """The most turns a conversation held when the project trained this chat model (its mmstudio.json), or None:
+    a model we did not train holds what its own context allows."""
+    record = _record(path)
+    turns = record.get("config", {}).get("turns") if record.get("kind") == "chat" else None
+    return turns if isinstance(turns, int) and not isinstance(turns, bool) and turns > 0 else None
 
 
 def valid_hints(hints: dict, layers: int, path) -> dict:

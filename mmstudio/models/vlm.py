@@ -55,7 +55,8 @@ from mmstudio.models.base import (
 )
 from mmstudio.models.common import cut_at
 from mmstudio.models.generation import seeded
-from mmstudio.models.hints import read_hints, valid_hints
+from mmstudio.models.hints import read_hints, read_turn_limit, valid_hints
+from mmstudio.models.in_domain import read_in_domain
 from mmstudio.models.loading import read_config
 from mmstudio.models.vlm_layouts import (
     davit_grid,
@@ -170,11 +171,16 @@ class ImageTextToTextAdapter(AdapterBase):
         super().__init__(model, tokenizer, processor, name=name, path=path, dtype=dtype, cache_size=cache_size)
         # The layer whose maps point best, measured by the recipe for the built-in chat model (mmstudio.json).
         self.hints = valid_hints(read_hints(path), len(self.attention_layers()), path)
+        # A small model trained on short conversations loses its way in longer ones (the built-in chat model,
+        # after seven turns, named a shape for a colour): it reads the latest turns it was trained to hold.
+        self.turn_limit = read_turn_limit(path)
         generation = model.generation_config
         eos = generation.eos_token_id if generation.eos_token_id is not None else tokenizer.eos_token_id
         # One sequence at a time: nothing is padded, so only the end tokens end a reply (a small model may well
         # write its pad token as a word; generate goes on past it, and so does the reply).
         self.stops = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        if self.world_checkable():  # the built-in chat model ships a check, as the BLIP models do
+            self.in_domain_check = read_in_domain(path, 3 * model.config.vision_config.hidden_size)
 
     def architecture(self) -> str:
         config = self.model.config
@@ -194,6 +200,22 @@ class ImageTextToTextAdapter(AdapterBase):
         images = self.processor.image_processor  # Qwen's size: {"longest_edge": the most pixels, not a side}
         most = getattr(images, "max_pixels", None) or getattr(images.size, "longest_edge", None) or cell * cell
         return max(cell, int(most ** 0.5 // cell) * cell), cell
+
+    def world_checkable(self) -> bool:
+        """LLaVA on a CLIP tower: its tower's output is a CLS token, then the patches."""
+        config = self.model.config
+        return config.model_type == "llava" and config.vision_config.model_type == "clip_vision_model"
+
+    def image_embeds(self, images: Sequence[Image.Image], keys: Sequence[str] | None = None):
+        """(B, 1 + patches, D) the vision tower's output (what the in-domain check measures; generate makes
+        its own pass, through the projector)."""
+        tower = self.model.model.vision_tower
+        return self.cached_vision(images, lambda pixels: tower(pixel_values=pixels).last_hidden_state, keys)
+
+    def pixel_values(self, images: Sequence[Image.Image]):
+        pixels = self.processor.image_processor(images=[image.convert("RGB") for image in images],
+                                                return_tensors="pt")["pixel_values"]
+        return pixels.to(self.device, self.dtype)
 
     # ------------------------------------------------------------- tasks
 
@@ -216,7 +238,8 @@ class ImageTextToTextAdapter(AdapterBase):
             live = (lambda text, i=index: stream(i, text)) if stream is not None else None
             text, tokens, stack = self.reply(image, [], instruction, attention=attention, generation=generation,
                                              asking=False, stream=live, stop=stop)
-            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack))
+            results.append(CaptionResult(caption=text, tokens=tokens, attention=stack,
+                                         in_domain=self.in_domain_of([image])[0]))
         return results
 
     def answer_questions(
@@ -234,6 +257,7 @@ class ImageTextToTextAdapter(AdapterBase):
         `stream(text so far)` after each generated token; `stop()` true ends the generation at once, keeping
         what it wrote (the Ask panel's Stop)."""
         answers = []
+        in_domain = self.in_domain_of([image])[0]
         for question in questions:
             text, tokens, stack = self.reply(image, history, question, attention=attention, generation=generation,
                                              stream=stream, stop=stop)
@@ -242,7 +266,7 @@ class ImageTextToTextAdapter(AdapterBase):
                 one = AttentionStack((text,), stack.weights.mean(axis=0, keepdims=True), stack.layers,
                                      stack.default_layer)
             answers.append(AnswerResult(question=question, answer=text, answer_attention=one, answer_tokens=tokens,
-                                        answer_token_attention=stack))
+                                        answer_token_attention=stack, in_domain=in_domain))
         return answers
 
     # ----------------------------------------------------- a conversation
@@ -280,7 +304,7 @@ class ImageTextToTextAdapter(AdapterBase):
         from transformers import StoppingCriteriaList
 
         torch = self._torch
-        batch = self.inputs(image, history, text, asking)
+        batch = self.inputs(image, latest_turns(history, self.turn_limit), text, asking)
         config = self.generation_config(generation)
         start = self.reply_start(batch)
         extra = {}
@@ -404,6 +428,13 @@ class ImageTextToTextAdapter(AdapterBase):
         """Florence-2: the (rows, cols) feature map of the picture size its processor resizes every picture to."""
         size = self.processor.image_processor.size
         return davit_grid(self.model.config.vision_config, size["height"], size["width"])
+
+
+def latest_turns(history: Sequence[tuple[str, str]], limit: int | None) -> list[tuple[str, str]]:
+    """The earlier turns a model holding `limit` turns in all reads before the new one (None: every turn)."""
+    if limit is None:
+        return list(history)
+    return list(history)[len(history) - (limit - 1):] if len(history) >= limit else list(history)
 
 
 class _TextStream:

@@ -12,15 +12,17 @@ from mmstudio.models.base import Task
 from mmstudio.storage import write_json_atomic
 from mmstudio.training.checkpoints import RUN_RECORD, publish_half
 from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
-from mmstudio.training.model_card import NAMES
+from mmstudio.training.in_domain_fit import CALIBRATION_SCENES, FIT_SCENES, fit_in_domain
+from mmstudio.training.model_card import NAMES, in_domain_section
 
 Emit = Callable[[dict], None]
 FOLDER = "chat"
 
 
 def finish_chat(trained: Path, target: Path, data: dict, emit: Emit, *, heldout: Path | None,
-                recipe_command: str) -> dict:
-    """Copy the trained model into `target` (fp16 weights), choose its layer, measure it, write its card."""
+                recipe_command: str, in_domain_scenes: tuple[int, int] = (FIT_SCENES, CALIBRATION_SCENES)) -> dict:
+    """Copy the trained model into `target` (fp16 weights), choose its layer, fit its in-domain check,
+    measure it, write its card."""
     publish_half(trained, target)
     adapter = Engine().adapter(Task.CAPTION, str(target))
     selection = evaluate_adapter(adapter, data["select"], attention=True, task=Task.CAPTION)
@@ -32,6 +34,8 @@ def finish_chat(trained: Path, target: Path, data: dict, emit: Emit, *, heldout:
     # One layer for the words of captions and of answers: both are the same model's replies.
     record["attention"] = {"caption_layer": chosen, "vqa_layer": chosen}
     write_json_atomic(target / RUN_RECORD, record)
+    fit_in_domain(target, fit_scenes=in_domain_scenes[0], calibration_scenes=in_domain_scenes[1],
+                  measure={"valid": data["valid"], **({"heldout": heldout} if heldout else {})}, emit=emit)
     adapter = Engine().adapter(Task.CAPTION, str(target))
     sets = {"validation": data["valid"], **({"heldout": heldout} if heldout else {})}
     for name, folder in sets.items():
@@ -56,6 +60,10 @@ def _table(reports: dict) -> list[str]:
         for kind, value in sorted(report.get("per_kind", {}).items()):
             lines.append(f"| VQA accuracy: {kind} | {value:.2%} |")
     return lines
+
+
+def _scenes(rows: int | None) -> str:
+    return f"the first {rows:,} training scenes" if rows else "all the training scenes"
 
 
 def write_chat_card(folder: Path, record: dict, *, recipe_command: str) -> Path:
@@ -88,7 +96,7 @@ def write_chat_card(folder: Path, record: dict, *, recipe_command: str) -> Path:
         f"{training.get('distill_steps', '?')} steps to give that ViT's features (CLIP has a layer norm "
         "before its first layer that BLIP has not). The projector and the language model learn from scratch, "
         f"with the tower, for {training.get('steps', '?')} steps of {training.get('batch_size', '?')} "
-        f"conversations on the first {training.get('rows') or 'all'} training scenes (seed 1): each "
+        f"conversations on {_scenes(training.get('rows'))} (seed 1): each "
         f"conversation up to {training.get('turns', '?')} turns, the caption as the reply to "
         "\"Describe this image.\" and the scene's questions with their one-word answers, the loss on the "
         "replies alone. The stage is part of the recipe:",
@@ -119,8 +127,9 @@ def write_chat_card(folder: Path, record: dict, *, recipe_command: str) -> Path:
               "with DIR from `mmstudio world generate --out DIR --count 1000 --seed 2000`.", "",
               "## Limits",
               "It knows the Shapes World words alone (`vocab.txt` of the tokenizer: the shapes, colors, sizes "
-              "and question forms); any other word reaches it as `<unk>`. It has no out-of-world check of its "
-              "own (the three BLIP models have one): on a photo it still writes a Shapes World caption."]
+              "and question forms); any other word reaches it as `<unk>`. On a picture from outside Shapes World "
+              "it still writes a Shapes World caption; its in-domain check (below) flags such pictures."]
+    lines += in_domain_section(folder)
     path = folder / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

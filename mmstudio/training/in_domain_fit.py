@@ -21,7 +21,6 @@ from PIL import Image, ImageFilter
 
 from mmstudio.imaging import load_image
 from mmstudio.models.base import LoadOptions
-from mmstudio.models.blip import BlipAdapter
 from mmstudio.models.in_domain import FEATURES, FILE, FLAG_BELOW, NOTE, VERSION, InDomainCheck, weights_digest
 from mmstudio.models.registry import load_adapter
 from mmstudio.storage import disk_errors, share_files, write_json_atomic
@@ -105,7 +104,7 @@ def features_of(adapter, images) -> np.ndarray:
 
 def fit_in_domain(folder: Path, *, fit_scenes: int = FIT_SCENES, calibration_scenes: int = CALIBRATION_SCENES,
                   measure: dict[str, Path] | None = None, emit: Callable[[dict], None] | None = None) -> dict:
-    """Fit and write the in-domain check of the BLIP model in `folder`; returns what in-domain.json says.
+    """Fit and write the in-domain check of the built-in model in `folder`; returns what in-domain.json says.
 
     measure: Shapes World dataset folders (the recipe's validation and held-out scenes) whose flagged
     share is recorded beside the check. About 80-90 s a model for the default sizes on a 2-core CPU shared
@@ -113,8 +112,10 @@ def fit_in_domain(folder: Path, *, fit_scenes: int = FIT_SCENES, calibration_sce
     folder = Path(folder)
     started = time.monotonic()
     adapter = load_adapter(str(folder), LoadOptions(device="cpu", dtype="fp32"))
-    if not isinstance(adapter, BlipAdapter):
-        raise TypeError(f"{folder}: an in-domain check is fitted for the built-in BLIP models only")
+    if not adapter.world_checkable():
+        adapter.close()
+        raise TypeError(f"{folder}: an in-domain check is fitted for the built-in models only (BLIP, and LLaVA "
+                        "on a CLIP tower)")
     try:
         fit = features_of(adapter, in_domain_scenes(fit_scenes, FIT_SEED))
         calibration = features_of(adapter, in_domain_scenes(calibration_scenes, CALIBRATION_SEED))

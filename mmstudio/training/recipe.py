@@ -194,7 +194,7 @@ def finish_all(out: Path, work: Path, *, heldout: Path | None = None, emit: Emit
     done = {k: v["metrics"] for k, v in reports.items()}
     if (work / CHAT_FOLDER / RUN_RECORD).is_file():
         chat = finish_chat(work / CHAT_FOLDER, out / CHAT_FOLDER, data, emit, heldout=heldout,
-                           recipe_command=command(out, work))
+                           recipe_command=command(out, work), in_domain_scenes=in_domain_scenes)
         done["chat"] = {task: report["metrics"] for task, report in chat["validation"].items()}
     emit({"event": "self-test-scene", "seed": choose_scene(out)})
     if timings:
