@@ -243,17 +243,21 @@ def batch_of(encoded: Sequence[tuple[list[int], list[int]]], pad: int) -> dict:
 @dataclass(frozen=True)
 class ChatTraining:
     steps: int = 2300
-    batch_size: int = 32
+    batch_size: int = 48
     distill_steps: int = 200  # the vision tower, to BLIP's features first (distill_vision)
     learning_rate: float = 1e-3  # the projector and the language model: new
-    vision_learning_rate: float = 1e-4  # the caption model's vision tower: already trained
-    turns: int = 8
-    caption_share: float = 0.5
+    vision_learning_rate: float = 1e-4  # the caption model's vision tower: already trained (0: kept as is)
+    # Short conversations, nearly all with the caption: at 8 turns of 32 (a caption in 3 of 4) captions were
+    # 84.9 % right; 5 turns of 48 give 1.8 times the captions a step for 1.3 times its time (90.2 %).
+    turns: int = 5
+    caption_share: float = 0.85
     warmup_ratio: float = 0.05
     weight_decay: float = 0.05
     seed: int = 1
     log_every: int = 50
-    rows: int | None = 30000  # the first scenes of the data, as the VQA and retrieval stages
+    # Every training scene (90,000 in the recipe): on the first 30,000 the captions of training scenes were
+    # 89.5 % right and of new ones 84.9 %.
+    rows: int | None = None
 
 
 def scene_texts(data: Path, rows: int | None = None) -> tuple:
@@ -317,9 +321,13 @@ def train_chat(caption_model: Path, data: Path, out: Path, training: ChatTrainin
 
     vision = [p for n, p in model.named_parameters() if ".vision_tower." in f".{n}"]
     rest = [p for n, p in model.named_parameters() if ".vision_tower." not in f".{n}"]
-    optimizer = torch.optim.AdamW([{"params": rest, "lr": training.learning_rate},
-                                   {"params": vision, "lr": training.vision_learning_rate}],
-                                  weight_decay=training.weight_decay)
+    groups = [{"params": rest, "lr": training.learning_rate}]
+    if training.vision_learning_rate > 0:
+        groups.append({"params": vision, "lr": training.vision_learning_rate})
+    else:  # the tower as distilled: no gradients through it, a faster step
+        for parameter in vision:
+            parameter.requires_grad_(False)
+    optimizer = torch.optim.AdamW(groups, weight_decay=training.weight_decay)
     work = out.with_name(out.name + ".training")
     shutil.rmtree(work, ignore_errors=True)
     args = TrainingArguments(output_dir=str(work), per_device_train_batch_size=training.batch_size,
