@@ -20,7 +20,7 @@ from mmstudio.models.loading import builtin_name  # noqa: E402
 from mmstudio.resources import builtin_models_dir  # noqa: E402
 from tests.out_of_world_images import landscape  # noqa: E402
 from tests.test_gui import drop_files  # noqa: E402
-from tests.test_out_of_world import BUILTIN, generator_scenes, in_domain_values  # noqa: E402
+from tests.test_out_of_world import BUILT_IN_FOLDERS, generator_scenes, in_domain_values  # noqa: E402
 from tests.ui_screenshots import screenshots  # noqa: E402
 
 TIMEOUT = 60000
@@ -28,7 +28,7 @@ TIMEOUT = 60000
 
 @pytest.fixture()
 def built_in():
-    if not all((builtin_models_dir() / name / FILE).is_file() for name in BUILTIN.values()):
+    if not all((builtin_models_dir() / name / FILE).is_file() for name in BUILT_IN_FOLDERS):
         pytest.skip("the built-in models of this checkout ship no in-domain check")
 
 
@@ -51,9 +51,9 @@ def test_screenshots_of_real_widgets_are_out_of_the_world(qtbot, built_in):
     screenshots (two seeds), 94 % (caption), 96-98 % (VQA, retrieval) are flagged; the >= 95 % target holds
     for all non-Shapes pictures together (test_out_of_world.py, bench/out_of_world.py)."""
     shots = screenshots(120, seed=31)
-    for task in Task:
-        adapter = Engine().adapter(task, builtin_name(task))
-        assert (in_domain_values(adapter, shots) < FLAG_BELOW).mean() >= 0.9, task
+    for folder, task in BUILT_IN_FOLDERS.items():
+        adapter = Engine().adapter(task, f"builtin:{folder}")
+        assert (in_domain_values(adapter, shots) < FLAG_BELOW).mean() >= 0.9, folder
 
 
 def test_the_banner_shows_on_a_photo_says_how_to_load_a_model_and_goes_on_a_scene(qtbot, built_in, tmp_path):
@@ -94,5 +94,26 @@ def test_models_without_a_check_never_show_the_banner(qtbot, tmp_path, tiny_mode
         qtbot.waitUntil(lambda: key in window.caption_panel.results, timeout=TIMEOUT)
         assert window.caption_panel.results[key].in_domain is None
         assert not window.world_banner.isVisible()
+    finally:
+        window.client.stop()
+
+
+def test_the_chat_models_answers_show_the_banner_on_a_photo(qtbot, built_in, tmp_path, tiny_models):
+    # The caption model has no check here: the banner can come from the chat model's answer alone.
+    window = make_window(qtbot, tmp_path, {Task.CAPTION: str(tiny_models[Task.CAPTION]), Task.VQA: "builtin:chat"})
+    try:
+        photo = tmp_path / "landscape.png"
+        landscape(np.random.default_rng(5)).save(photo)
+        drop_files(window.gallery, [photo])
+        key = str(photo.resolve())
+        qtbot.waitUntil(lambda: key in window.caption_panel.results, timeout=TIMEOUT)
+        window.tabs.setCurrentWidget(window.ask_panel)
+        assert not window.world_banner.isVisible()
+        window.ask_panel.input.setPlainText("how many objects are there?")
+        window.ask_panel.send()
+        qtbot.waitUntil(lambda: bool(window.ask_panel.history.get(key)) and
+                        window.ask_panel.history[key][-1].result is not None, timeout=TIMEOUT)
+        assert window.ask_panel.history[key][-1].result.in_domain < FLAG_BELOW
+        qtbot.waitUntil(window.world_banner.isVisible, timeout=TIMEOUT)
     finally:
         window.client.stop()

@@ -44,6 +44,7 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
     assert {"caption", "vqa"} <= set(record["validation"]) and "heldout" in record
     assert set(record["attention"]) == {"caption_layer", "vqa_layer"}
     assert "# mmstudio built-in model: chat" in (out / "chat" / "README.md").read_text()
+    assert chat.in_domain_check is not None and "## Out of the world" in (out / "chat" / "README.md").read_text()
     timings = json.loads((out / "recipe-timings.json").read_text())
     assert {"data", "caption", "vqa", "itm", "chat", "training_total"} <= set(timings)
     # Models trained for two steps are right on hardly any scene: the run ends all the same, and records
