@@ -49,11 +49,15 @@ def finish_chat(trained: Path, target: Path, data: dict, emit: Emit, *, heldout:
     return {k: record[k] for k in sets}
 
 
+_ORDER = {name: i for i, name in enumerate(NAMES)}
+
+
 def _table(reports: dict) -> list[str]:
     lines = ["| metric | value |", "|---|---|"]
     for task in ("caption", "vqa"):
         report = reports.get(task, {})
-        for key, value in report.get("metrics", {}).items():
+        metrics = report.get("metrics", {})  # in the cards' order, whatever order the record keeps
+        for key, value in sorted(metrics.items(), key=lambda item: _ORDER.get(item[0], len(_ORDER))):
             if key.startswith("accuracy_") and key != "accuracy_v1_kinds":
                 continue
             lines.append(f"| {NAMES.get(key, key)} | {value:.2%} |")
@@ -128,7 +132,9 @@ def write_chat_card(folder: Path, record: dict, *, recipe_command: str) -> Path:
               "## Limits",
               "It knows the Shapes World words alone (`vocab.txt` of the tokenizer: the shapes, colors, sizes "
               "and question forms); any other word reaches it as `<unk>`. On a picture from outside Shapes World "
-              "it still writes a Shapes World caption; its in-domain check (below) flags such pictures."]
+              "it still writes a Shapes World caption; its in-domain check (below) flags such pictures. "
+              f"It trained on conversations of up to {training.get('turns', '?')} turns: in a longer one, "
+              "mmstudio gives it the latest turns alone (`read_turn_limit`)."]
     lines += in_domain_section(folder)
     path = folder / "README.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
