@@ -45,6 +45,16 @@ def make_window(qtbot, tmp_path, models: dict[Task, str]) -> MainWindow:
     return window
 
 
+def drop_photo(qtbot, window, folder, seed: int) -> str:
+    """Drop a landscape photo on the gallery and wait for its caption; its key."""
+    photo = folder / "landscape.png"
+    landscape(np.random.default_rng(seed)).save(photo)
+    drop_files(window.gallery, [photo])
+    key = str(photo.resolve())
+    qtbot.waitUntil(lambda: key in window.caption_panel.results, timeout=TIMEOUT)
+    return key
+
+
 @pytest.mark.slow
 def test_screenshots_of_real_widgets_are_out_of_the_world(qtbot, built_in):
     """The weakest kind: a pale form with a few fields is nearly a plain light background. Measured on 240
@@ -87,11 +97,7 @@ def test_the_banner_shows_on_a_photo_says_how_to_load_a_model_and_goes_on_a_scen
 def test_models_without_a_check_never_show_the_banner(qtbot, tmp_path, tiny_models):
     window = make_window(qtbot, tmp_path, {task: str(path) for task, path in tiny_models.items()})
     try:
-        photo = tmp_path / "landscape.png"
-        landscape(np.random.default_rng(4)).save(photo)
-        drop_files(window.gallery, [photo])
-        key = str(photo.resolve())
-        qtbot.waitUntil(lambda: key in window.caption_panel.results, timeout=TIMEOUT)
+        key = drop_photo(qtbot, window, tmp_path, seed=4)
         assert window.caption_panel.results[key].in_domain is None
         assert not window.world_banner.isVisible()
     finally:
@@ -102,11 +108,7 @@ def test_the_chat_models_answers_show_the_banner_on_a_photo(qtbot, built_in, tmp
     # The caption model has no check here: the banner can come from the chat model's answer alone.
     window = make_window(qtbot, tmp_path, {Task.CAPTION: str(tiny_models[Task.CAPTION]), Task.VQA: "builtin:chat"})
     try:
-        photo = tmp_path / "landscape.png"
-        landscape(np.random.default_rng(5)).save(photo)
-        drop_files(window.gallery, [photo])
-        key = str(photo.resolve())
-        qtbot.waitUntil(lambda: key in window.caption_panel.results, timeout=TIMEOUT)
+        key = drop_photo(qtbot, window, tmp_path, seed=5)
         window.tabs.setCurrentWidget(window.ask_panel)
         assert not window.world_banner.isVisible()
         window.ask_panel.input.setPlainText("how many objects are there?")

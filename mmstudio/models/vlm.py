@@ -232,6 +232,7 @@ class ImageTextToTextAdapter(AdapterBase):
         """`stream(image index, caption so far)` after each token; `stop()` true ends the caption being written."""
         default = self.forms[0] if self.forms else DEFAULT_INSTRUCTION
         instruction = (generation.prompt or "").strip() or default
+        in_domain = self.in_domain_of(images)  # one vision pass for the batch (no check: nothing computed)
         results = []
         for index, image in enumerate(images):
             cancel()
@@ -239,7 +240,7 @@ class ImageTextToTextAdapter(AdapterBase):
             text, tokens, stack = self.reply(image, [], instruction, attention=attention, generation=generation,
                                              asking=False, stream=live, stop=stop)
             results.append(CaptionResult(caption=text, tokens=tokens, attention=stack,
-                                         in_domain=self.in_domain_of([image])[0]))
+                                         in_domain=in_domain[index]))
         return results
 
     def answer_questions(
@@ -434,7 +435,7 @@ def latest_turns(history: Sequence[tuple[str, str]], limit: int | None) -> list[
     """The earlier turns a model holding `limit` turns in all reads before the new one (None: every turn)."""
     if limit is None:
         return list(history)
-    return list(history)[len(history) - (limit - 1):] if len(history) >= limit else list(history)
+    return list(history)[max(0, len(history) - (limit - 1)):]
 
 
 class _TextStream:
