@@ -40,6 +40,8 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
     # The chat model: a LLaVA that captions and answers through its chat template, its layer chosen.
     chat = Engine().adapter(Task.VQA, str(out / "chat"))
     assert chat.info.family == "vlm" and Task.CAPTION in chat.info.tasks
+    # Trained with eager attention, saved naming none: the app generates with the fused kernel.
+    assert chat.model.config._attn_implementation != "eager"
     record = json.loads((out / "chat" / "mmstudio.json").read_text())
     assert {"caption", "vqa"} <= set(record["validation"]) and "heldout" in record
     assert set(record["attention"]) == {"caption_layer", "vqa_layer"}

@@ -23,7 +23,7 @@ from mmstudio.models.base import Task
 from mmstudio.storage import write_json_atomic
 from mmstudio.training.checkpoints import RUN_RECORD
 from mmstudio.training.data import PixelStore, read_dataset
-from mmstudio.training.run import _bf16_ok
+from mmstudio.training.run import _bf16_ok, cpu_bf16_ok
 from mmstudio.world.vocab import ABSENT_ANSWER
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "<end>", "<image>", "<user>", "<assistant>")
@@ -145,10 +145,13 @@ def vision_from_blip(clip, blip) -> None:
         clip.post_layernorm.load_state_dict(blip.post_layernorm.state_dict())
 
 
-def distill_vision(clip, blip, pixels, *, steps: int, batch_size: int, seed: int, emit=print) -> float:
+def distill_vision(clip, blip, pixels, *, steps: int, batch_size: int, seed: int, bf16: bool = False,
+                   emit=print) -> float:
     """Teach the CLIP-layout tower to give the BLIP tower's features (mean squared error of the normalized
     last layer) on training pictures: CLIP's layer norm before the first layer, which BLIP has not, changes
-    them (cosine 0.26 to BLIP's right after the move, on a scene). Returns the final cosine similarity."""
+    them (cosine 0.26 to BLIP's right after the move, on a scene). Returns the final cosine similarity.
+    bf16: the tower's own pass in bfloat16 autocast on the CPU (where it has AMX or AVX512-BF16; the chat stage
+    then trains in it too), the target and the loss in float32."""
     import torch
 
     rng = np.random.default_rng(seed)
@@ -159,8 +162,9 @@ def distill_vision(clip, blip, pixels, *, steps: int, batch_size: int, seed: int
         batch = pixels.batch(np.sort(rng.choice(len(pixels.pixels), batch_size, replace=False)))
         with torch.no_grad():
             target = blip(batch).last_hidden_state
-        mine = clip.post_layernorm(clip(batch).last_hidden_state)
-        loss = torch.nn.functional.mse_loss(mine, target)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            mine = clip.post_layernorm(clip(batch).last_hidden_state)
+        loss = torch.nn.functional.mse_loss(mine.float(), target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -264,7 +268,9 @@ def scene_texts(data: Path, rows: int | None = None) -> tuple:
     """(dataset, captions, question-answer pools) of a Shapes World folder (its first `rows` scenes), one of
     each per image."""
 
-    asked = read_dataset(data, Task.VQA, rows=rows)
+    # No image check here: PixelStore decodes every picture when it builds its array, and a cached array is named
+    # by the files' sizes and times, so a changed picture is decoded (and checked) again.
+    asked = read_dataset(data, Task.VQA, check_images=False, rows=rows)
     described = read_dataset(data, Task.CAPTION, check_images=False, rows=rows)
     if described.images != asked.images:
         raise ValueError(f"{data}: captions and questions name different images")
@@ -293,8 +299,12 @@ def train_chat(caption_model: Path, data: Path, out: Path, training: ChatTrainin
     model, processor = build_chat_model(caption_model, seed=training.seed, blip=blip)
     dataset, captions, pools = scene_texts(data, training.rows)
     pixels = PixelStore(dataset, processor.image_processor, cache=pixel_cache)
+    # Plain matmul attention to train: these sequences are short (~130 tokens), and CPU's fused kernel took 30 % of
+    # a step in its backward pass (python bench/chat_train_step.py: 0.67 s a step against 0.90 s, 1.33x).
+    # The saved model names no attention: whoever loads it picks the kernel.
+    model.set_attn_implementation("eager")
     distill_vision(model.model.vision_tower, blip, pixels, steps=training.distill_steps,
-                   batch_size=training.batch_size, seed=training.seed, emit=emit)
+                   batch_size=training.batch_size, seed=training.seed, bf16=cpu_bf16_ok(), emit=emit)
     del blip
     side = model.config.vision_config.image_size // model.config.vision_config.patch_size
     encoder = Encoder(processor.tokenizer, side * side)

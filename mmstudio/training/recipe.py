@@ -73,7 +73,7 @@ class Recipe:
     refine_lr: float = 1e-4
     workers: int = 2
     model_size: str = "small"  # architecture of the caption model trained from scratch (blank.py)
-    # The chat model (chat_model.py): from the caption model's vision tower, on the first 30,000 scenes.
+    # The chat model (chat_model.py): from the caption model's vision tower, on every training scene.
     chat: ChatTraining = field(default_factory=ChatTraining)
     # Scenes that fit and calibrate each model's in-domain check (in_domain_fit.py): 1.5 min a model or less.
     in_domain_scenes: tuple[int, int] = (FIT_SCENES, CALIBRATION_SCENES)

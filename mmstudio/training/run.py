@@ -571,6 +571,10 @@ def _use_grounding(config: TrainConfig, dataset: Dataset) -> bool:
 def _bf16_ok(torch) -> bool:
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
+    return cpu_bf16_ok()
+
+
+def cpu_bf16_ok() -> bool:
     try:  # CPUs with AMX or AVX512-BF16 run bf16 matmuls about twice as fast as fp32
         flags = open("/proc/cpuinfo", encoding="utf-8").read()
     except OSError:
