@@ -5,7 +5,7 @@ plain matmul attention (eager), which the chat stage trains with.
 
 Builds the chat model as the recipe's chat stage does (`build_chat_model` from
 the built-in caption model), on conversations about N generated Shapes World
-scenes (`conversations`, `Encoder`: the stage's own batches), and times S
+scenes (`chat_batch`: the stage's own batches), and times S
 steps of each kernel (forward, backward, gradient clipping, AdamW) with the
 stage's precision (bfloat16 autocast where the CPU has AMX or AVX512-BF16),
 alternately, after one warm-up step each. Prints seconds a step (median) and
@@ -36,13 +36,7 @@ def main() -> None:
 
     import torch
 
-    from mmstudio.training.chat_model import (
-        Encoder,
-        batch_of,
-        build_chat_model,
-        conversations,
-        scene_texts,
-    )
+    from mmstudio.training.chat_model import ChatTraining, Encoder, build_chat_model, chat_batch, scene_texts
     from mmstudio.training.data import PixelStore
     from mmstudio.training.run import cpu_bf16_ok
     from mmstudio.world import generate_dataset
@@ -51,7 +45,7 @@ def main() -> None:
     bf16 = cpu_bf16_ok()  # the model stays on the CPU here, as the stage's distillation does
     with tempfile.TemporaryDirectory(prefix="chat-step-") as tmp:
         generate_dataset(Path(tmp), args.scenes, seed=5)
-        models, batches = {}, []
+        models = {}
         for kernel in ("sdpa", "eager"):
             model, processor = build_chat_model(caption)
             model.set_attn_implementation(kernel)
@@ -61,13 +55,9 @@ def main() -> None:
         pixels = PixelStore(dataset, processor.image_processor)
     side = model.config.vision_config.image_size // model.config.vision_config.patch_size
     encoder = Encoder(processor.tokenizer, side * side)
-    for step in range(args.steps + 1):
-        chosen = [(step * args.batch_size + j) % len(captions) for j in range(args.batch_size)]
-        convos = [conversations([captions[i]], [pools[i]], turns=args.turns, caption_share=0.9, seed=i)[0]
-                  for i in chosen]
-        batch = batch_of([encoder(c) for c in convos], processor.tokenizer.pad_token_id)
-        batch["pixel_values"] = pixels.batch(chosen)
-        batches.append(batch)
+    training = ChatTraining(batch_size=args.batch_size, turns=args.turns)
+    batches = [chat_batch(range(step * args.batch_size, (step + 1) * args.batch_size), captions, pools, pixels,
+                          encoder, training) for step in range(args.steps + 1)]
 
     def step(kernel: str, batch: dict) -> float:
         model, optimizer = models[kernel]

@@ -228,6 +228,19 @@ class Encoder:
         return ids, labels
 
 
+def chat_batch(items: Sequence[int], captions: Sequence[str], pools: Sequence, pixels, encoder: Encoder,
+               training: "ChatTraining") -> dict:
+    """The training batch of `items`: item i is scene i modulo the scenes, in a conversation drawn from the seed
+    and i (so an item's conversation is the same in every run)."""
+    scenes = len(captions)
+    convos = [conversations([captions[i % scenes]], [pools[i % scenes]], turns=training.turns,
+                            caption_share=training.caption_share, seed=training.seed * 7919 + i)[0]
+              for i in items]
+    batch = batch_of([encoder(c) for c in convos], encoder.tokenizer.pad_token_id)
+    batch["pixel_values"] = pixels.batch([i % scenes for i in items])
+    return batch
+
+
 def batch_of(encoded: Sequence[tuple[list[int], list[int]]], pad: int) -> dict:
     import torch
 
@@ -308,10 +321,8 @@ def train_chat(caption_model: Path, data: Path, out: Path, training: ChatTrainin
     del blip
     side = model.config.vision_config.image_size // model.config.vision_config.patch_size
     encoder = Encoder(processor.tokenizer, side * side)
-    scenes = len(captions)
     total = training.steps * training.batch_size
-    pad = processor.tokenizer.pad_token_id
-    emit({"event": "model", "parameters": sum(p.numel() for p in model.parameters()), "scenes": scenes})
+    emit({"event": "model", "parameters": sum(p.numel() for p in model.parameters()), "scenes": len(captions)})
 
     class Items(torch.utils.data.Dataset):
         def __len__(self):
@@ -321,13 +332,7 @@ def train_chat(caption_model: Path, data: Path, out: Path, training: ChatTrainin
             return {"item": i}
 
     def collate(items):
-        chosen = [item["item"] for item in items]
-        convos = [conversations([captions[i % scenes]], [pools[i % scenes]], turns=training.turns,
-                                caption_share=training.caption_share, seed=training.seed * 7919 + i)[0]
-                  for i in chosen]
-        batch = batch_of([encoder(c) for c in convos], pad)
-        batch["pixel_values"] = pixels.batch([i % scenes for i in chosen])
-        return batch
+        return chat_batch([item["item"] for item in items], captions, pools, pixels, encoder, training)
 
     vision = [p for n, p in model.named_parameters() if ".vision_tower." in f".{n}"]
     rest = [p for n, p in model.named_parameters() if ".vision_tower." not in f".{n}"]
