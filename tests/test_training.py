@@ -349,3 +349,41 @@ def test_partial_itc_loss_targets_every_image_a_text_is_true_of():
     # Row 0 puts its mass evenly on its two true images, row 1 (true of none) is left out.
     expected = (-torch.log_softmax(sim[0], 0)[:2].mean() - torch.log_softmax(sim[2], 0)[2]) / 2
     assert torch.isclose(_partial_itc_loss(sim, true_of), expected)
+
+
+def test_itm_batches_say_which_captions_are_true_of_which_images(tmp_path, world):
+    from transformers import BlipProcessor
+
+    from mmstudio.training.data import PixelStore
+    from mmstudio.training.objectives import Collator
+    from mmstudio.world import describes
+
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", steps=1))
+    dataset = read_dataset(world, Task.ITM)
+    processor = BlipProcessor.from_pretrained(out)
+    collator = Collator(Task.ITM, dataset, PixelStore(dataset, processor.image_processor), processor.tokenizer)
+    items = list(range(len(dataset.examples)))
+    true_of = collator(items)["caption_true_of"]
+    examples = [dataset.examples[i] for i in items]
+    assert true_of.tolist() == [[describes(dataset.objects[a.image], b.text) for b in examples] for a in examples]
+    assert true_of.diagonal().all()
+
+
+def test_itc_targets_weigh_a_captions_own_scene_above_others_it_is_true_of():
+    import torch
+
+    from mmstudio.training.objectives import OWN_CAPTION_WEIGHT, _itc
+
+    sim = torch.tensor([[2.0, 1.0], [0.5, 3.0]])  # images x texts
+    same = torch.eye(2, dtype=torch.bool)
+    true_of = torch.tensor([[True, True], [False, True]])  # caption 1 is also true of image 0
+    w = OWN_CAPTION_WEIGHT
+    image_0 = -(w * torch.log_softmax(sim[0], 0)[0] + torch.log_softmax(sim[0], 0)[1]) / (w + 1)
+    image_1 = -torch.log_softmax(sim[1], 0)[1]
+    text_0 = -torch.log_softmax(sim[:, 0], 0)[0]
+    text_1 = -(torch.log_softmax(sim[:, 1], 0)[0] + w * torch.log_softmax(sim[:, 1], 0)[1]) / (w + 1)
+    expected = ((image_0 + image_1) / 2 + (text_0 + text_1) / 2) / 2
+    assert torch.isclose(_itc(sim, same, true_of), expected)
+    # Without objects to check, only a row's own caption is a target, as before.
+    plain = (-torch.log_softmax(sim, 1).diagonal().mean() - torch.log_softmax(sim.t(), 1).diagonal().mean()) / 2
+    assert torch.isclose(_itc(sim, same), plain)

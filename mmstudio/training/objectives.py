@@ -21,6 +21,9 @@ from mmstudio.training.grounding import GroundingHead, patch_labels
 from mmstudio.world.descriptions import describes, false_descriptions, partial_description
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
+# A caption's own scene against other scenes it is true of: 4 times the ITC target, a similarity margin of
+# 0.07 * ln 4 = 0.1 at the optimum, so recall@1 still finds the scene the caption was written for.
+OWN_CAPTION_WEIGHT = 4.0
 
 
 class _Objective(nn.Module):
@@ -64,6 +67,13 @@ class VqaObjective(_Objective):
 class ItmObjective(_Objective):
     """ITC (InfoNCE both ways) plus ITM on positives, hard-negative texts and hardest in-batch pairs.
 
+    caption_true_of (images x captions of the batch), where the data has objects: which captions are true
+    of which images. Another scene's caption is often a true partial description of an image (its one
+    object is among the image's); counted as a mismatch, it taught ITC and the head that `a small red
+    circle` does not match a picture holding one among other objects (39 % accepted). With it, such pairs
+    are ITC targets (the image's own caption weighed OWN_CAPTION_WEIGHT times more, so a caption still
+    retrieves its own scene first), never mined as negatives, and one per image is an ITM positive.
+
     partial_itc_weight: weight of a text-to-image ITC term over the batch's true partial descriptions (what a
     search query asks), beside the captions'. (In place of captions, at full weight both ways, partials cost
     recall@1 among 100: 95 -> 64 %; resources/models/README.md has the tries.)
@@ -88,27 +98,33 @@ class ItmObjective(_Objective):
 
     def forward(self, pixel_values, input_ids, attention_mask, neg_input_ids, neg_attention_mask, neg_valid,
                 same_text, partial_input_ids=None, partial_attention_mask=None, partial_image=None,
-                partial_label=None, partial_true_of=None, patch_labels=None):
+                partial_label=None, partial_true_of=None, caption_true_of=None, patch_labels=None):
         m = self.model
         embeds = m.vision_model(pixel_values=pixel_values)[0]  # (B, N, D)
         text = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
         image_feat = F.normalize(m.vision_proj(embeds[:, 0, :]), dim=-1)
         text_feat = F.normalize(m.text_proj(text[:, 0, :]), dim=-1)
         sim = image_feat @ text_feat.t() / ITC_TEMPERATURE  # (B images, B texts)
-        itc = _itc(sim, same_text)
+        true_of = same_text if caption_true_of is None else caption_true_of | same_text
+        itc = _itc(sim, same_text, true_of)
         if self.partial_itc_weight and partial_true_of is not None and partial_true_of.any():
             partial = self._partial_itc(image_feat, partial_input_ids, partial_attention_mask, partial_true_of)
             itc = itc + self.partial_itc_weight * partial
 
         with torch.no_grad():  # hardest in-batch partner for each image and each text, as BLIP mines them
-            weights = sim.detach().float().masked_fill(same_text, float("-inf"))
+            weights = sim.detach().float().masked_fill(true_of, float("-inf"))
             has_other = torch.isfinite(weights).any(dim=1)
             weights = torch.where(has_other[:, None], weights, torch.zeros_like(weights))
             text_for_image = torch.multinomial(torch.softmax(weights, dim=1), 1).squeeze(1)
-            weights_t = sim.detach().float().t().masked_fill(same_text.t(), float("-inf"))
+            weights_t = sim.detach().float().t().masked_fill(true_of.t(), float("-inf"))
             has_other_t = torch.isfinite(weights_t).any(dim=1)
             weights_t = torch.where(has_other_t[:, None], weights_t, torch.zeros_like(weights_t))
             image_for_text = torch.multinomial(torch.softmax(weights_t, dim=1), 1).squeeze(1)
+            # Another scene's caption true of the image: a partial description the head must accept.
+            others = true_of & ~same_text
+            has_true = others.any(dim=1)
+            true_text = (torch.multinomial(others[has_true].float(), 1).squeeze(1) if has_true.any()
+                         else torch.zeros(0, dtype=torch.long, device=sim.device))
 
         per_image = neg_input_ids.shape[0] // embeds.shape[0]  # hard negatives written per image
         neg_embeds = embeds.repeat_interleave(per_image, dim=0)[neg_valid]
@@ -120,6 +136,11 @@ class ItmObjective(_Objective):
         batch = embeds.shape[0]
         labels = torch.zeros(pair_ids.shape[0], dtype=torch.long, device=embeds.device)
         labels[:batch] = 1
+        if len(true_text):
+            pair_embeds = torch.cat([pair_embeds, embeds[has_true]])
+            pair_ids = torch.cat([pair_ids, input_ids[true_text]])
+            pair_mask = torch.cat([pair_mask, attention_mask[true_text]])
+            labels = torch.cat([labels, torch.ones(len(true_text), dtype=torch.long, device=labels.device)])
         if partial_input_ids is not None and len(partial_input_ids):
             pair_embeds = torch.cat([pair_embeds, embeds[partial_image]])
             pair_ids = torch.cat([pair_ids, partial_input_ids])
@@ -140,15 +161,20 @@ def _partial_itc_loss(sim, true_of):
     return torch.sum(-F.log_softmax(sim[rows], dim=1) * targets, dim=1).mean()
 
 
-def _itc(sim, same_text):
-    """InfoNCE both ways over full captions.
+def _itc(sim, same_text, true_of=None):
+    """InfoNCE both ways over full captions (sim: images x texts), with soft targets.
 
-    Partial descriptions stay out: trained into ITC they pulled one image vector towards every subset of its
-    objects, and full-caption recall@1 among 100 fell from 95 % to 64 %; the ITM head learns them instead.
+    true_of: which captions are true of which images (another scene's caption can be a partial description
+    of an image); each is a target, the image's own caption OWN_CAPTION_WEIGHT times more. Partial
+    descriptions in place of captions, at full weight both ways, cost recall@1 among 100 (95 -> 64 %).
     """
-    targets = same_text.float() / same_text.float().sum(dim=1, keepdim=True)
-    return (torch.sum(-F.log_softmax(sim, dim=1) * targets, dim=1).mean()
-            + torch.sum(-F.log_softmax(sim.t(), dim=1) * targets, dim=1).mean()) / 2
+    if true_of is None:
+        true_of = same_text
+    weight = true_of.float() + (OWN_CAPTION_WEIGHT - 1) * same_text.float()
+    image_to_text = weight / weight.sum(dim=1, keepdim=True)
+    text_to_image = weight.t() / weight.t().sum(dim=1, keepdim=True)
+    return (torch.sum(-F.log_softmax(sim, dim=1) * image_to_text, dim=1).mean()
+            + torch.sum(-F.log_softmax(sim.t(), dim=1) * text_to_image, dim=1).mean()) / 2
 
 
 OBJECTIVES = {Task.CAPTION: CaptionObjective, Task.VQA: VqaObjective, Task.ITM: ItmObjective}
@@ -253,7 +279,15 @@ class Collator:
                 "attention_mask": tokens[1], "neg_input_ids": tokens[2], "neg_attention_mask": tokens[3],
                 "neg_valid": torch.tensor([bool(e.negatives) for e in examples
                                            for _ in range(self.negatives_per_image)]),
-                "same_text": torch.tensor([[a == b for b in texts] for a in texts]), **extra}
+                "same_text": torch.tensor([[a == b for b in texts] for a in texts]), **extra,
+                **self._captions_true_of(examples, texts)}
+
+    def _captions_true_of(self, examples: list[Example], texts: list[str]) -> dict:
+        """{"caption_true_of": images x texts} where every image has objects to check texts against."""
+        objects = [self.dataset.objects[e.image] if self.dataset.objects else None for e in examples]
+        if not all(objects):
+            return {}
+        return {"caption_true_of": torch.tensor([[describes(o, text) for text in texts] for o in objects])}
 
     def _partials(self, examples: list[Example]) -> tuple[list[str], list[int], list[int]]:
         """(texts, batch row of their image, 1 if true) of the ITM head's extra pairs: for partial_share of the
