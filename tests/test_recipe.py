@@ -16,8 +16,8 @@ from mmstudio.world import generate_dataset
 @pytest.mark.slow
 def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp_path):
     recipe = Recipe(train_scenes=16, select_scenes=4, valid_scenes=4, caption_steps=2, vqa_steps=2, itm_steps=2,
-                    finetune_scenes=8, batch_size=4, vqa_images_per_batch=2, workers=1, model_size="tiny",
-                    in_domain_scenes=(40, 30),
+                    itm_refine_steps=2, finetune_scenes=8, batch_size=4, vqa_images_per_batch=2, workers=1,
+                    model_size="tiny", in_domain_scenes=(40, 30),
                     chat=ChatTraining(steps=2, distill_steps=2, batch_size=4, rows=8, log_every=1))
     out, work = tmp_path / "models", tmp_path / "work"
     heldout = generate_dataset(tmp_path / "heldout", 4, seed=9)
@@ -48,7 +48,10 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
     assert "# mmstudio built-in model: chat" in (out / "chat" / "README.md").read_text()
     assert chat.in_domain_check is not None and "## Out of the world" in (out / "chat" / "README.md").read_text()
     timings = json.loads((out / "recipe-timings.json").read_text())
-    assert {"data", "caption", "vqa", "itm", "chat", "training_total"} <= set(timings)
+    assert {"data", "caption", "vqa", "itm", "retrieval-refined", "chat", "training_total"} <= set(timings)
+    # The published retrieval model is the second, low-LR stage, started from the first.
+    base = json.loads((out / "retrieval" / "mmstudio.json").read_text())["config"]["base"]
+    assert base == str(work / "retrieval")
     # Models trained for two steps are right on hardly any scene: the run ends all the same, and records
     # a self-test scene only where one was found.
     chosen = [e for e in events if e["event"] == "self-test-scene"]
@@ -56,5 +59,5 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
 
     again: list[dict] = []
     run_recipe(out, work, recipe, emit=again.append, reuse=True)
-    assert [e["task"] for e in again if e["event"] == "reused"] == ["caption", "vqa", "itm", "chat"]
+    assert [e["task"] for e in again if e["event"] == "reused"] == ["caption", "vqa", "itm", "itm", "chat"]
     assert not any(e["event"] == "generate" for e in again)

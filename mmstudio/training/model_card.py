@@ -29,6 +29,19 @@ NAMES = {
 }
 
 
+def _steps(record: dict) -> str:
+    """Its steps, and those of the stage it continued where it started from one of the same task."""
+    from mmstudio.training.checkpoints import read_run_record
+
+    config = record.get("config") or {}
+    here = f"{record.get('steps', '?')} steps"
+    earlier = read_run_record(Path(config["base"])) if config.get("base") else {}
+    if not earlier.get("finished") or (earlier.get("config") or {}).get("task") != config.get("task"):
+        return here
+    return (f"{earlier.get('steps', '?')} steps at learning rate {earlier['config'].get('learning_rate')}, "
+            f"then {here} at {config.get('learning_rate')}")
+
+
 def _table(report: dict) -> list[str]:
     lines = ["| metric | value |", "|---|---|"]
     for key, value in report.get("metrics", {}).items():
@@ -77,7 +90,7 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
         "",
         f"    {recipe_command}",
         "",
-        f"Training of this model: {record.get('steps', '?')} steps{subset}; the whole recipe's times are in "
+        f"Training of this model: {_steps(record)}{subset}; the whole recipe's times are in "
         "`resources/models/README.md`.",
         "",
         f"## Measured on {validation.get('count', '?')} fresh validation scenes (seed 2000, never used in training)",
