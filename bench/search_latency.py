@@ -42,14 +42,17 @@ def write_images(folder: Path, count: int, rng: np.random.Generator) -> None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from mmstudio.search import RERANK
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--model", default=None, help="a matching model (default: a tiny CLIP built here)")
-    parser.add_argument("--rerank", type=int, default=200,
+    parser.add_argument("--rerank", type=int, default=RERANK,
                         help="with a model that has a matching head (BLIP retrieval), also time queries whose "
-                             "best N are re-ranked by it, side by side with embedding-only ones (default 200)")
+                             "best N are re-ranked by it, side by side with embedding-only ones (default: RERANK)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mmstudio-search-bench-"))
@@ -62,7 +65,6 @@ def main() -> None:
 def run(args: argparse.Namespace, work: Path) -> None:
     os.environ["XDG_CACHE_HOME"] = str(work / "cache")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(ROOT))
     from mmstudio.engine import Engine
     from mmstudio.models.base import Reranker
     from mmstudio.search import EmbeddingIndex
