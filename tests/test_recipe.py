@@ -52,6 +52,7 @@ def test_a_tiny_recipe_publishes_three_loadable_models_and_reuses_its_stages(tmp
     # The published retrieval model is the second, low-LR stage, started from the first.
     base = json.loads((out / "retrieval" / "mmstudio.json").read_text())["config"]["base"]
     assert base == str(work / "retrieval")
+    assert "2 steps at learning rate 0.0003, then 2 steps at 0.0001" in (out / "retrieval" / "README.md").read_text()
     # Models trained for two steps are right on hardly any scene: the run ends all the same, and records
     # a self-test scene only where one was found.
     chosen = [e for e in events if e["event"] == "self-test-scene"]

@@ -29,17 +29,26 @@ NAMES = {
 }
 
 
-def _steps(record: dict) -> str:
-    """Its steps, and those of the stage it continued where it started from one of the same task."""
+def earlier_stage(record: dict) -> dict | None:
+    """{"steps", "learning_rate"} of the stage this run continued, where it started from a finished run of the
+    same task (the recipe's second retrieval stage); kept in the record, so the card says it once that
+    run's folder is gone."""
     from mmstudio.training.checkpoints import read_run_record
 
     config = record.get("config") or {}
-    here = f"{record.get('steps', '?')} steps"
     earlier = read_run_record(Path(config["base"])) if config.get("base") else {}
     if not earlier.get("finished") or (earlier.get("config") or {}).get("task") != config.get("task"):
+        return None
+    return {"steps": earlier.get("steps"), "learning_rate": earlier["config"].get("learning_rate")}
+
+
+def _steps(record: dict) -> str:
+    here = f"{record.get('steps', '?')} steps"
+    earlier = record.get("earlier_stage")
+    if not earlier:
         return here
-    return (f"{earlier.get('steps', '?')} steps at learning rate {earlier['config'].get('learning_rate')}, "
-            f"then {here} at {config.get('learning_rate')}")
+    return (f"{earlier.get('steps', '?')} steps at learning rate {earlier.get('learning_rate')}, "
+            f"then {here} at {(record.get('config') or {}).get('learning_rate')}")
 
 
 def _table(report: dict) -> list[str]:

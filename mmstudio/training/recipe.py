@@ -32,7 +32,7 @@ from mmstudio.training.chat_publish import finish_chat
 from mmstudio.training.checkpoints import RUN_RECORD, publish_half, read_run_record
 from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
 from mmstudio.training.in_domain_fit import CALIBRATION_SCENES, FIT_SCENES, fit_in_domain
-from mmstudio.training.model_card import write_model_card
+from mmstudio.training.model_card import earlier_stage, write_model_card
 from mmstudio.training.run import SCRATCH, TrainConfig, _jsonable, train
 from mmstudio.training.selftest_scene import choose_scene
 from mmstudio.world import generate_dataset
@@ -241,6 +241,8 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
                   measure={"valid": data["valid"], **({"heldout": heldout} if heldout else {})}, emit=emit)
     record = json.loads((target / RUN_RECORD).read_text()) if (target / RUN_RECORD).is_file() else {}
     record["attention"] = hints
+    if earlier_stage(record):
+        record["earlier_stage"] = earlier_stage(record)
     if calibration:
         record["calibration"] = calibration
     write_json_atomic(target / RUN_RECORD, record)
