@@ -8,6 +8,7 @@ from pathlib import Path
 from mmstudio.models.base import Task
 from mmstudio.models.in_domain import NOTE
 from mmstudio.search import RERANK
+from mmstudio.training.checkpoints import read_run_record
 
 WHAT = {
     Task.CAPTION: ("caption", "BlipForConditionalGeneration", "Captions a Shapes World scene left to right."),
@@ -33,8 +34,6 @@ def earlier_stage(record: dict) -> dict | None:
     """{"steps", "learning_rate"} of the stage this run continued, where it started from a finished run of the
     same task (the recipe's second retrieval stage); kept in the record, so the card says it once that
     run's folder is gone."""
-    from mmstudio.training.checkpoints import read_run_record
-
     config = record.get("config") or {}
     earlier = read_run_record(Path(config["base"])) if config.get("base") else {}
     if not earlier.get("finished") or (earlier.get("config") or {}).get("task") != config.get("task"):
