@@ -273,21 +273,18 @@ class Collator:
             extra = {"partial_input_ids": tokens[4], "partial_attention_mask": tokens[5],
                      "partial_image": torch.tensor(partial_image), "partial_label": torch.tensor(partial_label)}
             if self.partial_true_of:
-                extra["partial_true_of"] = torch.tensor([[describes(self.dataset.objects[e.image], text)
-                                                          for e in examples] for text in partial_texts])
+                extra["partial_true_of"] = self._true_of(examples, partial_texts).t().contiguous()
+        if self.dataset.has_objects():
+            extra["caption_true_of"] = self._true_of(examples, texts)
         return {"pixel_values": self.pixels.batch([e.image for e in examples]), "input_ids": tokens[0],
                 "attention_mask": tokens[1], "neg_input_ids": tokens[2], "neg_attention_mask": tokens[3],
                 "neg_valid": torch.tensor([bool(e.negatives) for e in examples
                                            for _ in range(self.negatives_per_image)]),
-                "same_text": torch.tensor([[a == b for b in texts] for a in texts]), **extra,
-                **self._captions_true_of(examples, texts)}
+                "same_text": torch.tensor([[a == b for b in texts] for a in texts]), **extra}
 
-    def _captions_true_of(self, examples: list[Example], texts: list[str]) -> dict:
-        """{"caption_true_of": images x texts} where every image has objects to check texts against."""
-        objects = [self.dataset.objects[e.image] if self.dataset.objects else None for e in examples]
-        if not all(objects):
-            return {}
-        return {"caption_true_of": torch.tensor([[describes(o, text) for text in texts] for o in objects])}
+    def _true_of(self, examples: list[Example], texts: list[str]):
+        """(images x texts) whether each text is true of each example's image, by its objects."""
+        return torch.tensor([[describes(self.dataset.objects[e.image], text) for text in texts] for e in examples])
 
     def _partials(self, examples: list[Example]) -> tuple[list[str], list[int], list[int]]:
         """(texts, batch row of their image, 1 if true) of the ITM head's extra pairs: for partial_share of the

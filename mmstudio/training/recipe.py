@@ -241,8 +241,9 @@ def finish_model(task: Task, trained: Path, target: Path, data: dict, emit: Emit
                   measure={"valid": data["valid"], **({"heldout": heldout} if heldout else {})}, emit=emit)
     record = json.loads((target / RUN_RECORD).read_text()) if (target / RUN_RECORD).is_file() else {}
     record["attention"] = hints
-    if earlier_stage(record):
-        record["earlier_stage"] = earlier_stage(record)
+    earlier = earlier_stage(record)
+    if earlier:
+        record["earlier_stage"] = earlier
     if calibration:
         record["calibration"] = calibration
     write_json_atomic(target / RUN_RECORD, record)
