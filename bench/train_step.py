@@ -1,0 +1,92 @@
+"""One training step of the recipe's retrieval stage: the plain text passes against the cheaper ones (each
+image's cross-attention keys projected once, texts in groups of similar length: cross_passes.py).
+
+    python bench/train_step.py [--scenes N] [--steps S]
+
+Builds the stage's start model as the recipe does (from the built-in caption
+model), with the recipe's batch settings, on N generated Shapes World scenes,
+and times S steps of each kind of pass (forward, backward, gradient clipping,
+AdamW; bfloat16 autocast where the CPU runs it fast, as training does),
+alternately, after one warm-up step each. Prints seconds a step (median) and
+the ratio. Defaults: 1,024 scenes, 8 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenes", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=8)
+    args = p.parse_args()
+
+    import torch
+
+    from mmstudio.models.base import Task
+    from mmstudio.training.config import TrainConfig
+    from mmstudio.training.data import PixelStore
+    from mmstudio.training.objectives import Collator, ItmObjective
+    from mmstudio.training.recipe import Recipe
+    from mmstudio.training.run import _bf16_ok, build_start_model, prepare
+    from mmstudio.world import generate_dataset
+
+    recipe = Recipe()
+    bf16 = _bf16_ok(torch)
+    batch = recipe.batch_size
+    with tempfile.TemporaryDirectory(prefix="train-step-") as tmp:
+        data = Path(tmp) / "scenes"
+        generate_dataset(data, args.scenes, seed=5)
+        config = TrainConfig(task=Task.ITM, data=data, out=Path(tmp) / "out",
+                             base=str(ROOT / "resources" / "models" / "caption"), batch_size=batch, seed=1,
+                             grounding=True, order_share=recipe.itm_order_share,
+                             partial_share=recipe.itm_partial_share, partial_itc_weight=recipe.itm_partial_itc_weight)
+        job = prepare(config)
+        model, processor, _ = build_start_model(job)
+        vision = model.config.vision_config
+        collator = Collator(Task.ITM, job.dataset, PixelStore(job.dataset, processor.image_processor),
+                            processor.tokenizer, order_share=config.order_share, partial_share=config.partial_share,
+                            seed=1, grid_side=vision.image_size // vision.patch_size)
+        items = collator.items()
+        batches = [collator(items[i * batch:(i + 1) * batch]) for i in range(args.steps + 1)]
+    kinds = {}
+    for cheap in (False, True):
+        objective = ItmObjective(copy.deepcopy(model).train(), grounding=True,
+                                 partial_itc_weight=config.partial_itc_weight, cheap_passes=cheap)
+        kinds["cheaper" if cheap else "plain"] = (objective, torch.optim.AdamW(objective.parameters(), lr=1e-5))
+
+    def step(kind: str, inputs: dict) -> float:
+        objective, optimizer = kinds[kind]
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = objective(**inputs)["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        return time.perf_counter() - started
+
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for kind in kinds:
+        step(kind, batches[0])  # warm-up
+    for inputs in batches[1:]:
+        for kind in kinds:
+            times[kind].append(step(kind, inputs))
+    plain, cheaper = (statistics.median(times[kind]) for kind in ("plain", "cheaper"))
+    print(f"retrieval step, batch {batch}, bf16 {bf16}: plain passes {plain:.3f} s, "
+          f"cheaper passes {cheaper:.3f} s, ratio {plain / cheaper:.2f}")
+
+
+if __name__ == "__main__":
+    main()
