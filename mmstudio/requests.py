@@ -144,6 +144,7 @@ class SearchHit:
     score: float  # cosine similarity of the image and the query
     rank: int  # 1 = best
     match: float | None = None  # the matching head's probability that the query describes the image, if re-ranked
+    in_domain: float | None = None  # where the re-ranking model has an in-domain check (models/in_domain.py)
 
 
 @dataclass(frozen=True)
@@ -242,13 +243,16 @@ def _search(engine: Engine, request: SearchRequest, token: CancelToken, progress
     token.check()
     if request.like is not None:
         hits = engine.search_like(collection, request.like.load(), model=request.model, top_k=request.top_k)
-        return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank, h.match) for h in hits),
-                             collection.report, (), None)
+        return SearchOutcome(request, _search_hits(refs, hits), collection.report, (), None)
     hits = engine.search(collection, request.query, model=request.model, top_k=request.top_k, depth=request.depth,
                          cancel=token.check)
     unknown = engine.unknown_words(Task.ITM, [request.query], model=request.model)[0]
-    return SearchOutcome(request, tuple(SearchHit(refs[h.image], h.score, h.rank, h.match) for h in hits),
-                         collection.report, unknown, _known(engine, Task.ITM, request.model, unknown))
+    return SearchOutcome(request, _search_hits(refs, hits), collection.report, unknown,
+                         _known(engine, Task.ITM, request.model, unknown))
+
+
+def _search_hits(refs: dict, hits) -> tuple[SearchHit, ...]:
+    return tuple(SearchHit(refs[h.image], h.score, h.rank, h.match, h.in_domain) for h in hits)
 
 
 def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Progress | None) -> MapOutcome:

@@ -72,6 +72,7 @@ class Hit:
     score: float  # cosine similarity of the image and the query
     rank: int  # 1 = best
     match: float | None = None  # the matching head's probability that the query describes the image, if re-ranked
+    in_domain: float | None = None  # where re-ranked by a model with an in-domain check (models/in_domain.py)
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,11 @@ class EmbeddingIndex:
             # are worth every thread, unlike the query's one text.
             out = np.full(len(indices), -1.0)  # unreadable now: after every image read
             readable, images = [], []
+
+            def score() -> None:
+                out[readable], found = self.embedder.match_and_domain(images, query)
+                domain.update((int(local[slot]), value) for slot, value in zip(readable, found))
+
             for slot, i in enumerate(indices):
                 cancel()
                 item = collection.items[i]
@@ -263,15 +269,17 @@ class EmbeddingIndex:
                 except MMStudioError:
                     continue
                 if len(images) == 64:
-                    out[readable] = self.embedder.match_scores(images, query)
+                    score()
                     readable, images = [], []
             if images:
-                out[readable] = self.embedder.match_scores(images, query)
+                score()
             return out
 
+        domain: dict[int, float | None] = {}  # candidate -> in_domain, for those re-ranked
         order, probability = rerank(scores, match, depth)
         return [Hit(collection.names[rows[i]], float(scores[i]), rank,
-                    None if np.isnan(probability[i]) or probability[i] < 0 else float(probability[i]))
+                    None if np.isnan(probability[i]) or probability[i] < 0 else float(probability[i]),
+                    domain.get(int(i)))
                 for rank, i in enumerate(order[:max(0, int(top_k))], start=1)]
 
     def search_like(self, collection: Collection, image: Image.Image, top_k: int = 10) -> list[Hit]:

@@ -119,3 +119,29 @@ def test_the_chat_models_answers_show_the_banner_on_a_photo(qtbot, built_in, tmp
         qtbot.waitUntil(window.world_banner.isVisible, timeout=TIMEOUT)
     finally:
         window.client.stop()
+
+
+def test_a_search_hit_on_a_photo_says_it_is_outside_the_models_world(qtbot, built_in, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    window = make_window(qtbot, tmp_path, {Task.ITM: builtin_name(Task.ITM)})
+    try:
+        files = [tmp_path / "landscape.png"] + [tmp_path / f"scene{i}.png" for i in range(3)]
+        landscape(np.random.default_rng(5)).save(files[0])
+        for path, scene in zip(files[1:], generator_scenes(3, seed=4010)):
+            scene.save(path)
+        drop_files(window.gallery, files)
+        qtbot.waitUntil(lambda: len(window.gallery.refs()) == 4, timeout=TIMEOUT)
+        panel = window.search_panel
+        window.tabs.setCurrentWidget(panel)
+        panel.query.setText("a large green circle")
+        panel.search()
+        qtbot.waitUntil(lambda: not panel.pending and panel.results.count() == 4, timeout=TIMEOUT)
+        marked = [panel.results.item(row).text() for row in range(4) if "outside its world" in
+                  panel.results.item(row).text()]
+        assert len(marked) == 1 and "landscape.png" in marked[0]
+        photo_row = next(row for row in range(4) if "landscape.png" in panel.results.item(row).text())
+        assert "Not a Shapes World scene" in panel.results.item(photo_row).toolTip()
+        assert "1 of them is not Shapes World scenes" not in panel.status.text()
+        assert "not a Shapes World scene" in panel.status.text() and MODEL_MENU in panel.status.text()
+    finally:
+        window.client.stop()

@@ -7,6 +7,7 @@ which comes from in-domain scenes alone. UI screenshots are measured in test_gui
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmstudio.cli import main
 from mmstudio.engine import Engine
 from mmstudio.models.base import GenerationOptions, Task
 from mmstudio.models.in_domain import FILE, FLAG_BELOW, NOTE, InDomainCheck, out_of_world
@@ -134,6 +136,32 @@ def test_the_built_in_chat_model_flags_them_too_and_its_replies_carry_in_domain(
     answers = adapter.answer(photo, ["how many objects are there?", "what color is the star?"], generation=short)
     assert out_of_world(captions[0].in_domain) and not out_of_world(captions[1].in_domain)
     assert answers[0].in_domain == answers[1].in_domain == pytest.approx(captions[0].in_domain, rel=1e-5)
+
+
+def test_search_hits_say_which_pictures_are_out_of_the_built_in_models_world(tmp_path, monkeypatch, capsys):
+    """A landscape among scenes can rank high for "a large green circle" (72 % match once): the hit says
+    the match means little, from the re-ranking's own vision pass, in the engine's hits and in --json."""
+    _built_in("retrieval")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, scene in enumerate(generator_scenes(4, seed=4010)):
+        scene.save(folder / f"scene{i}.png")
+    landscape(np.random.default_rng(5)).save(folder / "landscape.png")
+    engine, model, query = Engine(), "builtin:retrieval", "a large green circle"
+    collection = engine.index([(str(p), p) for p in sorted(folder.glob("*.png"))], model=model)
+    hits = engine.search(collection, query, model=model, top_k=5)
+    assert all(hit.in_domain is not None for hit in hits)
+    assert {Path(hit.image).name for hit in hits if out_of_world(hit.in_domain)} == {"landscape.png"}
+    assert all(hit.in_domain is None for hit in engine.search(collection, query, model=model, top_k=5, depth=0))
+
+    assert main(["search", "--index", str(folder), "--json", query]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    flagged = [Path(r["image"]).name for r in records if r["in_domain"] < FLAG_BELOW]
+    assert flagged == ["landscape.png"] and len(records) == 5
+    assert main(["search", "--index", str(folder), query]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if "out of the world" in line] == [line for line in lines if "landscape.png" in line]
 
 
 @pytest.mark.slow

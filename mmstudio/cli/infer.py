@@ -215,7 +215,7 @@ OUT_OF_WORLD = ("not a Shapes World scene (in_domain {:.1g}): the built-in model
                 "ViLT, CLIP or SigLIP checkpoint")
 
 
-def _in_domain(value: float | None) -> float | None:
+def in_domain_json(value: float | None) -> float | None:
     """in_domain for JSON, to three significant digits: far out of the world it is 1e-30, not 0."""
     return None if value is None else float(f"{value:.3g}")
 
@@ -255,7 +255,7 @@ def run_caption(args) -> int:
             printer.error(name, item.error)
             continue
         record = {"image": name, "caption": result.caption, "tokens": list(result.tokens), "generation": settings}
-        record["in_domain"] = _in_domain(result.in_domain)
+        record["in_domain"] = in_domain_json(result.in_domain)
         if args.attention and result.attention is not None:
             record["grid"] = list(result.attention.grid)
             record["attention"] = _flat(result.attention.maps())
@@ -372,7 +372,7 @@ def run_ask(args) -> int:
             record = {"image": request.image, **request.where(), "question": result.question, "answer": result.answer,
                       "generation": settings(engine)}  # {}: a model that picks its answer from a list (ViLT)
             record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
-            record["in_domain"] = _in_domain(result.in_domain)
+            record["in_domain"] = in_domain_json(result.in_domain)
             if args.attention and result.question_attention is not None:
                 record["grid"] = list(result.question_attention.grid)
                 record["tokens"] = list(result.question_tokens)
@@ -402,7 +402,7 @@ def run_match(args) -> int:
             record = {"image": request.image, **request.where(), "text": result.text, "itm": round(result.itm, 6),
                       "itc": round(result.itc, 6)}
             record["unknown_words"] = list(result.unknown_words)  # scored as if they were not there
-            record["in_domain"] = _in_domain(result.in_domain)
+            record["in_domain"] = in_domain_json(result.in_domain)
             if args.attention and result.attention is not None:
                 record["grid"] = list(result.attention.grid)
                 record["attention"] = _flat(result.attention.maps())[0]
@@ -448,7 +448,7 @@ def run_labels(args) -> int:
         for label, result in ranked:
             record = {"image": request.image, "label": label, "probability": round(result.label_probability, 6)}
             record["unknown_words"] = list(result.unknown_words)
-            record["in_domain"] = _in_domain(result.in_domain)
+            record["in_domain"] = in_domain_json(result.in_domain)
             printer.record(record, f"  {result.label_probability:6.1%}  {label}{_note(result)}")
         _what_it_knows(engine, args, results, printer)
         printer.warn(request.image, results[0].in_domain)

@@ -8,7 +8,7 @@ import json
 import sys
 
 from mmstudio.cli.batch import BatchOutput
-from mmstudio.cli.infer import Printer, engine_for, out_flags
+from mmstudio.cli.infer import Printer, engine_for, in_domain_json, out_flags
 from mmstudio.cli.options import (
     load_flags,
     non_empty,
@@ -20,6 +20,7 @@ from mmstudio.engine import Engine
 from mmstudio.errors import MMStudioError
 from mmstudio.imaging import iter_image_files, load_image
 from mmstudio.models.base import Task
+from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
 from mmstudio.search import RERANK, Collection
 
@@ -41,7 +42,9 @@ def register(commands) -> None:
                         f"(default {RERANK}; 0: embeddings only)")
     p.add_argument("--json", action="store_true",
                    help='one JSON object per line: "image", "score", "rank", "match" (the matching head\'s '
-                        'probability, where re-ranked), "unknown_words" (of the query)')
+                        'probability, where re-ranked), "in_domain" (where re-ranked by a model that ships an '
+                        'in-domain check, as the built-in ones do: how likely the picture is from its world), '
+                        '"unknown_words" (of the query)')
     load_flags(p)
     p.set_defaults(run=run_search)
 
@@ -91,10 +94,13 @@ def run_search(args: argparse.Namespace) -> int:
         match = None if hit.match is None else round(hit.match, 6)
         if args.json:
             print(json.dumps({"image": hit.image, "score": round(hit.score, 6), "rank": hit.rank, "match": match,
-                              "unknown_words": list(unknown)}, ensure_ascii=False))
+                              "in_domain": in_domain_json(hit.in_domain), "unknown_words": list(unknown)},
+                             ensure_ascii=False))
         else:
             fits = "" if hit.match is None else f"  {hit.match:6.1%}"
-            print(f"{hit.rank:>3}  {hit.score:+.4f}{fits}  {hit.image}")
+            # A match on a picture from outside the model's world means little: said on the hit's own line.
+            flag = f"  (out of the world, in_domain {hit.in_domain:.1g})" if out_of_world(hit.in_domain) else ""
+            print(f"{hit.rank:>3}  {hit.score:+.4f}{fits}  {hit.image}{flag}")
     return 0
 
 

@@ -215,6 +215,10 @@ class Reranker(Protocol):
 
     def match_scores(self, images: Sequence[Image.Image], text: str) -> np.ndarray: ...  # (B,) ITM probability
 
+    # The same, with each image's in_domain (None: the model has no check) from the same vision pass.
+    def match_and_domain(self, images: Sequence[Image.Image], text: str
+                         ) -> tuple[np.ndarray, list[float | None]]: ...
+
 
 @dataclass
 class AdapterFactory:

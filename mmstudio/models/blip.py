@@ -463,11 +463,17 @@ class BlipAdapter(AdapterBase):
         return feats.float().cpu().numpy()
 
     def match_scores(self, images: Sequence[Image.Image], text: str, batch_size: int = 64) -> np.ndarray:
-        """(B,) ITM probability that `text` describes each image (search re-ranks with it)."""
+        """(B,) ITM probability that `text` describes each image."""
+        return self.match_and_domain(images, text, batch_size)[0]
+
+    def match_and_domain(self, images: Sequence[Image.Image], text: str, batch_size: int = 64
+                         ) -> tuple[np.ndarray, list[float | None]]:
+        """((B,) ITM probability that `text` describes each image, each image's in_domain): what search
+        re-ranks with, and whether the model's world is where the image comes from (one vision pass)."""
         self._require(Task.ITM)
         torch = self._torch
         enc = self._encode_texts([text], longest=128)
-        scores = []
+        scores, in_domain = [], []
         for start in range(0, len(images), batch_size):
             # Straight through the encoder: a search's images would only churn the vision cache.
             pixels = self.pixel_values(images[start:start + batch_size])
@@ -476,7 +482,8 @@ class BlipAdapter(AdapterBase):
                 rows = {k: v.expand(len(embeds), -1) for k, v in enc.items()}
                 logits = self._itm_logits(embeds, rows)
             scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
-        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+            in_domain += self.in_domain(embeds)
+        return (np.concatenate(scores) if scores else np.zeros(0, np.float32)), in_domain
 
     def _similar_lengths(self, enc, size: int = 16) -> list:
         """The texts in chunks of similar length, each padded only to its own longest: [(rows, chunk)].

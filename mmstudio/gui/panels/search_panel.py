@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from mmstudio.gui.qt_unknown_words import marked_html
+from mmstudio.gui.qt_world_banner import MODEL_MENU
 from mmstudio.gui.worker import OpenTickets
+from mmstudio.models.in_domain import out_of_world
 from mmstudio.models.words import not_understood
 from mmstudio.requests import ImageRef, SearchOutcome, SearchRequest
 
@@ -175,6 +177,13 @@ class SearchPanel(QWidget):
             text = f"{len(outcome.hits)} best of {report.images} images for “{query}”{html.escape(fresh)}."
         for note in report.notes:  # a damaged index rebuilt, or one that cannot be saved
             text += "<br>" + html.escape(note[:1].upper() + note[1:] + ".")
+        outside = sum(out_of_world(hit.in_domain) for hit in outcome.hits)
+        if outside:  # a built-in model's match on a photo or a screenshot is no evidence: say so once, here
+            text += "<br>" + html.escape(
+                ("1 of them is not a Shapes World scene" if outside == 1 else
+                 f"{outside} of them are not Shapes World scenes") + " (marked “outside its world”): the built-in "
+                "model knows only coloured shapes, so its match on them means little. "
+                f"For photos load another model: {MODEL_MENU}.")
         if outcome.unknown_words:  # ranked by the query without them: say so, and what the model knows
             text += "<br>" + html.escape(not_understood(outcome.unknown_words, outcome.known).capitalize())
         self._say(text, rich=True)
@@ -190,12 +199,19 @@ class SearchPanel(QWidget):
             name = f"{path.parent.name}/{path.name}" if path is not None else "pasted image"
             # A re-ranked hit shows the matching head's verdict, which a person can read; the cosine is a tooltip.
             score = f"{hit.match:.0%} match" if hit.match is not None else f"{hit.score:+.3f}"
+            outside = out_of_world(hit.in_domain)
+            if outside:
+                score += ", outside its world"
             item = QListWidgetItem(self._icon_of(hit.image.key), f"{hit.rank}. {score}\n{name}")
             item.setData(_KEY_ROLE, hit.image.key)
             where = str(path) if path is not None else hit.image.key
-            item.setToolTip(where if hit.match is None else
-                            f"{where}\nmatching head: {hit.match:.1%} that the text describes this image; "
-                            f"embedding similarity {hit.score:+.3f}")
+            tip = where if hit.match is None else (f"{where}\nmatching head: {hit.match:.1%} that the text describes "
+                                                   f"this image; embedding similarity {hit.score:+.3f}")
+            if outside:
+                tip += (f"\nNot a Shapes World scene (in_domain {hit.in_domain:.1e}): the built-in model's match "
+                        "on it means little")
+                item.setForeground(self.palette().placeholderText())
+            item.setToolTip(tip)
             self.results.addItem(item)
         self.results.blockSignals(False)
         self._shown += len(page)
