@@ -10,7 +10,10 @@ Texts are also run in groups of similar length, each padded only to its own long
 captions of 6 to 21 tokens with partial descriptions mostly of 5 to 9, about half of it padding. Padding is
 masked out of attention, so a text's output does not depend on it.
 
-Both only reorder work: tests/test_cross_passes.py checks the outputs against the plain pass.
+Both only reorder work: tests/test_cross_passes.py checks the outputs and gradients against the plain pass.
+Together they make a retrieval step 5-10 % quicker on a 2-core CPU (bench/train_step.py: 0.62-0.66 -> 0.59-0.60
+s, batch 64), either one alone about as much; small next to the step, whose time is mostly the vision pass and
+the fused text pass's own work, not the repeated rows.
 """
 
 from __future__ import annotations
