@@ -55,7 +55,7 @@ def test_search_prints_ranked_images_and_reindexes_nothing(capsys, family_models
             "a", "red", "circle"]
     code, rows, err = run(capsys, *argv)
     assert code == 0 and "5 encoded" in err
-    assert [sorted(r) for r in rows] == [["image", "match", "rank", "score", "unknown_words"]] * 3
+    assert [sorted(r) for r in rows] == [["image", "in_domain", "match", "rank", "score", "unknown_words"]] * 3
     assert [r["rank"] for r in rows] == [1, 2, 3]
     assert [r["match"] for r in rows] == [None] * 3  # CLIP has no matching head to re-rank with
     assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
