@@ -464,12 +464,16 @@ class BlipAdapter(AdapterBase):
 
     def match_scores(self, images: Sequence[Image.Image], text: str, batch_size: int = 64) -> np.ndarray:
         """(B,) ITM probability that `text` describes each image."""
-        return self.match_and_domain(images, text, batch_size)[0]
+        return self._match(images, text, batch_size, domain=False)[0]
 
     def match_and_domain(self, images: Sequence[Image.Image], text: str, batch_size: int = 64
                          ) -> tuple[np.ndarray, list[float | None]]:
         """((B,) ITM probability that `text` describes each image, each image's in_domain): what search
         re-ranks with, and whether the model's world is where the image comes from (one vision pass)."""
+        return self._match(images, text, batch_size, domain=True)
+
+    def _match(self, images: Sequence[Image.Image], text: str, batch_size: int, *, domain: bool
+               ) -> tuple[np.ndarray, list[float | None]]:
         self._require(Task.ITM)
         torch = self._torch
         enc = self._encode_texts([text], longest=128)
@@ -482,7 +486,8 @@ class BlipAdapter(AdapterBase):
                 rows = {k: v.expand(len(embeds), -1) for k, v in enc.items()}
                 logits = self._itm_logits(embeds, rows)
             scores.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
-            in_domain += self.in_domain(embeds)
+            if domain:  # evaluation's search figure re-ranks thousands of candidates and never asks
+                in_domain += self.in_domain(embeds)
         return (np.concatenate(scores) if scores else np.zeros(0, np.float32)), in_domain
 
     def _similar_lengths(self, enc, size: int = 16) -> list:
