@@ -72,8 +72,8 @@ class Recipe:
     vqa_images_per_batch: int = 32
     caption_refine_steps: int = 0  # a second, low-LR caption stage; off in the recipe as run so far
     # A second, low-LR retrieval stage from the first: yes/no 91.9 -> 93.1 %, one-object search 0.86 -> 0.89
-    # mAP (1,000 validation scenes, 2026-12-03) at 1,000 steps, 12 minutes here. 750 keep the recipe within
-    # its 90 minutes (88.6) for 0.4 points of yes/no and 0.008 mAP (resources/models/README.md).
+    # mAP (1,000 validation scenes, 2026-12-03) at 1,000 steps, 12 minutes here. 750 save 3 minutes for 0.4
+    # points of yes/no and 0.008 mAP; the recipe still takes 88-100 minutes here (resources/models/README.md).
     itm_refine_steps: int = 750
     caption_lr: float = 7e-4
     finetune_lr: float = 3e-4
