@@ -166,6 +166,32 @@ def test_lora_training_gives_a_plain_checkpoint(tmp_path, world):
     assert after.cls.predictions.decoder.weight.data_ptr() == after.bert.embeddings.word_embeddings.weight.data_ptr()
 
 
+def test_a_kept_vision_tower_leaves_the_base_image_features_as_they_were(tmp_path, world):
+    from safetensors.torch import load_file
+
+    base = train(tiny(Task.CAPTION, world, tmp_path / "base"), lambda e: None)
+    events = []
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", base=str(base), freeze_vision=True), events.append)
+    model_event = next(e for e in events if e["event"] == "model")
+    before, after = (load_file(str(f / "model.safetensors")) for f in (base, out))
+    vision = [k for k in after if k.startswith("vision_model.")]
+    assert vision and all(after[k].equal(before[k]) for k in vision)
+    assert sum(after[k].numel() for k in vision) == model_event["parameters"] - model_event["trainable"]
+    text = "text_encoder.encoder.layer.0.attention.self.query.weight"
+    assert not after[text].equal(before[text.replace("text_encoder", "text_decoder.bert")])
+    assert read_run_record(out)["config"]["freeze_vision"] is True
+
+
+@pytest.mark.parametrize("change, field", [(dict(base="scratch"), "freeze_vision"),
+                                           (dict(grounding=True), "grounding")])
+def test_a_kept_vision_tower_refuses_what_would_teach_it(tmp_path, world, change, field):
+    from mmstudio.errors import SettingsError
+
+    with pytest.raises(SettingsError) as info:
+        tiny(Task.ITM, world, tmp_path / "out", **{"base": "builtin", "freeze_vision": True, **change}).validate()
+    assert info.value.name == field
+
+
 def test_teach_from_corrections(tmp_path, world):
     from mmstudio.teach import add_correction
 

@@ -16,13 +16,13 @@ from mmstudio.training.config import TrainConfig
 def every_field_changed(folder: Path) -> TrainConfig:
     folder = Path(folder)
     return TrainConfig(
-        task=Task.VQA, data=folder / "data", out=folder / "out", base="scratch", steps=77, epochs=2.5,
+        task=Task.VQA, data=folder / "data", out=folder / "out", base=str(folder / "base"), steps=77, epochs=2.5,
         batch_size=6, learning_rate=0.0003, warmup_ratio=0.125, weight_decay=0.01, seed=1234, resume=True,
         eval_data=folder / "eval", eval_every=9, eval_samples=33, save_every=11, log_every=3, max_minutes=2.5,
         size="tiny", questions_per_image=2, negatives_per_image=3, order_share=0.25, partial_share=0.5,
         partial_itc_weight=0.75, rows=40,
-        pixel_cache=folder / "pixels", lora=True, lora_rank=4, threads=2, bf16=False, grounding=True,
-        allow_missing_weights=True,
+        pixel_cache=folder / "pixels", lora=True, lora_rank=4, threads=2, bf16=False, grounding=False,
+        allow_missing_weights=True, freeze_vision=True,
     )
 
 
@@ -39,7 +39,8 @@ def as_flags(config: TrainConfig) -> list[str]:
             "--negatives-per-image", str(c.negatives_per_image), "--order-share", str(c.order_share),
             "--partial-share", str(c.partial_share), "--partial-itc-weight", str(c.partial_itc_weight),
             "--rows", str(c.rows), "--pixel-cache", str(c.pixel_cache), "--lora", "--lora-rank", str(c.lora_rank),
-            "--threads", str(c.threads), "--no-bf16", "--grounding", "--allow-missing-weights"]
+            "--threads", str(c.threads), "--no-bf16", "--no-grounding", "--allow-missing-weights",
+            "--freeze-vision"]
 
 
 def changed_fields(config: TrainConfig) -> set[str]:

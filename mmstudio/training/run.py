@@ -35,14 +35,13 @@ from mmstudio.training.checkpoints import (
     set_aside,
     write_json_atomic,
 )
-from mmstudio.training.config import JOB_FILE, TrainConfig
+from mmstudio.training.config import JOB_FILE, SCRATCH, TrainConfig
 from mmstudio.training.data import Dataset, PixelStore, check_new_words, read_dataset
 from mmstudio.training.evaluate import evaluate_adapter
 from mmstudio.training.lora import apply_lora, load_adapter, merged_copy, save_adapter
 from mmstudio.world.vocab import EXTRA_COLORS, EXTRA_SHAPES, all_words
 
 Emit = Callable[[dict], None]
-SCRATCH = "scratch"
 
 
 # What a resumed run may not change: the model's shape (task, base, size, LoRA, grounding, its words), what the
@@ -51,7 +50,7 @@ SCRATCH = "scratch"
 # evaluation, logging, saving, time limits, threads and the data's rows may change.
 RESUME_FIXED = ("task", "base", "size", "lora", "lora_rank", "grounding", "words", "batch_size", "learning_rate",
                 "warmup_ratio", "weight_decay", "seed", "questions_per_image", "negatives_per_image", "order_share",
-                "partial_share", "partial_itc_weight")
+                "partial_share", "partial_itc_weight", "freeze_vision")
 
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
                    if f.default is not MISSING}
@@ -305,6 +304,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     if config.lora:
         words = processor.tokenizer.convert_tokens_to_ids(sorted(job.dataset.words()))
         model = apply_lora(model, config.task, config.lora_rank, token_ids=[*words, processor.tokenizer.sep_token_id])
+    if config.freeze_vision:
+        freeze_vision_tower(model)
     emit({"event": "model", "note": note, "parameters": sum(p.numel() for p in model.parameters()),
           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     pixels = PixelStore(job.dataset, processor.image_processor, cache=config.pixel_cache)
@@ -559,8 +560,17 @@ class _Evaluator:
         return total / max(1, count)
 
 
+def freeze_vision_tower(model) -> None:
+    """Keep every weight of the vision tower (LoRA adapters on it too) as loaded: the optimizer skips them."""
+    for name, parameter in model.named_parameters():
+        if "vision_model." in name:
+            parameter.requires_grad_(False)
+
+
 def _use_grounding(config: TrainConfig, dataset: Dataset) -> bool:
-    wanted = config.base == SCRATCH if config.grounding is None else config.grounding
+    # Its loss teaches the vision tower: on a kept tower it would only train a head that is thrown away.
+    auto = config.base == SCRATCH and not config.freeze_vision
+    wanted = auto if config.grounding is None else config.grounding
     if wanted and not dataset.has_objects():
         if config.grounding:
             raise DatasetError(f"{dataset.folder}: --grounding needs objects with boxes, width and height in every row")

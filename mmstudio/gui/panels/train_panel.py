@@ -212,6 +212,9 @@ class TrainPanel(QWidget):
         self.lora_rank = _spin(1, 1024, d.lora_rank, "Rank of the LoRA adapters (with LoRA on)")
         self.grounding = _tristate(d.grounding, "Auxiliary patch-label loss from object boxes "
                                                 "(auto: on when training from scratch on data with boxes)")
+        self.freeze_vision = QCheckBox("keep the vision tower as it is")
+        self.freeze_vision.setToolTip("Train the text side and heads only, on the base model's image features: "
+                                      "faster, and the model keeps seeing as its base did (not from scratch)")
         self.bf16 = _tristate(d.bf16, "bf16 mixed precision (auto: where the hardware runs it fast)")
         self.threads = _spin(0, 1024, 0, "CPU threads for torch")
         self.threads.setSpecialValueText("torch's default")
@@ -262,10 +265,10 @@ class TrainPanel(QWidget):
             (("Epochs", self.epochs), ("Warmup", self.warmup), ("Weight decay", self.weight_decay),
              ("Seed", self.seed), ("Scratch size", self.scratch_size), ("LoRA rank", self.lora_rank),
              ("Threads", self.threads)),
-            (("Grounding", self.grounding), ("bf16", self.bf16), ("Questions/image", self.questions),
-             ("Negatives/image", self.negatives), ("Order share", self.order_share),
-             ("Partial share", self.partial_share), ("Partial ITC", self.partial_itc), ("Rows", self.rows),
-             ("Time limit", self.max_minutes)),
+            (("Grounding", self.grounding), ("Vision", self.freeze_vision), ("bf16", self.bf16),
+             ("Questions/image", self.questions), ("Negatives/image", self.negatives),
+             ("Order share", self.order_share), ("Partial share", self.partial_share),
+             ("Partial ITC", self.partial_itc), ("Rows", self.rows), ("Time limit", self.max_minutes)),
             (("Eval samples", self.eval_samples), ("Save every", self.save_every), ("Log every", self.log_every),
              ("Pixel cache", _row(self.pixel_cache, cache_browse)), ("", self.resume), ("", self.allow_missing)),
         )
@@ -318,7 +321,8 @@ class TrainPanel(QWidget):
                            pixel_cache=Path(pixel_cache) if pixel_cache else None, lora=self.lora.isChecked(),
                            lora_rank=self.lora_rank.value(), threads=self.threads.value() or None,
                            bf16=self.bf16.currentData(), grounding=self.grounding.currentData(),
-                           allow_missing_weights=self.allow_missing.isChecked())
+                           allow_missing_weights=self.allow_missing.isChecked(),
+                           freeze_vision=self.freeze_vision.isChecked())
 
     def set_config(self, config: TrainConfig) -> None:
         """Show a config in the form (a loaded config file): `config()` then gives it back."""
@@ -360,6 +364,7 @@ class TrainPanel(QWidget):
         self.grounding.setCurrentIndex(self.grounding.findData(config.grounding) if config.grounding is not None
                                        else 0)
         self.allow_missing.setChecked(config.allow_missing_weights)
+        self.freeze_vision.setChecked(config.freeze_vision)
 
     def load_config_file(self, path: Path) -> TrainConfig | None:
         try:
