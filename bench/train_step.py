@@ -1,6 +1,6 @@
 """One training step of the recipe's retrieval stage: the plain text passes against the cheaper ones (each
 image's cross-attention keys projected once, texts in groups of similar length: cross_passes.py), and the
-cheaper ones with the vision tower kept as loaded (`--freeze-vision`: no vision backward, no grounding head).
+cheaper ones with the vision tower kept as loaded (`--vision-trainable-layers 0`: no vision backward, no grounding head).
 
     python bench/train_step.py [--scenes N] [--steps S] [--rounds R]
 
@@ -59,7 +59,7 @@ def main() -> None:
     from mmstudio.training.data import PixelStore
     from mmstudio.training.objectives import Collator, ItmObjective
     from mmstudio.training.recipe import Recipe
-    from mmstudio.training.run import _bf16_ok, build_start_model, freeze_vision_tower, prepare
+    from mmstudio.training.run import _bf16_ok, build_start_model, keep_vision_layers, prepare
     from mmstudio.world import generate_dataset
 
     recipe = Recipe()
@@ -76,7 +76,7 @@ def main() -> None:
         model, processor, _ = build_start_model(job)
         kept = args.kind == "kept-vision"
         if kept:
-            freeze_vision_tower(model)
+            keep_vision_layers(model, 0)
         vision = model.config.vision_config
         collator = Collator(Task.ITM, job.dataset, PixelStore(job.dataset, processor.image_processor),
                             processor.tokenizer, order_share=config.order_share, partial_share=config.partial_share,

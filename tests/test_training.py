@@ -166,29 +166,37 @@ def test_lora_training_gives_a_plain_checkpoint(tmp_path, world):
     assert after.cls.predictions.decoder.weight.data_ptr() == after.bert.embeddings.word_embeddings.weight.data_ptr()
 
 
-def test_a_kept_vision_tower_leaves_the_base_image_features_as_they_were(tmp_path, world):
+@pytest.mark.parametrize("trainable", [0, 1])
+def test_kept_vision_layers_stay_as_the_base_has_them(tmp_path, world, trainable):
     from safetensors.torch import load_file
 
     base = train(tiny(Task.CAPTION, world, tmp_path / "base"), lambda e: None)
     events = []
-    out = train(tiny(Task.ITM, world, tmp_path / "itm", base=str(base), freeze_vision=True), events.append)
+    out = train(tiny(Task.ITM, world, tmp_path / "itm", base=str(base), vision_trainable_layers=trainable),
+                events.append)
     model_event = next(e for e in events if e["event"] == "model")
     before, after = (load_file(str(f / "model.safetensors")) for f in (base, out))
     vision = [k for k in after if k.startswith("vision_model.")]
-    assert vision and all(after[k].equal(before[k]) for k in vision)
-    assert sum(after[k].numel() for k in vision) == model_event["parameters"] - model_event["trainable"]
+    # The tiny tower has two layers: with one trainable, the top one and the final norm learn.
+    learns = [k for k in vision if trainable and (k.startswith(("vision_model.encoder.layers.1.",
+                                                                "vision_model.post_layernorm.")))]
+    kept = [k for k in vision if k not in learns]
+    assert kept and all(after[k].equal(before[k]) for k in kept)
+    assert all(not after[k].equal(before[k]) for k in learns if k.endswith("weight"))
+    assert sum(after[k].numel() for k in kept) == model_event["parameters"] - model_event["trainable"]
     text = "text_encoder.encoder.layer.0.attention.self.query.weight"
     assert not after[text].equal(before[text.replace("text_encoder", "text_decoder.bert")])
-    assert read_run_record(out)["config"]["freeze_vision"] is True
+    assert read_run_record(out)["config"]["vision_trainable_layers"] == trainable
 
 
-@pytest.mark.parametrize("change, field", [(dict(base="scratch"), "freeze_vision"),
+@pytest.mark.parametrize("change, field", [(dict(base="scratch"), "vision_trainable_layers"),
                                            (dict(grounding=True), "grounding")])
 def test_a_kept_vision_tower_refuses_what_would_teach_it(tmp_path, world, change, field):
     from mmstudio.errors import SettingsError
 
+    config = tiny(Task.ITM, world, tmp_path / "out", **{"base": "builtin", "vision_trainable_layers": 0, **change})
     with pytest.raises(SettingsError) as info:
-        tiny(Task.ITM, world, tmp_path / "out", **{"base": "builtin", "freeze_vision": True, **change}).validate()
+        config.validate()
     assert info.value.name == field
 
 

@@ -22,7 +22,7 @@ def every_field_changed(folder: Path) -> TrainConfig:
         size="tiny", questions_per_image=2, negatives_per_image=3, order_share=0.25, partial_share=0.5,
         partial_itc_weight=0.75, rows=40,
         pixel_cache=folder / "pixels", lora=True, lora_rank=4, threads=2, bf16=False, grounding=False,
-        allow_missing_weights=True, freeze_vision=True,
+        allow_missing_weights=True, vision_trainable_layers=1,
     )
 
 
@@ -40,7 +40,7 @@ def as_flags(config: TrainConfig) -> list[str]:
             "--partial-share", str(c.partial_share), "--partial-itc-weight", str(c.partial_itc_weight),
             "--rows", str(c.rows), "--pixel-cache", str(c.pixel_cache), "--lora", "--lora-rank", str(c.lora_rank),
             "--threads", str(c.threads), "--no-bf16", "--no-grounding", "--allow-missing-weights",
-            "--freeze-vision"]
+            "--vision-trainable-layers", str(c.vision_trainable_layers)]
 
 
 def changed_fields(config: TrainConfig) -> set[str]:

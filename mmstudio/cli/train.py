@@ -92,8 +92,9 @@ def register(commands) -> None:
          help="bf16 mixed precision (default: where the hardware runs it fast: CUDA with bf16, CPUs with AMX)")
     flag("--grounding", action=argparse.BooleanOptionalAction,
          help="auxiliary patch-label loss from object boxes (default: on when training from scratch)")
-    flag("--freeze-vision", action=argparse.BooleanOptionalAction,
-         help="keep the base model's vision tower as it is and train the rest (faster; not from scratch)")
+    flag("--vision-trainable-layers", type=non_negative_int,
+         help="train only the vision tower's top N layers (0: keep the whole tower as the base has it); "
+              "default: all of it")
     p.add_argument("--progress", choices=("text", "json"), default="text",
                    help="json: one JSON object per line on stdout (for the app)")
     p.add_argument("--check", action="store_true", help="only validate the data and print the summary")

@@ -62,9 +62,10 @@ class TrainConfig(documents.Document):
     threads: int | None = None
     bf16: bool | None = None  # mixed precision; None: where the hardware runs it fast (CUDA bf16, CPU AMX)
     grounding: bool | None = None  # the patch-label head; None: on when training from scratch on data with boxes
-    # Keep the base's vision tower as it is and train the rest (LLaMA-Factory's freeze_vision_tower): a quarter
-    # less time a retrieval step here, and the image features stay those the base model was trained to see with.
-    freeze_vision: bool = False
+    # How many of the vision tower's top layers learn (with its final norm); the rest stay as the base has them
+    # (LLaMA-Factory's freeze_vision_tower and freeze_trainable_layers). None: the whole tower; 0: none of it.
+    # Less backward work a step, and the image features stay those the base model was trained to see with.
+    vision_trainable_layers: int | None = None
     allow_missing_weights: bool = False  # start from a --base that lacks weights its config asks for
 
     def validate(self) -> None:
@@ -80,12 +81,12 @@ class TrainConfig(documents.Document):
         if self.base is not None and not isinstance(self.base, str):
             raise SettingsError("base", f"must be a model name or folder, got {self.base!r}")
         documents.check_fields(self, _FIELD_CHECKS)
-        if self.freeze_vision and self.base == SCRATCH:
-            raise SettingsError("freeze_vision", "keeps the base's vision tower, and a model trained from scratch "
-                                                 "has none worth keeping: train it whole, or pick a base")
-        if self.freeze_vision and self.grounding:
-            raise SettingsError("grounding", "teaches the vision tower, which freeze_vision keeps as it is: "
-                                             "turn one of them off")
+        if self.vision_trainable_layers is not None and self.base == SCRATCH:
+            raise SettingsError("vision_trainable_layers", "keeps part of the base's vision tower, and a model "
+                                "trained from scratch has none worth keeping: train it whole, or pick a base")
+        if self.vision_trainable_layers == 0 and self.grounding:
+            raise SettingsError("grounding", "teaches the vision tower, which vision_trainable_layers 0 keeps as "
+                                             "it is: turn one of them off")
 
 
 
@@ -103,7 +104,7 @@ _FIELD_CHECKS = (
     ("rows", check.optional(check.positive_int)), ("lora", check.boolean), ("lora_rank", check.positive_int),
     ("threads", check.optional(check.positive_int)), ("bf16", check.optional_boolean),
     ("grounding", check.optional_boolean), ("allow_missing_weights", check.boolean),
-    ("freeze_vision", check.boolean),
+    ("vision_trainable_layers", check.optional(check.non_negative_int)),
 )
 
 

@@ -174,7 +174,7 @@ def _rows(metadata: Path) -> int:
 
 TRAINING_FIELDS = ("task", "base", "data", "steps", "batch_size", "learning_rate", "seed", "grounding", "size",
                    "lora", "questions_per_image", "negatives_per_image", "order_share", "partial_share",
-                   "partial_itc_weight", "rows", "freeze_vision",
+                   "partial_itc_weight", "rows", "vision_trainable_layers",
                    "warmup_ratio", "weight_decay")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -50,7 +51,7 @@ Emit = Callable[[dict], None]
 # evaluation, logging, saving, time limits, threads and the data's rows may change.
 RESUME_FIXED = ("task", "base", "size", "lora", "lora_rank", "grounding", "words", "batch_size", "learning_rate",
                 "warmup_ratio", "weight_decay", "seed", "questions_per_image", "negatives_per_image", "order_share",
-                "partial_share", "partial_itc_weight", "freeze_vision")
+                "partial_share", "partial_itc_weight", "vision_trainable_layers")
 
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)
                    if f.default is not MISSING}
@@ -304,8 +305,8 @@ def train(config: TrainConfig, emit: Emit = lambda event: None) -> Path:
     if config.lora:
         words = processor.tokenizer.convert_tokens_to_ids(sorted(job.dataset.words()))
         model = apply_lora(model, config.task, config.lora_rank, token_ids=[*words, processor.tokenizer.sep_token_id])
-    if config.freeze_vision:
-        freeze_vision_tower(model)
+    if config.vision_trainable_layers is not None:
+        keep_vision_layers(model, config.vision_trainable_layers)
     emit({"event": "model", "note": note, "parameters": sum(p.numel() for p in model.parameters()),
           "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
     pixels = PixelStore(job.dataset, processor.image_processor, cache=config.pixel_cache)
@@ -560,17 +561,23 @@ class _Evaluator:
         return total / max(1, count)
 
 
-def freeze_vision_tower(model) -> None:
-    """Keep every weight of the vision tower (LoRA adapters on it too) as loaded: the optimizer skips them."""
+def keep_vision_layers(model, trainable: int) -> None:
+    """Keep the vision tower's weights as loaded (LoRA adapters on them too) but for its top `trainable` layers
+    and its final norm: the optimizer skips the kept ones. As many as the tower has, or more: all learn."""
+    depth = model.config.vision_config.num_hidden_layers
+    if trainable >= depth:
+        return
     for name, parameter in model.named_parameters():
-        if "vision_model." in name:
+        if "vision_model." not in name:
+            continue
+        part = name.split("vision_model.", 1)[1]
+        layer = re.match(r"encoder\.layers\.(\d+)\.", part)
+        if not ((layer and int(layer[1]) >= depth - trainable) or (trainable and part.startswith("post_layernorm"))):
             parameter.requires_grad_(False)
 
 
 def _use_grounding(config: TrainConfig, dataset: Dataset) -> bool:
-    # Its loss teaches the vision tower: on a kept tower it would only train a head that is thrown away.
-    auto = config.base == SCRATCH and not config.freeze_vision
-    wanted = auto if config.grounding is None else config.grounding
+    wanted = config.base == SCRATCH if config.grounding is None else config.grounding
     if wanted and not dataset.has_objects():
         if config.grounding:
             raise DatasetError(f"{dataset.folder}: --grounding needs objects with boxes, width and height in every row")

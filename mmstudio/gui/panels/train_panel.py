@@ -212,9 +212,9 @@ class TrainPanel(QWidget):
         self.lora_rank = _spin(1, 1024, d.lora_rank, "Rank of the LoRA adapters (with LoRA on)")
         self.grounding = _tristate(d.grounding, "Auxiliary patch-label loss from object boxes "
                                                 "(auto: on when training from scratch on data with boxes)")
-        self.freeze_vision = QCheckBox("keep the vision tower as it is")
-        self.freeze_vision.setToolTip("Train the text side and heads only, on the base model's image features: "
-                                      "faster, and the model keeps seeing as its base did (not from scratch)")
+        self.vision_layers = _spin(-1, 1024, -1, "Top layers of the vision tower that learn; the rest stay as the "
+                                   "base has them (faster; the model keeps seeing as its base did; not from scratch)")
+        self.vision_layers.setSpecialValueText("all")
         self.bf16 = _tristate(d.bf16, "bf16 mixed precision (auto: where the hardware runs it fast)")
         self.threads = _spin(0, 1024, 0, "CPU threads for torch")
         self.threads.setSpecialValueText("torch's default")
@@ -265,7 +265,7 @@ class TrainPanel(QWidget):
             (("Epochs", self.epochs), ("Warmup", self.warmup), ("Weight decay", self.weight_decay),
              ("Seed", self.seed), ("Scratch size", self.scratch_size), ("LoRA rank", self.lora_rank),
              ("Threads", self.threads)),
-            (("Grounding", self.grounding), ("Vision", self.freeze_vision), ("bf16", self.bf16),
+            (("Grounding", self.grounding), ("Vision layers", self.vision_layers), ("bf16", self.bf16),
              ("Questions/image", self.questions), ("Negatives/image", self.negatives),
              ("Order share", self.order_share), ("Partial share", self.partial_share),
              ("Partial ITC", self.partial_itc), ("Rows", self.rows), ("Time limit", self.max_minutes)),
@@ -322,7 +322,8 @@ class TrainPanel(QWidget):
                            lora_rank=self.lora_rank.value(), threads=self.threads.value() or None,
                            bf16=self.bf16.currentData(), grounding=self.grounding.currentData(),
                            allow_missing_weights=self.allow_missing.isChecked(),
-                           freeze_vision=self.freeze_vision.isChecked())
+                           vision_trainable_layers=None if self.vision_layers.value() < 0
+                           else self.vision_layers.value())
 
     def set_config(self, config: TrainConfig) -> None:
         """Show a config in the form (a loaded config file): `config()` then gives it back."""
@@ -364,7 +365,7 @@ class TrainPanel(QWidget):
         self.grounding.setCurrentIndex(self.grounding.findData(config.grounding) if config.grounding is not None
                                        else 0)
         self.allow_missing.setChecked(config.allow_missing_weights)
-        self.freeze_vision.setChecked(config.freeze_vision)
+        self.vision_layers.setValue(-1 if config.vision_trainable_layers is None else config.vision_trainable_layers)
 
     def load_config_file(self, path: Path) -> TrainConfig | None:
         try:
