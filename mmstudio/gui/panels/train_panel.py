@@ -265,7 +265,7 @@ class TrainPanel(QWidget):
             (("Epochs", self.epochs), ("Warmup", self.warmup), ("Weight decay", self.weight_decay),
              ("Seed", self.seed), ("Scratch size", self.scratch_size), ("LoRA rank", self.lora_rank),
              ("Threads", self.threads)),
-            (("Grounding", self.grounding), ("Vision layers", self.vision_layers), ("bf16", self.bf16),
+            (("Grounding", self.grounding), ("Vision layers trained", self.vision_layers), ("bf16", self.bf16),
              ("Questions/image", self.questions), ("Negatives/image", self.negatives),
              ("Order share", self.order_share), ("Partial share", self.partial_share),
              ("Partial ITC", self.partial_itc), ("Rows", self.rows), ("Time limit", self.max_minutes)),
