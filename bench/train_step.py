@@ -1,6 +1,7 @@
 """One training step of the recipe's retrieval stage: the plain text passes against the cheaper ones (each
 image's cross-attention keys projected once, texts in groups of similar length: cross_passes.py), and the
-cheaper ones with the vision tower kept as loaded (`--vision-trainable-layers 0`: no vision backward, no grounding head).
+cheaper ones with the vision tower kept as loaded (`--vision-trainable-layers 0`: no vision backward, no
+grounding head).
 
     python bench/train_step.py [--scenes N] [--steps S] [--rounds R]
 
