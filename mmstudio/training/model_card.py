@@ -83,9 +83,10 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
     ]
     if parameters:
         lines.append(f"- {parameters / 1e6:.2f}M parameters")
-    rows = (record.get("config") or {}).get("rows")
+    settings = record.get("config") or {}
+    rows = settings.get("rows")
     subset = f" on the first {rows:,} of those scenes" if rows else ""
-    kept = (record.get("config") or {}).get("vision_trainable_layers")
+    kept = settings.get("vision_trainable_layers")
     if kept is not None:  # the rest of the tower is the base model's, as it was
         subset += f", only the top {kept} of the vision tower's layers trained" if kept else ", vision tower kept"
     lines += [

@@ -73,7 +73,7 @@ class Recipe:
     caption_refine_steps: int = 0  # a second, low-LR caption stage; off in the recipe as run so far
     # A second, low-LR retrieval stage from the first: yes/no 91.9 -> 93.1 %, one-object search 0.86 -> 0.89
     # mAP (1,000 validation scenes, 2026-12-03) at 1,000 steps, 12 minutes here. 750 save 3 minutes for 0.4
-    # points of yes/no and 0.008 mAP; the recipe still takes 88-100 minutes here (resources/models/README.md).
+    # points of yes/no and 0.008 mAP; the recipe then took 88-100 minutes here (resources/models/README.md).
     itm_refine_steps: int = 750
     # The retrieval stages train the top 2 of the caption model's 4 vision layers and keep the rest (grounding
     # head off): yes/no 92.0 -> 96.0 %, recall@1 93.3 -> 94.9 %, one-object mAP 0.91 -> 0.96, both stages 39.1 ->
@@ -113,13 +113,13 @@ def run_recipe(out: Path, work: Path, recipe: Recipe = Recipe(), emit: Emit = pr
     timings = {"data": time.monotonic() - started}
     reused: list[str] = []
 
-    def run(task: Task, base: str, steps: int, lr: float, batch: int, name: str | None = None, **extra) -> Path:
+    def run(task: Task, base: str, steps: int, lr: float, batch: int, name: str | None = None,
+            grounding: bool = True, **extra) -> Path:
         folder = work / (name or FOLDER[task])
         begin = time.monotonic()
-        extra.setdefault("grounding", True)
         config = TrainConfig(task=task, data=data["train"], out=folder, base=base, steps=steps, batch_size=batch,
                              learning_rate=lr, seed=TRAIN_SEED, save_every=max(steps // 4, 100), log_every=50,
-                             pixel_cache=work / "pixels", **extra)
+                             grounding=grounding, pixel_cache=work / "pixels", **extra)
         if reuse and same_training(read_run_record(folder), config):
             emit({"event": "reused", "task": task.value, "folder": str(folder)})
             reused.append(task.value)

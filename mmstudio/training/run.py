@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -564,16 +563,13 @@ class _Evaluator:
 def keep_vision_layers(model, trainable: int) -> None:
     """Keep the vision tower's weights as loaded (LoRA adapters on them too) but for its top `trainable` layers
     and its final norm: the optimizer skips the kept ones. As many as the tower has, or more: all learn."""
-    depth = model.config.vision_config.num_hidden_layers
-    if trainable >= depth:
+    vision = next(module for name, module in model.named_modules() if name.rsplit(".", 1)[-1] == "vision_model")
+    layers = vision.encoder.layers
+    if trainable >= len(layers):
         return
-    for name, parameter in model.named_parameters():
-        if "vision_model." not in name:
-            continue
-        part = name.split("vision_model.", 1)[1]
-        layer = re.match(r"encoder\.layers\.(\d+)\.", part)
-        if not ((layer and int(layer[1]) >= depth - trainable) or (trainable and part.startswith("post_layernorm"))):
-            parameter.requires_grad_(False)
+    kept = [vision.embeddings, *layers[:len(layers) - trainable]] + ([] if trainable else [vision.post_layernorm])
+    for module in kept:
+        module.requires_grad_(False)
 
 
 def _use_grounding(config: TrainConfig, dataset: Dataset) -> bool:
