@@ -276,6 +276,20 @@ def test_order_share_draws_reordered_captions_as_negatives(tmp_path, world):
             assert text != dataset.examples[i].text and sorted(text.split()) == sorted(dataset.examples[i].text.split())
 
 
+def test_pixel_array_built_on_threads_gives_the_processors_own_pixels(world):
+    """Training's pixels are the image processor's at inference, bit for bit, whichever thread read each image."""
+    import torch
+    from transformers import BlipImageProcessor
+
+    from mmstudio.training.data import PixelStore
+
+    dataset = read_dataset(world, Task.CAPTION)
+    processor = BlipImageProcessor(size={"height": 32, "width": 32})
+    batch = PixelStore(dataset, processor).batch(range(len(dataset.images)))
+    own = processor(images=[load_image(path) for path in dataset.images], return_tensors="pt")["pixel_values"]
+    assert batch.dtype == torch.float32 and torch.equal(batch, own)
+
+
 def test_pixel_cache_serves_the_same_pixels_and_notices_a_changed_image(tmp_path, world):
     from transformers import BlipImageProcessor
 

@@ -14,7 +14,7 @@ from mmstudio.world import (
     read_metadata,
     sample_scene,
 )
-from mmstudio.world.descriptions import parse
+from mmstudio.world.descriptions import parse, truth_table
 
 
 def _obj(shape, color, size, x):
@@ -85,3 +85,15 @@ def test_generated_rows_keep_v1_texts_and_add_one_absent_question(tmp_path):
         assert kinds.count("absent") == 1 and kinds[-1] == "absent"
     # v1's first questions of scene 0, seed 4 (drawn before the addition)
     assert rows[0]["questions"][0]["kind"] != "absent"
+
+
+def test_truth_table_answers_as_describes_does_pair_by_pair():
+    rng = np.random.default_rng(3)
+    scenes = [sample_scene(np.random.default_rng(seed)).objects for seed in range(40)]
+    texts = [caption(sample_scene(np.random.default_rng(seed))) for seed in range(40)]
+    texts += [partial_description(objects, rng) for objects in scenes]
+    texts += [miss for objects in scenes[:10] for miss in false_descriptions(objects, texts[0], rng)]
+    texts += ["a red circle and", "is this a photo?", ""]
+    table = truth_table(scenes, texts)
+    assert table == [[describes(objects, text) for text in texts] for objects in scenes]
+    assert 0 < sum(map(sum, table)) < len(scenes) * len(texts)

@@ -19,7 +19,7 @@ from mmstudio.models.base import Task
 from mmstudio.training.cross_passes import LENGTH_GROUPS, keys_once_per_image, length_groups
 from mmstudio.training.data import Dataset, Example, PixelStore
 from mmstudio.training.grounding import GroundingHead, patch_labels
-from mmstudio.world.descriptions import describes, false_descriptions, partial_description
+from mmstudio.world.descriptions import false_descriptions, partial_description, truth_table
 
 ITC_TEMPERATURE = 0.07  # BLIP's initial temperature; HF's retrieval head has no learned one to carry it
 # A caption's own scene against other scenes it is true of: 4 times the ITC target, a similarity margin of
@@ -297,7 +297,7 @@ class Collator:
 
     def _true_of(self, examples: list[Example], texts: list[str]):
         """(images x texts) whether each text is true of each example's image, by its objects."""
-        return torch.tensor([[describes(self.dataset.objects[e.image], text) for text in texts] for e in examples])
+        return torch.tensor(truth_table([self.dataset.objects[e.image] for e in examples], texts))
 
     def _partials(self, examples: list[Example]) -> tuple[list[str], list[int], list[int]]:
         """(texts, batch row of their image, 1 if true) of the ITM head's extra pairs: for partial_share of the

@@ -70,16 +70,34 @@ def parse(text: str) -> tuple[Phrase, ...] | None:
 
 def describes(objects: Sequence, text: str) -> bool:
     """Whether the description is true of a scene with these objects."""
+    return _true_of(_attributes(objects), text)
+
+
+def truth_table(scenes: Sequence[Sequence], texts: Sequence[str]) -> list[list[bool]]:
+    """describes(objects, text) for every scene (rows) and text (columns), each scene's objects ordered once:
+    a retrieval training batch asks it 12,000 times."""
+    return [[_true_of(attributes, text) for text in texts] for attributes in map(_attributes, scenes)]
+
+
+def _attributes(objects: Sequence) -> list[tuple[str, str, str]]:
+    return [(_get(o, "shape"), _get(o, "color"), _get(o, "size")) for o in left_to_right(objects)]
+
+
+def _true_of(attributes: list[tuple[str, str, str]], text: str) -> bool:
     phrases = parse(text)
-    if not phrases:
-        return False
+    return bool(phrases) and _names_in_order(attributes, phrases)
+
+
+def _names_in_order(attributes: list[tuple[str, str, str]], phrases: tuple[Phrase, ...]) -> bool:
     # Earliest-fit matching finds an in-order assignment whenever one exists.
     position = 0
-    ordered = left_to_right(objects)
     for p in phrases:
-        while position < len(ordered) and not p.fits(ordered[position]):
+        while position < len(attributes):
+            shape, color, size = attributes[position]
+            if shape == p.shape and p.color in (None, color) and p.size in (None, size):
+                break
             position += 1
-        if position == len(ordered):
+        if position == len(attributes):
             return False
         position += 1
     return True
@@ -124,8 +142,9 @@ def false_descriptions(objects: Sequence, text: str, rng: np.random.Generator, k
             swapped = list(phrases)
             swapped[i], swapped[j] = swapped[j], swapped[i]
             pools["order"].append(swapped)
+    attributes = _attributes(objects)
     misses = {kind: [t for t in dict.fromkeys(" and ".join(p.text() for p in c) for c in pool)
-                     if not describes(objects, t)] for kind, pool in pools.items()}
+                     if not _true_of(attributes, t)] for kind, pool in pools.items()}
     out: list[str] = []
     while len(out) < k:
         kinds = [kind for kind, pool in misses.items() if pool]
