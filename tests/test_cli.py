@@ -90,6 +90,14 @@ def test_ask_positional_and_jsonl(capsys, tiny_models, scene_files, tmp_path):
     assert len(lines[3]["attention"]) == len(lines[3]["tokens"])
 
 
+def test_a_blank_question_or_text_on_the_command_line_is_refused_as_in_a_file(capsys, tiny_models, scene_files):
+    code, lines, text = run(capsys, "ask", "--model", str(tiny_models[Task.VQA]), str(scene_files[0]), "  ")
+    assert code == 2 and not lines and "the question is blank" in text
+    code, lines, text = run(capsys, "match", "--model", str(tiny_models[Task.ITM]), str(scene_files[0]),
+                            "a small red circle", "")
+    assert code == 2 and not lines and "text 2 of 2 is blank" in text
+
+
 def test_match_json(capsys, tiny_models, scene_files, tmp_path):
     model = str(tiny_models[Task.ITM])
     code, lines, _ = run(capsys, "match", "--model", model, "--json", "--attention", str(scene_files[0]),

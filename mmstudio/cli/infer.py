@@ -289,6 +289,16 @@ def _requests(args, key: str, positional: list[str]) -> Iterator[Request]:
     if not args.image or not positional:
         raise MMStudioError(f"give an IMAGE and at least one {'question' if key == 'question' else 'text'}, "
                             "or --input FILE.jsonl")
+    what = "question" if key == "question" else "text"
+    for number, item in enumerate(positional, 1):
+        # As in an --input file: a blank one (an empty shell variable) is a mistake, not a text to score.
+        if not item.strip():
+            raise MMStudioError(f"{what} {number} of {len(positional)} is blank: give it in words"
+                                if len(positional) > 1 else f"the {what} is blank: give it in words")
+        try:
+            clean_text(item, what)
+        except RowProblem as exc:
+            raise MMStudioError(str(exc)) from None
     yield Request(image=args.image, items=list(positional))
 
 
