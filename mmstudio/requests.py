@@ -122,7 +122,8 @@ class CaptionOutcome:
 class AskOutcome:
     request: AskRequest
     result: AnswerResult
-    known: KnownWords | None = None  # what the model knows, when it did not understand the question
+    known: KnownWords | None = None  # what the model knows, when it did not understand the question or knows
+    #                                  no question of its form
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,8 @@ def execute(engine: Engine, request: Request, token: CancelToken | None = None,
                             stream=(lambda text: stream(0, text)) if stream else None,
                             stop=lambda: token.cancelled, history=request.history)[0]
         token.check()  # stopped mid-answer: what was written has been streamed; the request ends cancelled
-        return AskOutcome(request, result, _known(engine, Task.VQA, request.model, result.unknown_words))
+        return AskOutcome(request, result, _known(engine, Task.VQA, request.model,
+                                                  result.unknown_words or result.familiar is False))
     if isinstance(request, MatchRequest):
         results = engine.match(request.image.load(), list(request.texts), model=request.model,
                                attention=request.attention)
@@ -279,5 +281,6 @@ def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Prog
 
 
 def _known(engine: Engine, task: Task, model: str | None, unknown) -> KnownWords | None:
-    """What the model knows, only where a text had words it does not: nothing to carry otherwise."""
+    """What the model knows, only where a text had words it does not or a question's form is not one it learned:
+    nothing to carry otherwise."""
     return engine.known_words(task, model=model) if unknown else None

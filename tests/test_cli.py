@@ -71,7 +71,7 @@ def test_ask_positional_and_jsonl(capsys, tiny_models, scene_files, tmp_path):
                          "what color is the star?", "how many objects are there?")
     assert code == 0
     assert [line["question"] for line in lines] == ["what color is the star?", "how many objects are there?"]
-    fields = {"image", "question", "answer", "unknown_words", "in_domain", "generation"}
+    fields = {"image", "question", "answer", "unknown_words", "familiar_question", "in_domain", "generation"}
     assert all(set(line) == fields for line in lines)
 
     requests = tmp_path / "requests.jsonl"

@@ -46,6 +46,22 @@ def test_a_model_from_elsewhere_lists_only_the_unknown_words(capsys, scene_file,
     assert code == 0 and out.splitlines()[2] == "  not understood: this, photo, of, sunset"
 
 
+def test_a_question_of_a_form_the_model_never_learned_is_answered_with_a_caution(capsys, scene_file, tiny_models):
+    """In its words but not of the world's forms ("is there a star?" has no colour): answered, and said to be a
+    guess; punctuation and case are no new form. A model from elsewhere says nothing of forms (null)."""
+    questions = ("is there a star?", "What COLOR is the Star?!", "how many objects are there?")
+    for model in ("builtin:vqa", "builtin:chat"):
+        code, out, _ = run(capsys, "ask", "--json", "--model", model, scene_file, *questions)
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert code == 0 and [r["familiar_question"] for r in rows] == [False, True, True], model
+        assert all(r["answer"] for r in rows)
+    code, out, _ = run(capsys, "ask", scene_file, "is there a star?")
+    assert out.splitlines()[3].startswith("  (not a question of a form the model was trained on: the answer may be a "
+                                          "guess; it knows questions like “what color is the circle?”")
+    code, out, _ = run(capsys, "ask", "--json", "--model", str(tiny_models[Task.VQA]), scene_file, "is there a star?")
+    assert json.loads(out)["familiar_question"] is None
+
+
 def test_match_marks_each_text_and_says_once_what_the_model_knows(capsys, scene_file):
     code, out, _ = run(capsys, "match", "--json", scene_file, "a photo of a red circle", "a small red circle")
     rows = [json.loads(line) for line in out.splitlines()]

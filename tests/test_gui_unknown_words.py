@@ -115,3 +115,17 @@ def test_the_search_line_marks_the_words_the_query_was_ranked_without(qtbot, win
     status = panel.status.text()
     assert "<span" in status and ">sunset</span>" in status and "Not understood: sunset" in status
     assert panel.query.toolTip() == "not understood: sunset"
+
+
+def test_the_chat_answers_a_question_of_an_unlearned_form_with_a_caution(qtbot, window):
+    panel = window.ask_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.ask("is there a star?")
+    qtbot.waitUntil(lambda: not panel.pending, timeout=TIMEOUT)
+    text = panel.chat.toPlainText()
+    assert "where it looked" in text  # answered: the caution does not replace the answer
+    assert "Not a question of a form the model was trained on: the answer may be a guess; it knows questions like" \
+        in text
+    panel.ask("is there a red circle?")
+    qtbot.waitUntil(lambda: not panel.pending, timeout=TIMEOUT)
+    assert panel.chat.toPlainText().count("Not a question of a form") == 1

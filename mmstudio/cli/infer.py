@@ -34,7 +34,7 @@ from mmstudio.models.base import LoadOptions, Task
 from mmstudio.models.catalog import available_models
 from mmstudio.models.generation import DEFAULT_MAX_NEW_TOKENS, GenerationOptions
 from mmstudio.models.in_domain import out_of_world
-from mmstudio.models.words import not_understood
+from mmstudio.models.words import not_understood, unfamiliar
 from mmstudio.results_file import ResultsFile
 from mmstudio.training.data import RowProblem, clean_text, read_rows
 
@@ -382,6 +382,7 @@ def run_ask(args) -> int:
             record = {"image": request.image, **request.where(), "question": result.question, "answer": result.answer,
                       "generation": settings(engine)}  # {}: a model that picks its answer from a list (ViLT)
             record["unknown_words"] = list(result.unknown_words)  # with any, "answer" is "": nothing was guessed
+            record["familiar_question"] = result.familiar  # false: not a form the model learned, maybe a guess
             record["in_domain"] = in_domain_json(result.in_domain)
             if args.attention and result.question_attention is not None:
                 record["grid"] = list(result.question_attention.grid)
@@ -395,6 +396,8 @@ def run_ask(args) -> int:
                 record["answer_attention"] = _flat(result.answer_attention.maps())[0]
             reply = f"A: {result.answer}" if result.understood else \
                 not_understood(result.unknown_words, engine.known_words(Task.VQA, model=args.model))
+            if result.familiar is False:
+                reply += f"\n  ({unfamiliar(engine.known_words(Task.VQA, model=args.model))})"
             printer.record(record, f"{request.image}\n  Q: {result.question}\n  {reply}")
         printer.warn(request.image, results[0].in_domain if results else None)  # once an image: one vision pass
 

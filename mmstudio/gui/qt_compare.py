@@ -88,8 +88,10 @@ class CompareDialog(QDialog):
                 text.setText(f"{marked_html(self.question, result.unknown_words)}<br><span style='color:{COLOR}'>"
                              f"did not understand {html.escape(', '.join(result.unknown_words))}</span>")
                 return
+            caution = "<br><span style='color:#8a5a00'>not a form it learned: maybe a guess</span>" \
+                if result.familiar is False else ""
             text.setText(f"{html.escape(self.question)}<br><b style='font-size:13pt'>"
-                         f"{html.escape(result.answer)}</b>")
+                         f"{html.escape(result.answer)}</b>{caution}")
         else:
             best = max(outcome.results, key=lambda r: r.itm)
             if best.attention is not None:

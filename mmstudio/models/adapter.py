@@ -45,7 +45,7 @@ from mmstudio.models.generation import GenerationOptions, generation_config, use
 from mmstudio.models.in_domain import InDomainCheck
 from mmstudio.models.loading import ResolvedModel
 from mmstudio.models.vision_cache import VisionCache
-from mmstudio.models.words import known_words, unknown_words
+from mmstudio.models.words import familiar_question, known_words, unknown_words
 
 
 def count_parameters(model) -> int:
@@ -261,7 +261,9 @@ class AdapterBase:
         unknown = self.unknown_words(questions)
         read = [question for question, words in zip(questions, unknown) if not words]
         answers = iter(self.answer_questions(image, read, **options) if read else ())
-        return [AnswerResult(question=question, answer="", unknown_words=words) if words else next(answers)
+        known = self.known_words
+        return [AnswerResult(question=question, answer="", unknown_words=words) if words else
+                replace(next(answers), familiar=familiar_question(question, known))
                 for question, words in zip(questions, unknown)]
 
     def match(self, image: Image.Image, texts: Sequence[str], **options) -> list[MatchResult]:

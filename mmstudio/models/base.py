@@ -95,6 +95,9 @@ class AnswerResult:
     # Words the tokenizer does not know (models/words.py). With any, nothing is generated: the answer is "".
     unknown_words: tuple[str, ...] = ()
     in_domain: float | None = None  # see IN_DOMAIN below
+    # Whether the question has a form the model was trained on (models/words.familiar_question); False: the
+    # answer may be a guess. None: the model does not say (a hub model), or it did not read the question.
+    familiar: bool | None = None
 
     @property
     def understood(self) -> bool:

@@ -8,13 +8,15 @@ tokenizer (BERT's, CLIP's) rarely has such a word: an emoji, a character outside
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import unicodedata
 from pathlib import Path
 from typing import Sequence
 
 from mmstudio.models.base import KnownWords, Task
-from mmstudio.world.texts import CAPTION_FORM, QUESTION_FORMS
+from mmstudio.world.texts import CAPTION_FORM, DESCRIBE, QUESTION_FORMS
 from mmstudio.world.vocab import ABSENT_ANSWER, COLORS, EXTRA_COLORS, EXTRA_SHAPES, SHAPES, SIZES, all_words, plural
 
 # The trainer's record in a folder it wrote (training/checkpoints.RUN_RECORD; models know nothing of training).
@@ -66,12 +68,15 @@ def known_words(tokenizer, folder, tasks: frozenset[Task]) -> KnownWords | None:
     if not (Path(folder) / TRAINED_HERE).is_file() or len(tokenizer) > SMALL_VOCABULARY:
         return None
     special = set(tokenizer.all_special_tokens)
-    vocab = {w for w in tokenizer.get_vocab() if w not in special and not w.startswith("##") and is_word(w)}
+    # (a chat model's turn markers, <user> and <assistant>, are tokens no one types: not words)
+    vocab = {w for w in tokenizer.get_vocab() if w not in special and not w.startswith("##") and is_word(w)
+             and not re.fullmatch(r"<\w+>", w)}
     shapes = tuple(s for s in SHAPES if s in vocab)
     colors = tuple(c for c in COLORS if c in vocab)
     sizes = tuple(s for s in SIZES if s in vocab)
     extra = tuple(w for w in (*EXTRA_SHAPES, *EXTRA_COLORS) if w in vocab)
     world = set(all_words((*SHAPES, *EXTRA_SHAPES), (*COLORS, *EXTRA_COLORS))) | {ABSENT_ANSWER}
+    world |= set(_plain(DESCRIBE).split())  # the chat model's request for a caption
     forms = QUESTION_FORMS if Task.VQA in tasks else (CAPTION_FORM,) if Task.ITM in tasks else ()
     fill = {"shape": shapes, "shapes": tuple(plural(s) for s in shapes), "color": colors, "size": sizes}
     examples = [text for text in (_example(form, fill) for form in forms)
@@ -93,6 +98,41 @@ def _example(form: str, fill: dict[str, tuple[str, ...]]) -> str | None:
         return re.sub(r"\{(\w+)\}", word, form)
     except IndexError:
         return None
+
+
+def familiar_question(question: str, known: KnownWords | None) -> bool | None:
+    """Whether the question is one the model was trained on: a Shapes World form (QUESTION_FORMS) in its words,
+    punctuation and case aside. Another form in known words ("is there a star?") still gets an answer, as
+    confident as any and often a guess. None where the model does not say: not one of our small-vocabulary
+    models, or one that learned a user's own words (and with them, maybe forms of its own)."""
+    if known is None or known.other:
+        return None
+    return _plain(question) in _familiar(known)
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+@functools.lru_cache(maxsize=16)
+def _familiar(known: KnownWords) -> frozenset[str]:
+    """Every question of the world's forms in the model's words (a few hundred), and the chat model's request."""
+    shapes = known.shapes + tuple(w for w in known.extra if w in EXTRA_SHAPES)
+    colors = known.colors + tuple(w for w in known.extra if w in EXTRA_COLORS)
+    fill = {"shape": shapes, "shapes": tuple(plural(s) for s in shapes), "color": colors, "size": known.sizes}
+    texts = {_plain(DESCRIBE)}
+    for form in QUESTION_FORMS:
+        for words in itertools.product(*(fill[kind] for kind in re.findall(r"\{(\w+)\}", form))):
+            texts.add(_plain(re.sub(r"\{\w+\}", "{}", form).format(*words)))
+    return frozenset(texts)
+
+
+def unfamiliar(known: KnownWords | None) -> str:
+    """The caution under an answer to a question of another form than the model learned."""
+    line = "not a question of a form the model was trained on: the answer may be a guess"
+    if known is not None and known.examples:
+        line += "; it knows questions like " + ", ".join(f"“{e}”" for e in known.examples)
+    return line
 
 
 def not_understood(words: Sequence[str], known: KnownWords | None) -> str:

@@ -24,10 +24,11 @@ from mmstudio.storage import write_json_atomic
 from mmstudio.training.checkpoints import RUN_RECORD
 from mmstudio.training.data import PixelStore, read_dataset
 from mmstudio.training.run import _bf16_ok, cpu_bf16_ok
+from mmstudio.world.texts import DESCRIBE
 from mmstudio.world.vocab import ABSENT_ANSWER
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "<end>", "<image>", "<user>", "<assistant>")
-INSTRUCTION = "Describe this image."
+INSTRUCTION = DESCRIBE
 INSTRUCTION_WORDS = ("describe", "this", "image", ".")
 # One turn: <user>, the image (first turn only), the text, <end>; then <assistant>, the reply, <end>.
 CHAT_TEMPLATE = (

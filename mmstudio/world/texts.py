@@ -34,6 +34,8 @@ QUESTION_FORMS: tuple[str, ...] = (
     "what color is the leftmost object?",
     "what shape is the rightmost object?",
 )
+# What the chat model is asked for a caption (training/chat_model.py), beside the questions above.
+DESCRIBE = "Describe this image."
 # The form of a caption and of a partial description (docs/shapes-world-additions.md: size or colour may be left
 # out): every text a retrieval model was trained to score.
 CAPTION_FORM = "a {size} {color} {shape} and a {color} {shape} and a {size} {shape}"

@@ -12,7 +12,10 @@ from mmstudio.gui.qt_generation import GenerationBox
 from mmstudio.gui.qt_unknown_words import COLOR, marked_html, wave_underlines
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import AnswerResult, KnownWords
+from mmstudio.models.words import unfamiliar
 from mmstudio.requests import AskOutcome, AskRequest, ImageRef
+
+UNFAMILIAR_COLOR = "#8a5a00"  # a caution, not an error: the answer stands, maybe a guess
 
 
 @dataclass
@@ -21,7 +24,7 @@ class Turn:
     result: AnswerResult | None = None
     error: str | None = None
     request_id: int | None = None
-    known: KnownWords | None = None  # what the model knows, when it did not understand the question
+    known: KnownWords | None = None  # what the model knows, when it did not understand the question or its form
     partial: str = ""  # the answer so far, from a model that writes it token by token (a chat model)
 
 
@@ -218,6 +221,9 @@ class AskPanel(QWidget):
                 blocks.append(f"<p><b>Model:</b> <span style='font-size:14pt'>{answer}"
                               f"</span> &nbsp; <a href='answer:{i}'>where it looked</a>"
                               f" &nbsp; <a href='correct:{i}'>correct &amp; teach</a></p>")
+                if turn.result.familiar is False:
+                    caution = html.escape(unfamiliar(turn.known))
+                    blocks.append(f"<p style='color:{UNFAMILIAR_COLOR}'>{caution[:1].upper() + caution[1:]}.</p>")
         self._follow = True  # a new or growing turn: show it
         self.chat.setHtml("".join(blocks))
         wave_underlines(self.chat.document())
