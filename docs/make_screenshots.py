@@ -137,9 +137,10 @@ def drive_app(out: Path, all_out: Path, only: set[str]) -> int:
         pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))
     pump(1)
     grab_all("ask")
-    # What the models know: an object the scene lacks, and words outside the vocabulary.
+    # What the models know: an object the scene lacks, words outside the vocabulary, a form it never learned.
     absent = next(s for s in ("star", "triangle", "square", "circle") if s not in result.caption)
-    for question in (f"what color is the {absent}?", "is this a photo of a sunset?"):
+    present = next(s for s in ("star", "triangle", "square", "circle") if s in result.caption)
+    for question in (f"what color is the {absent}?", "is this a photo of a sunset?", f"is there a {present}?"):
         window.ask_panel.input.setPlainText(question)
         window.ask_panel.send()
         pump(60, lambda: all(t.result or t.error for t in window.ask_panel.history.get(key, [])))
