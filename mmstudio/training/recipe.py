@@ -73,7 +73,7 @@ class Recipe:
     caption_refine_steps: int = 0  # a second, low-LR caption stage; off in the recipe as run so far
     # A second, low-LR retrieval stage from the first: yes/no 91.9 -> 93.1 %, one-object search 0.86 -> 0.89
     # mAP (1,000 validation scenes, 2026-12-03) at 1,000 steps, 12 minutes here. 750 save 3 minutes for 0.4
-    # points of yes/no and 0.008 mAP; the recipe takes 83-100 minutes here (resources/models/README.md).
+    # points of yes/no and 0.008 mAP; the recipe takes 81-100 minutes here, by host (resources/models/README.md).
     itm_refine_steps: int = 750
     # The retrieval stages train the top 2 of the caption model's 4 vision layers and keep the rest (grounding
     # head off): yes/no 92.0 -> 96.0 %, recall@1 93.3 -> 94.9 %, one-object mAP 0.91 -> 0.96, both stages 39.1 ->
