@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QDialog, QGridLayout, QLabel
 
 from mmstudio.attention import first_content_token
 from mmstudio.gui.qt_image_view import pil_to_qimage
-from mmstudio.gui.qt_unknown_words import COLOR, marked_html
+from mmstudio.gui.qt_unknown_words import CAUTION_COLOR, COLOR, marked_html
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import Task
 from mmstudio.overlay import blend
@@ -88,7 +88,7 @@ class CompareDialog(QDialog):
                 text.setText(f"{marked_html(self.question, result.unknown_words)}<br><span style='color:{COLOR}'>"
                              f"did not understand {html.escape(', '.join(result.unknown_words))}</span>")
                 return
-            caution = "<br><span style='color:#8a5a00'>not a form it learned: maybe a guess</span>" \
+            caution = f"<br><span style='color:{CAUTION_COLOR}'>not a form it learned: maybe a guess</span>" \
                 if result.familiar is False else ""
             text.setText(f"{html.escape(self.question)}<br><b style='font-size:13pt'>"
                          f"{html.escape(result.answer)}</b>{caution}")

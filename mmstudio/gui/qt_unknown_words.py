@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleO
 from mmstudio.models.words import not_understood
 
 COLOR = "#c62828"
+CAUTION_COLOR = "#8a5a00"  # an answer of a question form the model never learned: it stands, maybe a guess
 # The tooltip is also how `wave_underlines` finds the marks again: Qt's HTML cannot ask for a wavy line.
 TIP = "Not in the model's vocabulary: the model did not read this word"
 # Where an item view's item keeps its marked HTML (the Match table's UserRole holds the plain text).

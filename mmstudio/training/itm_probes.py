@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from mmstudio.search import RERANK, rerank
-from mmstudio.world.descriptions import describes, false_descriptions, partial_description
+from mmstudio.world.descriptions import false_descriptions, partial_description, truth_table
 from mmstudio.world.vocab import COLORS, SHAPES, SIZES
 
 PARTIALS = 2
@@ -65,9 +65,10 @@ def search_map(image_features: np.ndarray, text_features: np.ndarray, objects: l
     with `match(text, indices)` (the ITM probabilities of those scenes) its best `depth` re-ranked by it, as
     search does."""
     scores = text_features @ image_features.T
+    truth = np.array(truth_table(objects, queries), dtype=bool).reshape(len(objects), len(queries))
     per_query = {}
     for q, text in enumerate(queries):
-        relevant = np.array([describes(objs, text) for objs in objects])
+        relevant = truth[:, q]
         if not relevant.any():
             continue
         ranking = scores[q]

@@ -32,9 +32,10 @@ class Phrase:
     def text(self) -> str:
         return " ".join(w for w in ("a", self.size, self.color, self.shape) if w)
 
-    def fits(self, obj) -> bool:
-        return (_get(obj, "shape") == self.shape and self.color in (None, _get(obj, "color"))
-                and self.size in (None, _get(obj, "size")))
+    def fits(self, attributes: tuple[str, str, str]) -> bool:
+        """Whether it names an object of these (shape, color, size)."""
+        shape, color, size = attributes
+        return shape == self.shape and self.color in (None, color) and self.size in (None, size)
 
 
 def _get(obj, key: str):
@@ -92,10 +93,7 @@ def _names_in_order(attributes: list[tuple[str, str, str]], phrases: tuple[Phras
     # Earliest-fit matching finds an in-order assignment whenever one exists.
     position = 0
     for p in phrases:
-        while position < len(attributes):
-            shape, color, size = attributes[position]
-            if shape == p.shape and p.color in (None, color) and p.size in (None, size):
-                break
+        while position < len(attributes) and not p.fits(attributes[position]):
             position += 1
         if position == len(attributes):
             return False

@@ -9,13 +9,11 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from mmstudio.gui.qt_generation import GenerationBox
-from mmstudio.gui.qt_unknown_words import COLOR, marked_html, wave_underlines
+from mmstudio.gui.qt_unknown_words import CAUTION_COLOR, COLOR, marked_html, wave_underlines
 from mmstudio.gui.worker import OpenTickets
 from mmstudio.models.base import AnswerResult, KnownWords
 from mmstudio.models.words import unfamiliar
 from mmstudio.requests import AskOutcome, AskRequest, ImageRef
-
-UNFAMILIAR_COLOR = "#8a5a00"  # a caution, not an error: the answer stands, maybe a guess
 
 
 @dataclass
@@ -223,7 +221,7 @@ class AskPanel(QWidget):
                               f" &nbsp; <a href='correct:{i}'>correct &amp; teach</a></p>")
                 if turn.result.familiar is False:
                     caution = html.escape(unfamiliar(turn.known))
-                    blocks.append(f"<p style='color:{UNFAMILIAR_COLOR}'>{caution[:1].upper() + caution[1:]}.</p>")
+                    blocks.append(f"<p style='color:{CAUTION_COLOR}'>{caution[:1].upper() + caution[1:]}.</p>")
         self._follow = True  # a new or growing turn: show it
         self.chat.setHtml("".join(blocks))
         wave_underlines(self.chat.document())
