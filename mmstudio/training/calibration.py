@@ -23,11 +23,11 @@ from mmstudio.training.itm_probes import decision_texts
 HEAD_BIAS = "itm_head.bias"
 
 
-def _margins(adapter, data: Path) -> tuple[np.ndarray, np.ndarray]:
+def _margins(adapter, data: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logit margins (match minus no-match) of true texts and of false ones: captions and their hard
     negatives, and where the data has objects, partial descriptions and their near misses (as measured)."""
     positives, negatives = [], []
-    for i, row in enumerate(scene_rows(data, Task.ITM)):
+    for i, row in enumerate(scene_rows(data, Task.ITM, limit)):
         texts = decision_texts(row, i)
         if len(texts) < 2:
             continue

@@ -11,7 +11,7 @@ from mmstudio.engine import Engine
 from mmstudio.models.base import Task
 from mmstudio.storage import write_json_atomic
 from mmstudio.training.checkpoints import RUN_RECORD, publish_half
-from mmstudio.training.evaluate import evaluate_adapter, pick_default_layer
+from mmstudio.training.evaluate import LAYER_SCENES, evaluate_adapter, pick_default_layer
 from mmstudio.training.in_domain_fit import CALIBRATION_SCENES, FIT_SCENES, fit_in_domain
 from mmstudio.training.model_card import NAMES, in_domain_section
 
@@ -25,7 +25,7 @@ def finish_chat(trained: Path, target: Path, data: dict, emit: Emit, *, heldout:
     measure it, write its card."""
     publish_half(trained, target)
     adapter = Engine().adapter(Task.CAPTION, str(target))
-    selection = evaluate_adapter(adapter, data["select"], attention=True, task=Task.CAPTION)
+    selection = evaluate_adapter(adapter, data["select"], limit=LAYER_SCENES, attention=True, task=Task.CAPTION)
     layer = pick_default_layer(selection)
     chosen = layer if layer == "mean" else int(layer)
     emit({"event": "layer-choice", "task": "chat", "pointing_by_layer": selection.pointing_by_layer,

@@ -297,6 +297,10 @@ def _itm(adapter, rows, *, attention, batch_size, progress) -> EvalReport:
     return report
 
 
+# The selection scenes that pick a model's attention layer: the first of its set (more calibrate the ITM head).
+LAYER_SCENES = 300
+
+
 def pick_default_layer(report: EvalReport) -> str:
     """The layer with the best pointing accuracy ("mean" wins ties: it is the steadier choice)."""
     if not report.pointing_by_layer:
