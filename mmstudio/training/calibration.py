@@ -75,4 +75,5 @@ def calibrate_itm(folder: Path, data: Path) -> dict:
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(staging), metadata={"format": "pt"})
     staging.replace(file)
     return {"margin_shift": round(-cut, 4), "selection_accuracy_before": round(before, 4),
-            "selection_accuracy_after": round(after, 4), "pairs": int(len(positives) + len(negatives))}
+            "selection_accuracy_after": round(after, 4), "pairs": int(len(positives) + len(negatives)),
+            "scenes": len(scene_rows(data, Task.ITM))}

@@ -119,7 +119,7 @@ def write_chat_card(folder: Path, record: dict, *, recipe_command: str) -> Path:
         "",
         *[f"- layer {k}: {v:.2%}" for k, v in caption.get("pointing_by_layer", {}).items()],
         "",
-        f"Default layer for maps (chosen on a separate 300-scene selection set): "
+        f"Default layer for maps (chosen on {LAYER_SCENES} separate selection scenes): "
         f"`{record.get('attention', {}).get('caption_layer', 'mean')}`.",
     ]
     if "heldout" in record:

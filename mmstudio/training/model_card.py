@@ -9,6 +9,7 @@ from mmstudio.models.base import Task
 from mmstudio.models.in_domain import NOTE
 from mmstudio.search import RERANK
 from mmstudio.training.checkpoints import read_run_record
+from mmstudio.training.evaluate import LAYER_SCENES
 
 WHAT = {
     Task.CAPTION: ("caption", "BlipForConditionalGeneration", "Captions a Shapes World scene left to right."),
@@ -113,14 +114,14 @@ def write_model_card(folder: Path, task: Task, record: dict, *, recipe_command: 
         c = record["calibration"]
         lines += ["", f"The ITM head's bias was shifted by {c['margin_shift']:+.2f} logits so that probability 0.5 "
                       "is the cut that best separates true texts (captions, partial descriptions) from their hard "
-                      "negatives and near misses on the 300-scene selection "
-                      f"set ({c['selection_accuracy_before']:.2%} before, {c['selection_accuracy_after']:.2%} after "
-                      "on that set); rankings and ITC are unchanged."]
+                      f"negatives and near misses on the {c.get('scenes', 300):,} selection "
+                      f"scenes ({c['selection_accuracy_before']:.2%} before, {c['selection_accuracy_after']:.2%} after "
+                      "on them); rankings and ITC are unchanged."]
     if validation.get("pointing_by_layer"):
         lines += ["", "Pointing accuracy (spec: the map's highest cell lies in the object's box grown by one "
                       "patch) by cross-attention layer, mean over heads:", ""]
         lines += [f"- layer {k}: {v:.2%}" for k, v in validation["pointing_by_layer"].items()]
-        lines += ["", f"Default layer for maps (chosen on a separate 300-scene selection set): "
+        lines += ["", f"Default layer for maps (chosen on {LAYER_SCENES} separate selection scenes): "
                       f"`{validation.get('default_layer')}`."]
     if heldout:
         lines += ["", f"## Measured on {heldout.get('count', '?')} held-out scenes from an independent renderer "
