@@ -280,7 +280,7 @@ def _map(engine: Engine, request: MapRequest, token: CancelToken, progress: Prog
                       tuple(unknown), **kept)
 
 
-def _known(engine: Engine, task: Task, model: str | None, unknown) -> KnownWords | None:
+def _known(engine: Engine, task: Task, model: str | None, wanted) -> KnownWords | None:
     """What the model knows, only where a text had words it does not or a question's form is not one it learned:
     nothing to carry otherwise."""
-    return engine.known_words(task, model=model) if unknown else None
+    return engine.known_words(task, model=model) if wanted else None

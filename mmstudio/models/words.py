@@ -78,10 +78,15 @@ def known_words(tokenizer, folder, tasks: frozenset[Task]) -> KnownWords | None:
     world = set(all_words((*SHAPES, *EXTRA_SHAPES), (*COLORS, *EXTRA_COLORS))) | {ABSENT_ANSWER}
     world |= set(_plain(DESCRIBE).split())  # the chat model's request for a caption
     forms = QUESTION_FORMS if Task.VQA in tasks else (CAPTION_FORM,) if Task.ITM in tasks else ()
-    fill = {"shape": shapes, "shapes": tuple(plural(s) for s in shapes), "color": colors, "size": sizes}
+    fill = _fill(shapes, colors, sizes)
     examples = [text for text in (_example(form, fill) for form in forms)
                 if text is not None and all(w in vocab for w in re.findall(r"\w+", text))]
     return KnownWords(shapes, colors, sizes, extra, tuple(sorted(vocab - world)), tuple(examples))
+
+
+def _fill(shapes: tuple[str, ...], colors: tuple[str, ...], sizes: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The words each {kind} of a text form may take."""
+    return {"shape": shapes, "shapes": tuple(plural(s) for s in shapes), "color": colors, "size": sizes}
 
 
 def _example(form: str, fill: dict[str, tuple[str, ...]]) -> str | None:
@@ -119,7 +124,7 @@ def _familiar(known: KnownWords) -> frozenset[str]:
     """Every question of the world's forms in the model's words (a few hundred), and the chat model's request."""
     shapes = known.shapes + tuple(w for w in known.extra if w in EXTRA_SHAPES)
     colors = known.colors + tuple(w for w in known.extra if w in EXTRA_COLORS)
-    fill = {"shape": shapes, "shapes": tuple(plural(s) for s in shapes), "color": colors, "size": known.sizes}
+    fill = _fill(shapes, colors, known.sizes)
     texts = {_plain(DESCRIBE)}
     for form in QUESTION_FORMS:
         for words in itertools.product(*(fill[kind] for kind in re.findall(r"\{(\w+)\}", form))):

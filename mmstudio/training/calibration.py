@@ -26,8 +26,12 @@ HEAD_BIAS = "itm_head.bias"
 def _margins(adapter, data: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Logit margins (match minus no-match) of true texts and of false ones: captions and their hard
     negatives, and where the data has objects, partial descriptions and their near misses (as measured)."""
+    return _row_margins(adapter, scene_rows(data, Task.ITM, limit))
+
+
+def _row_margins(adapter, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     positives, negatives = [], []
-    for i, row in enumerate(scene_rows(data, Task.ITM, limit)):
+    for i, row in enumerate(rows):
         texts = decision_texts(row, i)
         if len(texts) < 2:
             continue
@@ -62,7 +66,8 @@ def calibrate_itm(folder: Path, data: Path) -> dict:
     from safetensors.torch import load_file, save_file
 
     adapter = Engine().adapter(Task.ITM, str(folder))
-    positives, negatives = _margins(adapter, data)
+    rows = scene_rows(data, Task.ITM)
+    positives, negatives = _row_margins(adapter, rows)
     before = float(((positives > 0).sum() + (negatives < 0).sum()) / (len(positives) + len(negatives)))
     cut, after = best_threshold(positives, negatives)
     file = Path(folder) / "model.safetensors"
@@ -76,4 +81,4 @@ def calibrate_itm(folder: Path, data: Path) -> dict:
     staging.replace(file)
     return {"margin_shift": round(-cut, 4), "selection_accuracy_before": round(before, 4),
             "selection_accuracy_after": round(after, 4), "pairs": int(len(positives) + len(negatives)),
-            "scenes": len(scene_rows(data, Task.ITM))}
+            "scenes": len(rows)}
